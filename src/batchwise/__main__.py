@@ -1,0 +1,72 @@
+"""Command line for the per-job steps: `python -m batchwise prepare|train|check ...`.
+
+Kept light: each subcommand imports only what it needs (no torch to prepare MNIST, no
+torchvision for an MLP cell, no matplotlib in training), because a sweep starts hundreds of these.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    from . import data
+
+    data.prepare(args.dataset, Path(args.out), data_dir=Path(args.data_dir), download=args.download,
+                 synthetic=args.synthetic, strict=args.strict,
+                 colour_cache=Path(args.colour_cache) if args.colour_cache else None)
+
+
+def _train(args: argparse.Namespace) -> None:
+    from . import train
+
+    spec = json.loads(args.spec)
+    log = lambda line: print(f"[{spec['study']}/{spec['cell']}] {line}", flush=True)  # noqa: E731
+    log(f"start: {spec['model']} on {spec['dataset']}, params {json.dumps(spec['params'])}")
+    metrics = train.run_cell(spec, Path(args.data), Path(args.out), log)
+    log(f"done: status {metrics['status']}")
+
+
+def _check(args: argparse.Namespace) -> None:
+    from . import config
+
+    cfg = config.load(args.configfile)
+    print(f"{args.configfile}: OK, {len(config.cells(cfg))} training cells in {len(cfg['studies'])} studies")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; errors the user can fix are printed as one line and exit with status 1."""
+    parser = argparse.ArgumentParser(prog="python -m batchwise")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("prepare", help="obtain a data set and write its compact cache")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--colour-cache")
+    for flag in ("download", "synthetic", "strict"):
+        p.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction, default=False)
+    p.set_defaults(func=_prepare)
+    t = sub.add_parser("train", help="train one cell")
+    t.add_argument("--spec", required=True, help="the cell's resolved spec, as JSON")
+    t.add_argument("--data", required=True, help="the data set's cache (.npz)")
+    t.add_argument("--out", required=True, help="the cell's results folder")
+    t.set_defaults(func=_train)
+    c = sub.add_parser("check", help="validate a config file")
+    c.add_argument("configfile")
+    c.set_defaults(func=_check)
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, RuntimeError, OSError) as exc:
+        name = type(exc).__name__
+        if name not in ("ConfigError", "DataError", "TrainingError"):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""Load and check the study configuration, and expand each study's grid into cells.
+
+A *study* is a dataset, a model, fixed `params`, a `grid` (cartesian product of lists) and `seeds`.
+A *cell* is one point of the grid with one seed: one training run, one job, one folder
+`results/<study>/<cell>/`. Cell ids are readable slugs such as `bn=true_lr=0.1_seed=0`.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+# Values every run gets unless the study sets them.
+DEFAULT_PARAMS: dict[str, Any] = {
+    "epochs": 1,
+    "batch_size": 64,
+    "lr": 0.01,
+    "momentum": 0.0,
+    "weight_decay": 0.0,
+    "init": "default",
+    "target_acc": None,
+    "train_subset": None,
+    "test_subset": None,
+    "eval_batch_size": 2000,
+}
+# Parameters that only some models take.
+MODEL_PARAMS: dict[str, dict[str, Any]] = {
+    "mnist_cnn": {},
+    "mlp": {"bn": False},
+    "cnn2": {"bn": False},
+    "lenet5": {},
+    "mobilenet_v2": {"pretrained": False},
+}
+# Training-set sizes, to reject a batch larger than the data before any job starts.
+TRAIN_SIZES = {"mnist": 60000, "cifar10": 50000, "cifar10_grey": 50000}
+SYNTHETIC_TRAIN_SIZE = 1200  # must match data.SYNTHETIC_SIZES' training count
+
+# Columns of the runs table that figures and claims may name.
+METRICS = (
+    "final_test_acc", "final_test_loss", "final_train_acc", "final_train_loss", "best_test_acc",
+    "first_epoch_train_loss", "generalisation_gap", "epochs_run", "epochs_to_target",
+    "time_to_target_s", "train_time_s", "mean_epoch_s", "total_time_s",
+    "train_loss", "train_acc", "test_loss", "test_acc",
+)
+SLUG_RE = re.compile(r"^[a-z0-9_.=+-]+$")
+
+
+class ConfigError(ValueError):
+    """A configuration mistake, as one line: the key path, the bad value, and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training run: a study, one grid point and one seed."""
+
+    study: str
+    setting: str  # grid point slug, without the seed
+    seed: int
+    grid_values: tuple[tuple[str, Any], ...]
+
+    @property
+    def id(self) -> str:
+        return f"{self.setting}_seed={self.seed}"
+
+
+def slug_value(value: Any) -> str:
+    """Render a parameter value for a cell id: booleans lower-case, numbers shortest form."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return format(value, "g")
+    return str(value)
+
+
+def _key_path(path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<top level>"
+
+
+def _apply_defaults(config: dict) -> dict:
+    config.setdefault("download", True)
+    config.setdefault("strict_data", False)
+    config.setdefault("synthetic_data", False)
+    config.setdefault("device", "auto")
+    config.setdefault("cuda_graphs", "auto")
+    config.setdefault("deterministic", False)
+    config.setdefault("run_label", "")
+    config.setdefault("claims", "config/claims.yaml")
+    config.setdefault("homework_tables", "config/homework.yaml")
+    config.setdefault("homeworks", {})
+    verdict = config.setdefault("verdict", {})
+    verdict.setdefault("level", 0.95)
+    verdict.setdefault("resamples", 10000)
+    verdict.setdefault("min_runs", 3)
+    for study in config.get("studies", {}).values():
+        study.setdefault("our_choices", {})
+        study.setdefault("figures", [])
+    return config
+
+
+def schema_errors(config: dict) -> list[str]:
+    """Check `config` against the JSON schema; one line per problem, most specific first."""
+    import jsonschema
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    lines = []
+    for err in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
+        leaf = min([err, *err.context], key=lambda e: len(e.message)) if err.context else err
+        where = _key_path(err.absolute_path)
+        if err.validator == "additionalProperties":
+            lines.append(f"config: {where}: {leaf.message} (allowed: {', '.join(sorted(err.schema.get('properties', {})))})")
+        else:
+            lines.append(f"config: {where}: {leaf.message}")
+    return lines
+
+
+def semantic_errors(config: dict) -> list[str]:
+    """Checks a schema cannot express: model/parameter fit, batch vs data size, duplicate cells."""
+    lines = []
+    for name, study in config["studies"].items():
+        where = f"config: studies.{name}"
+        model, params, grid = study["model"], study["params"], study["grid"]
+        for key in sorted(set(params) & set(grid)):
+            lines.append(f"{where}: '{key}' is both in params and grid; keep it in one of them")
+        allowed = set(DEFAULT_PARAMS) | set(MODEL_PARAMS[model])
+        for section, keys in (("params", params), ("grid", grid)):
+            for key in keys:
+                if key not in allowed:
+                    lines.append(f"{where}.{section}.{key}: model '{model}' takes no '{key}' "
+                                 f"(it takes: {', '.join(sorted(allowed))})")
+        n_train = SYNTHETIC_TRAIN_SIZE if config.get("synthetic_data") else TRAIN_SIZES[study["dataset"]]
+        subsets = grid.get("train_subset", [params.get("train_subset")])
+        n_train = min(n_train, min(s for s in subsets if s) if any(subsets) else n_train)
+        for bs in grid.get("batch_size", [params.get("batch_size", DEFAULT_PARAMS["batch_size"])]):
+            if bs > n_train:
+                lines.append(f"{where}: batch_size {bs} is larger than the {n_train} training images of "
+                             f"'{study['dataset']}'; use at most {n_train}")
+        for key, values in grid.items():
+            seen = [slug_value(v) for v in values]
+            dup = sorted({v for v in seen if seen.count(v) > 1})
+            if dup:
+                lines.append(f"{where}.grid.{key}: value {dup[0]} is listed twice (duplicate cell ids); list it once")
+        for i, fig in enumerate(study.get("figures", [])):
+            for key in ("x", "hue", "panel", "split"):
+                if key in fig and fig[key] not in grid:
+                    lines.append(f"{where}.figures[{i}].{key}: '{fig[key]}' is not a grid key of this study "
+                                 f"(grid keys: {', '.join(grid)})")
+            for metric in fig.get("metrics", []):
+                if metric not in METRICS:
+                    lines.append(f"{where}.figures[{i}].metrics: unknown metric '{metric}' "
+                                 f"(known: {', '.join(METRICS)})")
+    return lines
+
+
+def validate(config: dict) -> dict:
+    """Fill defaults and check `config`; raise ConfigError with every problem, one per line."""
+    errors = schema_errors(config)
+    if not errors:
+        _apply_defaults(config)
+        errors = semantic_errors(config)
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return config
+
+
+def load(path: str | Path, overrides: dict | None = None) -> dict:
+    """Read a YAML config, apply `overrides` (top-level keys), validate and return it."""
+    config = yaml.safe_load(Path(path).read_text()) or {}
+    config.update(overrides or {})
+    return validate(config)
+
+
+def cells(config: dict, study: str | None = None) -> list[Cell]:
+    """All cells of one study (or of every study), in a stable order."""
+    out = []
+    for name, spec in config["studies"].items():
+        if study not in (None, name):
+            continue
+        keys = list(spec["grid"])
+        for values in itertools.product(*(spec["grid"][k] for k in keys)):
+            setting = "_".join(f"{k}={slug_value(v)}" for k, v in zip(keys, values))
+            for seed in spec["seeds"]:
+                out.append(Cell(name, setting, seed, tuple(zip(keys, values))))
+    return out
+
+
+def cell_by_id(config: dict, study: str, cell_id: str) -> Cell:
+    """Look a cell up by its id; ConfigError if the config has no such cell."""
+    for cell in cells(config, study):
+        if cell.id == cell_id:
+            return cell
+    raise ConfigError(f"config: studies.{study}: no cell '{cell_id}' in this config's grid")
+
+
+def resolve(config: dict, cell: Cell) -> dict:
+    """Everything one training run needs, as plain values: the cell's full, resolved spec."""
+    spec = config["studies"][cell.study]
+    params = {**DEFAULT_PARAMS, **MODEL_PARAMS[spec["model"]], **spec["params"], **dict(cell.grid_values)}
+    return {
+        "study": cell.study,
+        "cell": cell.id,
+        "setting": cell.setting,
+        "seed": cell.seed,
+        "dataset": spec["dataset"],
+        "model": spec["model"],
+        "params": params,
+        "device": config["device"],
+        "cuda_graphs": config["cuda_graphs"],
+        "deterministic": config["deterministic"],
+    }

@@ -1,0 +1,198 @@
+"""Figures as the config's `figures` list describes them; every line is a mean over seeds with a
+min-max band, and a setting keeps its colour across all figures of a study.
+
+Kinds:
+  curves           per-epoch `metrics` (train_loss, train_acc, test_loss, test_acc) vs epoch, a line per `hue`
+  loss_iterations  per-iteration training loss; a row per `split` value, a column per `panel` value
+  bars             final `metrics` per `x`, bars grouped by `hue`, seeds as dots
+  sweep            final `metrics` vs numeric `x` (log scale), a line per `hue`
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .config import slug_value  # noqa: E402
+
+LABELS = {
+    "train_loss": "training loss", "test_loss": "test loss", "train_acc": "training accuracy (%)",
+    "test_acc": "test accuracy (%)", "loss": "training loss (per iteration)",
+    "final_test_acc": "final test accuracy (%)", "final_train_acc": "final training accuracy (%)",
+    "final_test_loss": "final test loss", "final_train_loss": "final training loss",
+    "best_test_acc": "best test accuracy (%)", "generalisation_gap": "train - test accuracy (pp)",
+    "train_time_s": "training time (s)", "mean_epoch_s": "time per epoch (s)", "total_time_s": "train + test time (s)",
+    "epochs_to_target": "epochs to target accuracy", "time_to_target_s": "time to target accuracy (s)",
+    "first_epoch_train_loss": "first-epoch training loss",
+}
+PERCENT = {"train_acc", "test_acc", "final_test_acc", "final_train_acc", "best_test_acc", "generalisation_gap"}
+PALETTE = plt.get_cmap("tab10").colors
+
+
+def colours(values: list) -> dict:
+    """A fixed colour per value, in config order, so the same setting looks the same everywhere."""
+    return {slug_value(v): PALETTE[i % len(PALETTE)] for i, v in enumerate(values)}
+
+
+def _scale(metric: str) -> float:
+    return 100.0 if metric in PERCENT else 1.0
+
+
+def _label(key: str, value) -> str:
+    return f"{key}={slug_value(value)}"
+
+
+def _band(ax, frame: pd.DataFrame, x: str, y: str, colour, label: str) -> None:
+    """Mean line with a min-max band over seeds."""
+    stats = frame.groupby(x)[y].agg(["mean", "min", "max"]).reset_index()
+    ax.plot(stats[x], stats["mean"], color=colour, label=label, lw=1.4)
+    ax.fill_between(stats[x], stats["min"], stats["max"], color=colour, alpha=0.2, lw=0)
+
+
+def _with_params(frame: pd.DataFrame, runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    params = runs.drop_duplicates("setting").set_index("setting")[keys]
+    return frame.join(params, on="setting")
+
+
+def _values(study: dict, key: str | None) -> list:
+    return list(study["grid"][key]) if key else [None]
+
+
+def _select(frame: pd.DataFrame, key: str | None, value) -> pd.DataFrame:
+    if key is None:
+        return frame
+    return frame[frame[key].map(slug_value) == slug_value(value)]
+
+
+def plot_figure(study: dict, index: int, *, runs: str | Path, history: str | Path,
+                iterations: str | Path, out: str | Path) -> None:
+    """Draw figure `index` of `study` (its config dict) from the study's aggregated tables to `out` (SVG)."""
+    spec = study["figures"][index]
+    runs_df = pd.read_csv(runs)
+    runs_df = runs_df[runs_df["status"] != "no-data"]
+    keys = list(study["grid"])
+    hue = spec.get("hue") or (spec.get("x") and next((k for k in keys if k != spec["x"]), None)) or keys[0]
+    palette = colours(_values(study, hue))
+    kind = spec["kind"]
+    if runs_df.empty:
+        fig, ax = plt.subplots(figsize=(6, 2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no runs: the data set was not available", ha="center", va="center")
+    elif kind == "curves":
+        fig = _curves(study, spec, _with_params(pd.read_csv(history), runs_df, keys), hue, palette)
+    elif kind == "loss_iterations":
+        fig = _loss_iterations(study, spec, _with_params(pd.read_csv(iterations), runs_df, keys), hue, palette)
+    elif kind == "bars":
+        fig = _bars(study, spec, runs_df, hue, palette)
+    elif kind == "sweep":
+        fig = _sweep(study, spec, runs_df, hue, palette)
+    else:
+        raise ValueError(f"unknown figure kind '{kind}'")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="svg", bbox_inches="tight")
+    plt.close(fig)
+
+
+def _legend(fig, axes) -> None:
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), frameon=False,
+                   bbox_to_anchor=(0.5, -0.02))
+        fig.subplots_adjust(bottom=0.2)
+
+
+def _curves(study, spec, frame, hue, palette):
+    metrics = spec.get("metrics", ["train_loss", "test_acc"])
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.0), squeeze=False)
+    for ax, metric in zip(axes.flat, metrics):
+        frame[f"_{metric}"] = frame[metric] * _scale(metric)
+        for value in _values(study, hue):
+            sub = _select(frame, hue, value)
+            for setting, group in sub.groupby("setting", sort=False):
+                label = _label(hue, value) if sub["setting"].nunique() == 1 else setting
+                _band(ax, group, "epoch", f"_{metric}", palette[slug_value(value)], label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(LABELS.get(metric, metric))
+        ax.grid(alpha=0.3)
+    _legend(fig, axes)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
+def _loss_iterations(study, spec, frame, hue, palette):
+    split, panel = spec.get("split"), spec.get("panel")
+    rows, cols = _values(study, split), _values(study, panel)
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(3.6 * len(cols), 2.6 * len(rows)), squeeze=False)
+    for r, row_value in enumerate(rows):
+        for c, col_value in enumerate(cols):
+            ax = axes[r, c]
+            sub = _select(_select(frame, split, row_value), panel, col_value)
+            for value in _values(study, hue if hue not in (split, panel) else None):
+                part = _select(sub, hue if hue not in (split, panel) else None, value)
+                if not part.empty:
+                    colour = palette.get(slug_value(value), PALETTE[c % len(PALETTE)])
+                    label = _label(hue, value) if value is not None else None
+                    _band(ax, part, "step", "loss", colour, label)
+            title = ", ".join(_label(k, v) for k, v in ((split, row_value), (panel, col_value)) if k)
+            ax.set_title(title, fontsize=9)
+            ax.set_yscale("log")
+            ax.set_xlabel("iteration")
+            ax.set_ylabel("training loss")
+            ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _bars(study, spec, runs, hue, palette):
+    metrics, x = spec.get("metrics", ["final_test_acc"]), spec.get("x") or hue
+    xs, hues = _values(study, x), _values(study, hue if hue != x else None)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.8 * len(metrics), 3.0), squeeze=False)
+    width = 0.8 / len(hues)
+    for ax, metric in zip(axes.flat, metrics):
+        for j, value in enumerate(hues):
+            colour = palette.get(slug_value(value), PALETTE[j]) if value is not None else PALETTE[0]
+            for i, xv in enumerate(xs):
+                vals = _select(_select(runs, x, xv), hue if hue != x else None, value)[metric].dropna() * _scale(metric)
+                pos = i - 0.4 + width * (j + 0.5)
+                if len(vals):
+                    ax.bar(pos, vals.mean(), width * 0.9, color=colour, alpha=0.8,
+                           label=_label(hue, value) if i == 0 and value is not None else None)
+                    ax.plot(np.full(len(vals), pos), vals, "k.", ms=3)
+        ax.set_xticks(range(len(xs)), [slug_value(v) for v in xs])
+        ax.set_xlabel(x)
+        ax.set_ylabel(LABELS.get(metric, metric))
+        ax.grid(alpha=0.3, axis="y")
+    _legend(fig, axes)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
+def _sweep(study, spec, runs, hue, palette):
+    metrics, x = spec.get("metrics", ["final_test_acc"]), spec["x"]
+    hues = _values(study, hue if hue != x else None)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.0), squeeze=False)
+    for ax, metric in zip(axes.flat, metrics):
+        for j, value in enumerate(hues):
+            sub = _select(runs, hue if hue != x else None, value).copy()
+            sub[f"_{metric}"] = sub[metric] * _scale(metric)
+            colour = palette.get(slug_value(value), PALETTE[j]) if value is not None else PALETTE[0]
+            _band(ax, sub.dropna(subset=[f"_{metric}"]), x, f"_{metric}", colour,
+                  _label(hue, value) if value is not None else None)
+            reached = sub.groupby(x)[metric].apply(lambda s: s.notna().sum())
+            for xv, n in reached.items():  # mark settings where some runs never reached the target
+                if n < (sub[x] == xv).sum():
+                    ax.annotate(f"{n}/{(sub[x] == xv).sum()}", (xv, ax.get_ylim()[1]), fontsize=7,
+                                ha="center", va="top", color="0.3")
+        ax.set_xscale("log")
+        ax.set_xlabel(x)
+        ax.set_ylabel(LABELS.get(metric, metric))
+        ax.grid(alpha=0.3, which="both")
+    if len(hues) > 1:
+        _legend(fig, axes)
+    fig.tight_layout()
+    return fig

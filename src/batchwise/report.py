@@ -1,0 +1,215 @@
+"""The report: per-study tables, homework-vs-ours tables, figures and claim verdicts -> HTML -> PDF.
+
+Everything shown comes from the config and the aggregated results; the template only lays it out
+(and escapes every string: titles in the config are data, not markup).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from . import claims as claims_mod
+from .config import REPO, slug_value
+from .figures import LABELS, PERCENT
+from .files import atomic_write_bytes, atomic_write_text
+
+TEMPLATES = REPO / "reports" / "templates"
+# Columns of each study's results table; the target columns appear only where a target is set.
+RESULT_METRICS = ["final_test_acc", "final_train_acc", "final_test_loss", "train_time_s", "mean_epoch_s"]
+TARGET_METRICS = ["epochs_to_target", "time_to_target_s"]
+
+
+def fmt(value: float | None, metric: str) -> str:
+    """A number as the report shows it: accuracies in %, times in s, losses to 4 digits."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if metric in PERCENT:
+        return f"{100 * value:.2f}"
+    if metric.startswith("epochs"):
+        return f"{value:.1f}" if value % 1 else f"{value:.0f}"
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def mean_std(group: pd.DataFrame, metric: str) -> str:
+    """'mean ± std' over seeds, with the count of runs that have the metric where not all do."""
+    row = group[group["metric"] == metric].iloc[0]
+    if row["n"] == 0:
+        return f"never (0/{row['n_runs']})" if metric in TARGET_METRICS else "–"
+    text = fmt(row["mean"], metric)
+    if row["n"] > 1 and not pd.isna(row["std"]):
+        text += f" ± {fmt(row['std'], metric)}"
+    if row["n"] < row["n_runs"]:
+        text += f" ({row['n']}/{row['n_runs']})"
+    return text
+
+
+def results_table(study: dict, summary: pd.DataFrame) -> dict:
+    """One row per setting: the grid values, then mean ± std over seeds of each result metric."""
+    keys = list(study["grid"])
+    metrics = RESULT_METRICS + (TARGET_METRICS if study["params"].get("target_acc") else [])
+    header = keys + [LABELS.get(m, m) for m in metrics] + ["runs"]
+    rows = []
+    for setting, group in summary.groupby("setting", sort=False):
+        first = group.iloc[0]
+        diverged = f", {first['n_diverged']} diverged" if first["n_diverged"] else ""
+        rows.append({"cells": [slug_value(_native(first[k])) for k in keys]
+                     + [mean_std(group, m) for m in metrics] + [f"{first['n_runs']}{diverged}"],
+                     "diverged": bool(first["n_diverged"])})
+    return {"header": header, "rows": rows}
+
+
+def _native(value):
+    """pandas scalars back to plain Python, so 'true' and '0.1' print as the config wrote them."""
+    if isinstance(value, str) and value in ("True", "False"):
+        return value == "True"
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value.item() if hasattr(value, "item") else value
+
+
+def config_hash(config: dict) -> str:
+    """sha256 of the config as canonical JSON (first 12 hex digits)."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _setup(study: dict, runs: pd.DataFrame, meta: dict) -> list[tuple[str, str]]:
+    p = study["params"]
+    grid = "; ".join(f"{k} ∈ {{{', '.join(slug_value(v) for v in vals)}}}" for k, vals in study["grid"].items())
+    rows = [("data set", f"{study['dataset']}" + (f" — {meta['data_note']}" if meta.get("data_note") else "")),
+            ("model", f"{study['model']}" + (f", {meta['n_params']:,} parameters" if meta.get("n_params") else "")
+             + (f", {meta['weights']}" if meta.get("weights") else "")),
+            ("fixed", ", ".join(f"{k} {slug_value(v)}" for k, v in p.items())),
+            ("grid", grid),
+            ("seeds", ", ".join(map(str, study["seeds"])))]
+    rows += [(f"our choice: {k}", v) for k, v in study.get("our_choices", {}).items()]
+    return rows
+
+
+def _study_meta(folder: Path) -> dict:
+    """Facts the setup table shows, read from one finished cell's metrics.json."""
+    for path in sorted(folder.glob("*/metrics.json")):
+        m = json.loads(path.read_text())
+        if m.get("status") != "no-data":
+            return {"n_params": m.get("n_params"), "weights": m.get("weights"), "data_note": m["data"].get("note"),
+                    "env": m.get("env", {}), "device": m.get("device")}
+        return {"no_data": m.get("reason") or "data set not available", "data_note": m["data"].get("note")}
+    return {}
+
+
+def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path, command: str = "") -> dict:
+    """Everything the template shows, from the config and the aggregated results."""
+    results_dir, figures_dir = Path(results_dir), Path(figures_dir)
+    all_runs, studies = [], []
+    for name, study in config["studies"].items():
+        runs = pd.read_csv(results_dir / name / "runs.csv")
+        summary = pd.read_csv(results_dir / name / "summary.csv")
+        all_runs.append(runs)
+        meta = _study_meta(results_dir / name)
+        studies.append({
+            "id": name, "title": study["title"], "homework": study["homework"], "meta": meta,
+            "setup": _setup(study, runs, meta),
+            "results": results_table(study, summary) if not summary.empty else None,
+            "figures": [{"path": str(figures_dir / name / f"fig{i}.svg"), "caption": f.get("caption", "")}
+                        for i, f in enumerate(study["figures"])],
+        })
+    runs = pd.concat(all_runs, ignore_index=True)
+    done = runs[runs["status"] != "no-data"]
+    verdict = config["verdict"]
+    claim_list = claims_mod.evaluate_claims(
+        claims_mod.load_claims(Path(config["claims"])), done,
+        level=verdict["level"], resamples=verdict["resamples"], min_runs=verdict["min_runs"])
+    tables = []
+    for table in claims_mod.load_homework_tables(Path(config["homework_tables"])):
+        if table["study"] in config["studies"]:
+            frame = claims_mod.side_by_side(table, done)
+            tables.append({**table, "header": list(frame.columns), "rows": frame.astype(str).values.tolist()})
+    homeworks = []
+    for hw_id in dict.fromkeys(s["homework"] for s in studies):
+        homeworks.append({
+            "id": hw_id, **config.get("homeworks", {}).get(hw_id, {"title": f"Homework {hw_id}"}),
+            "studies": [s for s in studies if s["homework"] == hw_id],
+            "tables": [t for t in tables if t["homework"] == hw_id],
+            "claims": [c for c in claim_list if c["homework"] == hw_id],
+        })
+    env = next((s["meta"]["env"] for s in studies if s["meta"].get("env")), {})
+    return {
+        "run_label": config.get("run_label", ""),
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "homeworks": homeworks,
+        "claims": claim_list,
+        "verdict_counts": {v: sum(c["verdict"] == v for c in claim_list)
+                           for v in ("supported", "contradicted", "inconclusive", "not run")},
+        "not_run": [s for s in studies if s["meta"].get("no_data")],
+        "verdict_rule": claims_mod.verdict_rule_text(verdict["level"], verdict["resamples"], verdict["min_runs"]),
+        "data_notes": sorted({s["meta"]["data_note"] for s in studies if s["meta"].get("data_note")}),
+        "choices": [(s["id"], k, v) for s in studies for k, v in config["studies"][s["id"]].get("our_choices", {}).items()],
+        "provenance": _provenance(config, runs, env, command),
+        "cells": _cell_times(runs),
+    }
+
+
+def _provenance(config: dict, runs: pd.DataFrame, env: dict, command: str) -> list[tuple[str, str]]:
+    import snakemake
+
+    from .provenance import git_state
+
+    git = git_state()
+    done = runs[runs["status"] != "no-data"]
+    return [
+        ("git commit", f"{git['commit'] or 'not a git checkout'}" + (" (uncommitted changes)" if git["dirty"] else "")),
+        ("config hash", config_hash(config)),
+        ("command", command or "–"),
+        ("Python", env.get("python", "–")), ("PyTorch", env.get("torch", "–")),
+        ("CUDA / cuDNN", f"{env.get('cuda') or '–'} / {env.get('cudnn') or '–'}"),
+        ("Snakemake", snakemake.__version__),
+        ("device", ", ".join(sorted(done["device"].dropna().astype(str).unique())) or "–"),
+        ("training runs", f"{len(done)} finished, {int(done['diverged'].sum())} diverged"),
+        ("total training + evaluation time", f"{done['total_time_s'].sum():,.1f} s"),
+    ]
+
+
+def _cell_times(runs: pd.DataFrame) -> list[list[str]]:
+    done = runs[runs["status"] != "no-data"]
+    return [[r.study, r.cell, r.status, f"{r.train_time_s:.2f}", f"{r.total_time_s:.2f}"] for r in done.itertuples()]
+
+
+def render_html(context: dict, template_dir: Path = TEMPLATES) -> str:
+    """Render the report template with autoescaping on."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(template_dir), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    css = (template_dir / "report.css").read_text()
+    return env.get_template("report.html.j2").render(**context, css=css)
+
+
+def write_html(config: dict, *, results_dir: str | Path, figures_dir: str | Path, out: str | Path,
+               command: str = "") -> None:
+    """Build the context and write the HTML report (figure paths relative to the HTML file)."""
+    out = Path(out)
+    context = build_context(config, results_dir, figures_dir, command)
+    for hw in context["homeworks"]:
+        for study in hw["studies"]:
+            for fig in study["figures"]:
+                fig["path"] = str(Path(fig["path"]).resolve().relative_to(out.parent.resolve(), walk_up=True)) \
+                    if hasattr(Path, "walk_up") else _relative(Path(fig["path"]), out.parent)
+    atomic_write_text(out, render_html(context))
+
+
+def _relative(path: Path, start: Path) -> str:
+    import os
+
+    return os.path.relpath(path.resolve(), start.resolve())
+
+
+def write_pdf(html: str | Path, out: str | Path) -> None:
+    """Render the HTML report to PDF with WeasyPrint (A4; page numbers and layout from the CSS)."""
+    import weasyprint
+
+    pdf = weasyprint.HTML(filename=str(html)).write_pdf()
+    atomic_write_bytes(out, pdf)

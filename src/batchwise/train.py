@@ -1,0 +1,227 @@
+"""Train one cell: data resident on the device, seeded shuffling, SGD, one CUDA graph per step.
+
+The whole training set lives on the device as uint8; a batch is an index gather. On CUDA the
+step (gather, forward, backward, SGD update, loss/accuracy bookkeeping) is captured once in a CUDA
+graph and replayed, so a step costs one launch instead of hundreds. The eager path runs the very
+same `step` function, on CPU or as a fallback. The host reads results back once per epoch.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import data, models, provenance
+from .files import atomic_write_json, atomic_write_text
+
+MAX_LOSS_POINTS = 2000  # per-iteration losses kept per run, for the loss-evolution figures
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on (no GPU where one was required, out of memory), said in one line."""
+
+
+def pick_device(wanted: str) -> tuple[torch.device, str]:
+    """`auto` takes CUDA when present, else CPU (and says so); `cuda` without a GPU is an error."""
+    if wanted == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("device: cuda was asked for but no CUDA GPU is visible; "
+                            "set device: auto (falls back to CPU) or device: cpu")
+    if wanted == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu"), "cpu (no CUDA GPU visible)" if wanted == "auto" else "cpu"
+    return torch.device("cuda"), "cuda"
+
+
+def use_graphs(setting: str, device: torch.device) -> bool:
+    """CUDA graphs are a CUDA feature: `auto` and `on` use them there, never on CPU."""
+    return device.type == "cuda" and setting in ("auto", "on")
+
+
+def to_device(x: np.ndarray, y: np.ndarray, subset: int | None, device: torch.device):
+    """uint8 NHWC images -> uint8 NCHW on the device (4x smaller than float), labels int64."""
+    if subset:
+        x, y = x[:subset], y[:subset]
+    return (torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).to(device),
+            torch.from_numpy(y.astype(np.int64)).to(device))
+
+
+@torch.no_grad()
+def evaluate(model, x, y, normalise: Callable, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean loss and accuracy over (x, y) in large batches; results stay on the device."""
+    model.eval()
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    for i in range(0, len(x), batch_size):
+        out = model(normalise(x[i:i + batch_size]))
+        loss_sum += F.cross_entropy(out, y[i:i + batch_size], reduction="sum")
+        correct += (out.argmax(1) == y[i:i + batch_size]).sum()
+    model.train()
+    return loss_sum / len(x), correct / len(x)
+
+
+def capture(step: Callable, model, opt, device) -> torch.cuda.CUDAGraph:
+    """Record `step` as a CUDA graph. Warm-up steps (required before capture) would move the
+    weights, so model, optimiser and RNG state are restored afterwards: the graph run starts from
+    exactly the state the eager run starts from."""
+    saved = [t.detach().clone() for t in (*model.parameters(), *model.buffers())]
+    rng = torch.cuda.get_rng_state(device)
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            opt.zero_grad(set_to_none=True)
+            step()
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    opt.zero_grad(set_to_none=True)  # grads are then allocated, and overwritten, inside the graph
+    with torch.cuda.graph(graph):
+        step()
+    with torch.no_grad():
+        for t, s in zip((*model.parameters(), *model.buffers()), saved):
+            t.copy_(s)
+        for state in opt.state.values():  # SGD momentum: a zero buffer gives the same first step
+            for v in state.values():
+                if torch.is_tensor(v):
+                    v.zero_()
+    torch.cuda.set_rng_state(rng, device)
+    return graph
+
+
+def train(spec: dict, cache: data.Cache, log: Callable[[str], None] = print) -> dict:
+    """Run one cell. Returns {"metrics": dict, "history": list[dict], "iterations": list[tuple]}."""
+    p, seed = spec["params"], spec["seed"]
+    device, device_note = pick_device(spec["device"])
+    if spec.get("deterministic"):
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for determinism
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+    x_train, y_train = to_device(cache.x_train, cache.y_train, p["train_subset"], device)
+    x_test, y_test = to_device(cache.x_test, cache.y_test, p["test_subset"], device)
+    mean = torch.tensor(cache.meta["mean"], device=device).view(1, -1, 1, 1)
+    std = torch.tensor(cache.meta["std"], device=device).view(1, -1, 1, 1)
+    normalise = lambda x: (x.float() / 255 - mean) / std  # noqa: E731 - one line, on the device
+
+    options = {k: p[k] for k in ("bn", "pretrained") if k in p}
+    model, weights_note = models.build(spec["model"], tuple(x_train.shape[1:]), 10, **options)
+    models.initialise(model, p["init"])
+    model.to(device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=p["lr"], momentum=p["momentum"], weight_decay=p["weight_decay"])
+
+    bs = p["batch_size"]
+    steps = len(x_train) // bs  # the last partial batch is dropped: every step has the same shape
+    if steps == 0:
+        raise TrainingError(f"cell {spec['cell']}: batch_size {bs} exceeds the {len(x_train)} training images")
+    perm = torch.zeros(steps, bs, dtype=torch.long, device=device)   # this epoch's batches
+    k = torch.zeros(1, dtype=torch.long, device=device)                # step counter, on the device
+    losses = torch.zeros(steps, device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    shuffle = torch.Generator(device=device).manual_seed(seed)
+
+    def step() -> None:
+        idx = perm.index_select(0, k).view(-1)
+        xb, yb = normalise(x_train.index_select(0, idx)), y_train.index_select(0, idx)
+        out = model(xb)
+        loss = F.cross_entropy(out, yb)
+        loss.backward()
+        opt.step()
+        losses.index_copy_(0, k, loss.detach().view(1))
+        correct.add_((out.argmax(1) == yb).sum())
+        k.add_(1)
+
+    graphed = use_graphs(spec["cuda_graphs"], device)
+    graph = capture(step, model, opt, device) if graphed else None
+    every = max(1, math.ceil(steps * p["epochs"] / MAX_LOSS_POINTS))
+    history, iterations = [], []
+    train_time = eval_time = 0.0
+    first_step_age = provenance.process_age_s()
+    diverged_epoch = time_to_target = epochs_to_target = None
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    for epoch in range(1, p["epochs"] + 1):
+        t0 = time.perf_counter()
+        perm.copy_(torch.randperm(len(x_train), device=device, generator=shuffle)[: steps * bs].view(steps, bs))
+        k.zero_(), correct.zero_()
+        for _ in range(steps):
+            if graph is not None:
+                graph.replay()
+            else:
+                opt.zero_grad(set_to_none=True)
+                step()
+        epoch_losses = losses.cpu()  # the one host sync of the epoch
+        t1 = time.perf_counter()
+        test_loss, test_acc = (v.item() for v in evaluate(model, x_test, y_test, normalise, p["eval_batch_size"]))
+        train_time, eval_time = train_time + t1 - t0, eval_time + time.perf_counter() - t1
+        finite = bool(torch.isfinite(epoch_losses).all())
+        row = {"epoch": epoch, "train_loss": float(epoch_losses.mean()), "train_acc": correct.item() / (steps * bs),
+               "test_loss": test_loss, "test_acc": test_acc, "epoch_time_s": t1 - t0, "elapsed_s": train_time}
+        history.append(row)
+        iterations += [((epoch - 1) * steps + i + 1, epoch, float(epoch_losses[i]))
+                       for i in range(steps) if ((epoch - 1) * steps + i) % every == 0]
+        if p["target_acc"] and epochs_to_target is None and test_acc >= p["target_acc"]:
+            epochs_to_target, time_to_target = epoch, train_time
+        eta = (p["epochs"] - epoch) * train_time / epoch
+        log(f"epoch {epoch}/{p['epochs']}  train_loss {row['train_loss']:.4f}  test_loss {test_loss:.4f}  "
+            f"test_acc {100 * test_acc:.2f}%  epoch {t1 - t0:.2f}s  ETA {eta:.0f}s")
+        if not finite or not math.isfinite(test_loss):
+            diverged_epoch = epoch
+            log(f"diverged: non-finite loss in epoch {epoch}; stopping this cell (recorded, not an error)")
+            break
+
+    last = history[-1]
+    metrics = {
+        "status": "diverged" if diverged_epoch else "ok",
+        "diverged": diverged_epoch is not None,
+        "diverged_epoch": diverged_epoch,
+        "epochs_run": len(history),
+        "final_train_loss": last["train_loss"], "final_train_acc": last["train_acc"],
+        "final_test_loss": last["test_loss"], "final_test_acc": last["test_acc"],
+        "first_epoch_train_loss": history[0]["train_loss"],
+        "best_test_acc": max(h["test_acc"] for h in history),
+        "target_acc": p["target_acc"], "epochs_to_target": epochs_to_target, "time_to_target_s": time_to_target,
+        "train_time_s": train_time, "eval_time_s": eval_time, "total_time_s": train_time + eval_time,
+        "mean_epoch_s": train_time / len(history), "steps_per_epoch": steps,
+        "first_step_process_age_s": first_step_age,
+        "device": str(device), "device_note": device_note, "cuda_graphs": graphed,
+        "gpu_mem_peak_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+        "n_params": models.n_params(model), "weights": weights_note,
+    }
+    return {"metrics": metrics, "history": history, "iterations": iterations, "device": device}
+
+
+def run_cell(spec: dict, cache_path: Path, out_dir: Path, log: Callable[[str], None] = print) -> dict:
+    """Train one cell and write metrics.json, history.csv and iterations.csv atomically to `out_dir`.
+
+    metrics.json is written last: its presence means the cell finished.
+    """
+    cache = data.load(cache_path)
+    base = {"schema": 1, "study": spec["study"], "cell": spec["cell"], "setting": spec["setting"],
+            "seed": spec["seed"], "spec": spec, "data": {k: v for k, v in cache.meta.items() if k not in ("mean", "std")}}
+    if not cache.meta.get("available", True):
+        log(f"data set '{spec['dataset']}' is not available: {cache.meta.get('reason')}")
+        metrics = {**base, "status": "no-data", "reason": cache.meta.get("reason"), "env": provenance.environment()}
+        atomic_write_text(out_dir / "history.csv", "epoch\n")
+        atomic_write_text(out_dir / "iterations.csv", "step,epoch,loss\n")
+        atomic_write_json(out_dir / "metrics.json", metrics)
+        return metrics
+    try:
+        result = train(spec, cache, log)
+    except torch.cuda.OutOfMemoryError as exc:
+        raise TrainingError(f"cell {spec['study']}/{spec['cell']}: CUDA out of memory at batch_size "
+                            f"{spec['params']['batch_size']}; use a smaller batch or a larger GPU") from exc
+    hist = result["history"]
+    atomic_write_text(out_dir / "history.csv", ",".join(hist[0]) + "\n" + "".join(
+        ",".join(repr(v) for v in row.values()) + "\n" for row in hist))
+    atomic_write_text(out_dir / "iterations.csv", "step,epoch,loss\n" + "".join(
+        f"{s},{e},{loss!r}\n" for s, e, loss in result["iterations"]))
+    metrics = {**base, **result["metrics"], "env": provenance.environment(result["device"])}
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    return metrics

@@ -1,0 +1,8 @@
+"""Snakemake script: one study's per-cell files -> runs.csv, summary.csv, history.csv, iterations.csv."""
+import sys
+from pathlib import Path
+
+from batchwise.aggregate import aggregate_study
+
+sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 - `snakemake` is injected by Snakemake
+aggregate_study(list(snakemake.input), snakemake.params.grid_keys, Path(snakemake.output.runs).parent)  # noqa: F821

@@ -1,0 +1,13 @@
+"""Snakemake script: assemble the HTML report from the per-study tables, figures and claims."""
+import sys
+
+from batchwise.report import write_html
+
+sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 - `snakemake` is injected by Snakemake
+write_html(
+    snakemake.config,  # noqa: F821
+    results_dir="results",
+    figures_dir="reports/figures",
+    out=snakemake.output[0],  # noqa: F821
+    command=snakemake.params.command,  # noqa: F821
+)
