@@ -520,12 +520,12 @@ def _eval_compare_each(claim, rule, runs, rng, *, level, resamples, min_runs) ->
         r = _eval_compare(claim, sub, runs, rng, level=level, resamples=resamples,
                           min_runs=min_runs)
         verdicts.append(r["verdict"])
-        groups += r["groups"]
-        comps += r["comparisons"]
+        groups += r.get("groups", [])
+        comps += r.get("comparisons", [])
         parts.append(f"at {_SHORT.get(over, over)} {_fmt_value(v)}: {r['evidence']} "
                      f"({r['verdict']})")
         # the deciding comparison: the first contradicted, else first inconclusive
-        rank = {"contradicted": 0, "inconclusive": 1, "supported": 2}[r["verdict"]]
+        rank = {"contradicted": 0, "supported": 2}.get(r["verdict"], 1)
         if first is None or rank < first[0]:
             first = (rank, r)
     if not values:
@@ -533,7 +533,7 @@ def _eval_compare_each(claim, rule, runs, rng, *, level, resamples, min_runs) ->
                     reason=f"inconclusive: the study has no values of {over!r}")
     verdict = ("contradicted" if "contradicted" in verdicts else
                "supported" if all(v == "supported" for v in verdicts) else "inconclusive")
-    out = {k: first[1][k] for k in ("mean_a", "std_a", "n_a", "mean_b", "std_b", "n_b",
+    out = {k: first[1].get(k) for k in ("mean_a", "std_a", "n_a", "mean_b", "std_b", "n_b",
                                    "diff", "lo", "hi")}
     out.update(verdict=verdict, groups=groups, comparisons=comps, evidence="; ".join(parts),
                reason=f"{verdict}: the comparison must hold at every {over} "

@@ -9,6 +9,7 @@ import datetime as dt
 import hashlib
 import json
 import math
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -101,7 +102,8 @@ def _study_meta(folder: Path) -> dict:
     return {}
 
 
-def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path, command: str = "") -> dict:
+def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path, *, claims: str | Path,
+                  homework: str | Path, command: str = "") -> dict:
     """Everything the template shows, from the config and the aggregated results."""
     results_dir, figures_dir = Path(results_dir), Path(figures_dir)
     all_runs, studies = [], []
@@ -121,17 +123,17 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
     done = runs[runs["status"] != "no-data"]
     verdict = config["verdict"]
     claim_list = claims_mod.evaluate_claims(
-        claims_mod.load_claims(Path(config["claims"])), done,
+        claims_mod.load_claims(Path(claims)), done,
         level=verdict["level"], resamples=verdict["resamples"], min_runs=verdict["min_runs"])
     tables = []
-    for table in claims_mod.load_homework_tables(Path(config["homework_tables"])):
+    for table in claims_mod.load_homework_tables(Path(homework)):
         if table["study"] in config["studies"]:
             frame = claims_mod.side_by_side(table, done)
             tables.append({**table, "header": list(frame.columns), "rows": frame.astype(str).values.tolist()})
     homeworks = []
     for hw_id in dict.fromkeys(s["homework"] for s in studies):
         homeworks.append({
-            "id": hw_id, **config.get("homeworks", {}).get(hw_id, {"title": f"Homework {hw_id}"}),
+            "id": hw_id, "title": f"Homework {hw_id}", "source": "", **config["homeworks"].get(hw_id, {}),
             "studies": [s for s in studies if s["homework"] == hw_id],
             "tables": [t for t in tables if t["homework"] == hw_id],
             "claims": [c for c in claim_list if c["homework"] == hw_id],
@@ -183,28 +185,21 @@ def render_html(context: dict, template_dir: Path = TEMPLATES) -> str:
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(template_dir), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+                             trim_blocks=True, lstrip_blocks=True)
     css = (template_dir / "report.css").read_text()
     return env.get_template("report.html.j2").render(**context, css=css)
 
 
 def write_html(config: dict, *, results_dir: str | Path, figures_dir: str | Path, out: str | Path,
-               command: str = "") -> None:
+               claims: str | Path, homework: str | Path, template_dir: Path = TEMPLATES, command: str = "") -> None:
     """Build the context and write the HTML report (figure paths relative to the HTML file)."""
     out = Path(out)
-    context = build_context(config, results_dir, figures_dir, command)
+    context = build_context(config, results_dir, figures_dir, claims=claims, homework=homework, command=command)
     for hw in context["homeworks"]:
         for study in hw["studies"]:
             for fig in study["figures"]:
-                fig["path"] = str(Path(fig["path"]).resolve().relative_to(out.parent.resolve(), walk_up=True)) \
-                    if hasattr(Path, "walk_up") else _relative(Path(fig["path"]), out.parent)
-    atomic_write_text(out, render_html(context))
-
-
-def _relative(path: Path, start: Path) -> str:
-    import os
-
-    return os.path.relpath(path.resolve(), start.resolve())
+                fig["path"] = os.path.relpath(Path(fig["path"]).resolve(), out.parent.resolve())
+    atomic_write_text(out, render_html(context, template_dir))
 
 
 def write_pdf(html: str | Path, out: str | Path) -> None:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-SRC = Path(workflow.basedir) / "src"
+REPO = Path(workflow.basedir)
+SRC = REPO / "src"
 sys.path.insert(0, str(SRC))
 # Jobs run `python -m batchwise`: make the package importable there without installing it.
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p)
@@ -31,6 +32,11 @@ wildcard_constraints:
     # Cell ids are slugs made from config values: they can never contain '/' or '..'.
     cell=r"[a-z0-9_=+-]+(\.[a-z0-9_=+-]+)*",
     index=r"\d+",
+
+
+def repo_file(path: str) -> str:
+    """A path from the config, relative to the working directory if it exists there, else to the repo."""
+    return path if Path(path).exists() else str(REPO / path)
 
 
 def cell_spec(study: str, cell: str) -> str:

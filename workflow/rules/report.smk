@@ -30,10 +30,10 @@ rule report_html:
         runs=expand("results/{study}/runs.csv", study=STUDIES),
         summaries=expand("results/{study}/summary.csv", study=STUDIES),
         figures=all_figures(),
-        claims=config["claims"],
-        homework=config["homework_tables"],
-        template="reports/templates/report.html.j2",
-        css="reports/templates/report.css",
+        claims=repo_file(config["claims"]),
+        homework=repo_file(config["homework_tables"]),
+        template=repo_file("reports/templates/report.html.j2"),
+        css=repo_file("reports/templates/report.css"),
     output:
         report("reports/report.html", category="Report", labels={"format": "HTML"}),
     log:

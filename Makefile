@@ -1,0 +1,45 @@
+# One command for the main job, one for the tests; each sets itself up in a virtual environment.
+#   make report              the four studies at homework settings (GPU recommended)
+#   make quick               real data, every study, reduced: ~15 min on 2 CPU cores
+#   make test                the test suite (includes the smoke workflow, data to PDF)
+#   make bench               training-speed benchmark -> docs/benchmarks.md
+# Variables: DATA_DIR (where MNIST/ and cifar10-jpeg/ or cifar-10-batches-py/ live), CORES, GPUS
+# (concurrent training jobs per GPU), CONFIG, PYTHON (a Python >= 3.10 to make the venv with).
+
+PYTHON ?= python3
+VENV ?= .venv
+CORES ?= 4
+GPUS ?= 1
+CONFIG ?= config/config.yaml
+DATA_DIR ?= data
+BIN := $(VENV)/bin
+# Jobs call `python -m batchwise`: the venv's python must come first on PATH.
+RUN := PATH="$(abspath $(BIN)):$$PATH"
+
+.PHONY: report quick smoke test bench lint clean
+report: $(VENV)/.installed
+	$(RUN) snakemake --cores $(CORES) --resources gpu=$(GPUS) --configfile $(CONFIG) --config data_dir=$(DATA_DIR)
+
+quick: CONFIG := config/quick.yaml
+quick: report
+
+smoke: CONFIG := config/smoke.yaml
+smoke: report
+
+test: $(VENV)/.installed
+	$(RUN) python -m pytest -q -ra
+
+bench: $(VENV)/.installed
+	$(RUN) python -m batchwise.bench
+
+lint: $(VENV)/.installed
+	$(RUN) snakemake --lint --configfile config/smoke.yaml
+
+$(VENV)/.installed: pyproject.toml envs/cluster-requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]' -r envs/cluster-requirements.txt
+	touch $@
+
+clean:
+	rm -rf results logs benchmarks reports/figures reports/report.html reports/report.pdf .snakemake

@@ -1,0 +1,185 @@
+"""The workflow on a real SLURM cluster, through snakemake-executor-plugin-slurm.
+
+tests/slurm/up.sh installs slurm-wlm and munge and starts a single-node cluster
+(munged, slurmctld, slurmd; no accounting database; one GPU backed by /dev/null,
+so SLURM sets CUDA_VISIBLE_DEVICES in jobs that ask for it). That needs root and
+apt, so these tests only run where asked to: CI=true or BATCHWISE_SLURM_TESTS=1.
+
+The run uses the user's profile plus a small CI overlay:
+    snakemake --profile profiles/slurm --profile tests/slurm/profile ...
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SLURM_DIR = ROOT / "tests" / "slurm"
+# What a run needs from the repository (results, logs and .snakemake stay behind).
+WORKFLOW_PARTS = ["Snakefile", "workflow", "config", "src", "envs", "profiles", "reports/templates", "tests/slurm/profile"]
+SLURM_PROFILES = ["--profile", "profiles/slurm", "--profile", "tests/slurm/profile"]
+RUN_LIMIT_S = 900
+
+
+def _skip_reason() -> str | None:
+    if not (os.environ.get("CI") == "true" or os.environ.get("BATCHWISE_SLURM_TESTS") == "1"):
+        return "installs and starts SLURM: set BATCHWISE_SLURM_TESTS=1 (or CI=true) to run"
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return "needs root to install and start SLURM"
+    if shutil.which("apt-get") is None:
+        return "needs apt-get (Debian/Ubuntu) to install SLURM"
+    return None
+
+
+pytestmark = [
+    pytest.mark.slurm,
+    pytest.mark.slow,
+    pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or ""),
+]
+
+SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.")
+SBATCH_CALL = re.compile(r"sbatch call: (sbatch .*)")
+
+
+def _bin_dir() -> Path:
+    # The venv running pytest: its snakemake, and its python for the jobs' `python -m batchwise`
+    # (SLURM jobs inherit the submitting environment: the plugin passes --export=ALL).
+    return Path(sys.executable).parent
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{_bin_dir()}{os.pathsep}{env.get('PATH', '')}"
+    env.pop("SNAKEMAKE_PROFILE", None)  # only the profiles named on the command line
+    return env
+
+
+def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run snakemake in workdir under a hard time limit; output goes to workdir/snakemake.out."""
+    # A hung Snakemake ignores SIGTERM: stop it with SIGINT, then SIGKILL 30 s later.
+    cmd = ["timeout", "-s", "INT", "-k", "30", str(RUN_LIMIT_S), str(_bin_dir() / "snakemake"), *args, "--directory", str(workdir)]
+    out = workdir / "snakemake.out"
+    with out.open("w") as fh:
+        proc = subprocess.run(cmd, cwd=workdir, env=_env(), stdout=fh, stderr=subprocess.STDOUT)
+    proc.output = out.read_text()
+    return proc
+
+
+def _tail(text: str, lines: int = 80) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _copy_workflow(dest: Path) -> Path:
+    dest.mkdir(parents=True)
+    for part in WORKFLOW_PARTS:
+        src = ROOT / part
+        if src.is_dir():
+            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            (dest / part).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / part)
+    return dest
+
+
+def _summaries(workdir: Path) -> dict[str, list[dict[str, str]]]:
+    """results/<study>/summary.csv per study, without timing columns (names ending in _s)."""
+    tables = {}
+    for path in sorted(workdir.glob("results/*/summary.csv")):
+        with path.open(newline="") as fh:
+            rows = [{k: v for k, v in row.items() if not k.endswith("_s")} for row in csv.DictReader(fh)]
+        tables[path.parent.name] = rows
+    return tables
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    try:
+        import snakemake_executor_plugin_slurm  # noqa: F401
+    except ImportError:
+        pytest.fail("snakemake-executor-plugin-slurm is not installed: pip install -r envs/cluster-requirements.txt")
+    up = subprocess.run(["bash", str(SLURM_DIR / "up.sh")], capture_output=True, text=True, timeout=900)
+    try:
+        if up.returncode != 0:
+            pytest.fail(f"tests/slurm/up.sh failed ({up.returncode}):\n{up.stdout}\n{up.stderr}")
+        yield
+    finally:
+        subprocess.run(["bash", str(SLURM_DIR / "down.sh")], timeout=120)
+
+
+def test_smoke_run_on_slurm_matches_local_run(slurm_cluster, tmp_path):
+    if not (ROOT / "Snakefile").exists() or not (ROOT / "config" / "smoke.yaml").exists():
+        pytest.fail("the workflow (Snakefile, config/smoke.yaml) is missing")
+
+    local = _copy_workflow(tmp_path / "local")
+    run = _snakemake(local, "--cores", "2", "--configfile", "config/smoke.yaml")
+    assert run.returncode == 0, f"local smoke run failed ({run.returncode}):\n{_tail(run.output)}"
+
+    cluster = _copy_workflow(tmp_path / "slurm")
+    # --verbose: the plugin logs each sbatch call at debug level.
+    run = _snakemake(cluster, *SLURM_PROFILES, "--configfile", "config/smoke.yaml", "--verbose")
+    assert run.returncode == 0, f"slurm run failed ({run.returncode}):\n{_tail(run.output)}"
+
+    # One SLURM job per training cell, each with a GPU.
+    # The plugin writes a job's log to .snakemake/slurm_logs/rule_<rule>/<wildcards>/%j.log; that
+    # directory ties a "submitted with SLURM jobid N" line to its "sbatch call: ..." line.
+    calls = {}
+    for call in SBATCH_CALL.findall(run.output):
+        logdir = str(Path(re.search(r"--output (\S+)", call).group(1).strip("'\"")).parent)
+        calls[logdir] = call
+    train_jobs = {}  # SLURM job id -> sbatch call
+    for jobid, log in SUBMITTED.findall(run.output):
+        if "/rule_train_cell/" in log:
+            train_jobs[jobid] = calls.get(str(Path(log).parent), "")
+    metrics = sorted(cluster.glob("results/*/*/metrics.json"))
+    assert metrics, "no results/<study>/<cell>/metrics.json after the slurm run"
+    assert len(train_jobs) >= len(metrics), (
+        f"{len(metrics)} cells but only {len(train_jobs)} train_cell SLURM submissions"
+    )
+    no_gpu = [jobid for jobid, call in train_jobs.items() if not re.search(r"--gpus=(\S+:)?1\b|--gres=\S*gpu", call)]
+    assert not no_gpu, f"train_cell jobs submitted without a GPU request: {no_gpu}\n{train_jobs}"
+
+    seen = {}
+    for path in metrics:
+        env = json.loads(path.read_text()).get("env", {})
+        cell = str(path.parent.relative_to(cluster / "results"))
+        assert "cuda_visible_devices" in env, f"{cell}: metrics.json records no env.cuda_visible_devices"
+        assert env["cuda_visible_devices"], f"{cell}: CUDA_VISIBLE_DEVICES unset in the job (no GPU allocated?)"
+        jobid = env.get("slurm_job_id")
+        assert jobid in train_jobs, f"{cell}: ran in SLURM job {jobid!r}, not one the plugin submitted"
+        seen.setdefault(jobid, []).append(cell)
+    shared = {jobid: cells for jobid, cells in seen.items() if len(cells) > 1}
+    assert not shared, f"cells that shared a SLURM job: {shared}"
+
+    assert (cluster / "reports" / "report.pdf").exists()
+    local_tables, cluster_tables = _summaries(local), _summaries(cluster)
+    assert local_tables, "the local run wrote no results/*/summary.csv"
+    assert cluster_tables == local_tables
+
+
+def test_failing_job_fails_the_run(slurm_cluster, tmp_path):
+    """A job that exits 1 on the cluster makes Snakemake exit non-zero and say so."""
+    work = tmp_path / "fail"
+    work.mkdir()
+    shutil.copytree(ROOT / "profiles", work / "profiles")
+    shutil.copytree(ROOT / "tests" / "slurm" / "profile", work / "tests" / "slurm" / "profile")
+    (work / "Snakefile").write_text(
+        'rule fail_cell:\n'
+        '    output: "results/fail/metrics.json"\n'
+        '    resources: gpu=1\n'
+        '    shell: "echo about to fail >&2; exit 1"\n'
+    )
+    # --retries 0: the profile's one retry would only double the time.
+    run = _snakemake(work, *SLURM_PROFILES, "--retries", "0")
+    assert run.returncode != 0, f"a failing job did not fail the run:\n{_tail(run.output)}"
+    assert re.search(r"SLURM-job '\d+' failed", run.output), _tail(run.output)
+    assert "Error in rule fail_cell" in run.output
+    assert not (work / "results" / "fail" / "metrics.json").exists()

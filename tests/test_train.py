@@ -1,0 +1,92 @@
+"""The training engine: outputs and their schema, learning on real MNIST, graph/eager parity on CUDA."""
+import csv
+import json
+import math
+
+import pytest
+import torch
+
+from batchwise import config, data, train
+from conftest import REPO, SHARED_DATA
+
+METRICS_KEYS = {
+    "schema", "study", "cell", "setting", "seed", "spec", "data", "status", "diverged", "diverged_epoch",
+    "epochs_run", "final_train_loss", "final_train_acc", "final_test_loss", "final_test_acc", "best_test_acc",
+    "first_epoch_train_loss", "epochs_to_target", "time_to_target_s", "train_time_s", "eval_time_s",
+    "total_time_s", "mean_epoch_s", "steps_per_epoch", "device", "cuda_graphs", "gpu_mem_peak_mb", "n_params",
+    "env",
+}
+ENV_KEYS = {"python", "torch", "cuda", "cudnn", "device_name", "hostname", "cpu", "git", "cuda_visible_devices"}
+
+
+def spec_for(model="mlp", dataset="mnist", seed=0, device="cpu", graphs="off", **params):
+    cfg = {"data_dir": "data", "device": device, "cuda_graphs": graphs, "studies": {"t": {
+        "homework": "x", "title": "t", "dataset": dataset, "model": model, "seeds": [seed],
+        "params": {k: v for k, v in params.items() if k != "batch_size"},
+        "grid": {"batch_size": [params.get("batch_size", 64)]}}}}
+    cfg = config.validate(cfg)
+    return config.resolve(cfg, config.cells(cfg)[0])
+
+
+def test_run_cell_writes_complete_outputs(synthetic_caches, tmp_path):
+    spec = spec_for(epochs=2, lr=0.05, target_acc=0.5, train_subset=640)
+    metrics = train.run_cell(spec, synthetic_caches["mnist"], tmp_path, log=lambda line: None)
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    assert METRICS_KEYS <= set(on_disk) and ENV_KEYS <= set(on_disk["env"])
+    assert on_disk["status"] == metrics["status"] == "ok" and on_disk["epochs_run"] == 2
+    assert on_disk["spec"] == spec and on_disk["steps_per_epoch"] == 640 // 64
+    assert on_disk["env"]["torch"] == torch.__version__
+    rows = list(csv.DictReader((tmp_path / "history.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert float(rows[-1]["test_acc"]) == pytest.approx(on_disk["final_test_acc"])
+    iters = list(csv.DictReader((tmp_path / "iterations.csv").open()))
+    assert len(iters) == 2 * 10 and all(math.isfinite(float(r["loss"])) for r in iters)
+    assert on_disk["epochs_to_target"] in (1, 2)  # synthetic data is easy: the target is reached
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_learns_above_chance_on_synthetic_data(synthetic_caches, tmp_path):
+    spec = spec_for(model="cnn2", epochs=2, lr=0.1, momentum=0.9, bn=True)
+    metrics = train.run_cell(spec, synthetic_caches["mnist"], tmp_path, log=lambda line: None)
+    assert metrics["final_test_acc"] > 0.5
+
+
+def test_unavailable_data_is_recorded_not_crashed(tmp_path):
+    cache = tmp_path / "mnist.npz"
+    data.prepare("mnist", cache, data_dir=tmp_path / "nothing-here", download=False)
+    metrics = train.run_cell(spec_for(), cache, tmp_path / "out", log=lambda line: None)
+    assert metrics["status"] == "no-data" and "MNIST" in metrics["reason"]
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["status"] == "no-data"
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw").exists(), reason=f"no real MNIST at {SHARED_DATA}")
+def test_real_mnist_learns(tmp_path):
+    """A few hundred steps of the 2-layer CNN on a subset of real MNIST: far above chance."""
+    cache = tmp_path / "mnist.npz"
+    data.prepare("mnist", cache, data_dir=SHARED_DATA, download=False, strict=True)
+    spec = spec_for(model="cnn2", epochs=1, lr=0.05, momentum=0.9, bn=True, batch_size=32,
+                    train_subset=9600, test_subset=2000)
+    metrics = train.run_cell(spec, cache, tmp_path / "out", log=lambda line: None)
+    assert metrics["steps_per_epoch"] == 300
+    assert metrics["final_test_acc"] > 0.85
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("model,params", [
+    ("mlp", {"bn": True, "lr": 0.1, "momentum": 0.9, "weight_decay": 0.001}),
+    ("cnn2", {"bn": False, "lr": 0.05, "momentum": 0.01}),
+    ("lenet5", {"lr": 0.1, "init": "xavier"}),
+    ("mobilenet_v2", {"lr": 0.1}),
+])
+def test_graph_and_eager_agree_on_cuda(synthetic_caches, tmp_path, model, params):
+    dataset = "cifar10" if model == "mobilenet_v2" else "mnist"
+    runs = {}
+    for graphs in ("off", "on"):
+        spec = spec_for(model=model, dataset=dataset, device="cuda", graphs=graphs, epochs=2, batch_size=32,
+                        train_subset=640, **params)
+        runs[graphs] = train.train(spec, data.load(synthetic_caches[dataset]), log=lambda line: None)
+    assert runs["on"]["metrics"]["cuda_graphs"] and not runs["off"]["metrics"]["cuda_graphs"]
+    eager, graph = ([r[2] for r in runs[g]["iterations"]] for g in ("off", "on"))
+    assert graph == pytest.approx(eager, rel=1e-3, abs=1e-4)
+    assert runs["on"]["metrics"]["final_test_acc"] == pytest.approx(runs["off"]["metrics"]["final_test_acc"], abs=0.02)
