@@ -1,18 +1,17 @@
 # Helpers shared by the rule files, and the config check that runs before any job.
 import json
-import os
 import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
 REPO = Path(workflow.basedir)
-SRC = REPO / "src"
-sys.path.insert(0, str(SRC))
-# Jobs run `python -m batchwise`: make the package importable there without installing it.
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p)
 
-from batchwise import config as bw_config  # noqa: E402
+try:
+    from batchwise import config as bw_config
+except ModuleNotFoundError:
+    sys.exit("The batchwise package is not installed in this Python: run `make report` (sets up .venv), "
+             "or `pip install -e .` in the repository, and run snakemake from that environment.")
 
 # One line per mistake, naming the key, before anything runs; then the catalog-standard check.
 try:
@@ -29,7 +28,7 @@ DATASETS = sorted({spec["dataset"] for spec in config["studies"].values()})
 wildcard_constraints:
     study="|".join(STUDIES),
     dataset="|".join(DATASETS + ["cifar10"]),
-    # Cell ids are slugs made from config values: they can never contain '/' or '..'.
+    # Cell ids are slugs made from config values: no slash, no leading or doubled dot.
     cell=r"[a-z0-9_=+-]+(\.[a-z0-9_=+-]+)*",
     index=r"\d+",
 
