@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, RuntimeError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - only the three user-facing errors below are caught
         name = type(exc).__name__
         if name not in ("ConfigError", "DataError", "TrainingError"):
             raise

@@ -7,6 +7,7 @@ A *cell* is one point of the grid with one seed: one training run, one job, one 
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,13 +103,84 @@ def _apply_defaults(config: dict) -> dict:
     verdict.setdefault("resamples", 10000)
     verdict.setdefault("min_runs", 3)
     for study in config.get("studies", {}).values():
+        # JSON Schema's integer accepts 2.0; training needs a Python int (range(), tensor shapes).
+        for key in INTEGER_PARAMS:
+            if isinstance(study["params"].get(key), float):
+                study["params"][key] = int(study["params"][key])
+            if key in study["grid"]:
+                study["grid"][key] = [int(v) if isinstance(v, float) else v for v in study["grid"][key]]
+        study["seeds"] = [int(v) if isinstance(v, float) else v for v in study["seeds"]]
         study.setdefault("our_choices", {})
         study.setdefault("figures", [])
     return config
 
 
+def _show(value: Any) -> str:
+    """A bad value as the user wrote it, short enough for one line."""
+    text = repr(value) if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+    text = text.removesuffix("\n...").replace("\n", " ")
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _allowed(schema: dict) -> str:
+    """What a (leaf) schema accepts, in words: 'an integer >= 1', 'a number > 0 and <= 1', 'one of a, b'."""
+    if "enum" in schema:
+        return "one of " + ", ".join(_show(v).strip("'") for v in schema["enum"])
+    kind = {"integer": "an integer", "number": "a number", "boolean": "true or false", "string": "a string",
+            "array": "a list", "object": "a mapping"}.get(schema.get("type"), "a value")
+    bounds = [f"{op} {schema[key]}" for key, op in (("minimum", ">="), ("exclusiveMinimum", ">"),
+                                                      ("maximum", "<="), ("exclusiveMaximum", "<"))
+              if key in schema]
+    return f"{kind} {' and '.join(bounds)}" if bounds else kind
+
+
+def _schema_line(err, where: str) -> list[str]:
+    """One line per problem for one jsonschema error: key path, bad value, what is allowed."""
+    v, inst, schema = err.validator, err.instance, err.schema
+    if v == "additionalProperties":
+        allowed = ", ".join(sorted(schema.get("properties", {})))
+        unknown = [k for k in inst if k not in schema.get("properties", {})]
+        prefix = "" if where == "<top level>" else f"{where}."
+        return [f"config: {prefix}{k}: unknown key (allowed here: {allowed})" for k in unknown]
+    if v == "required":
+        prefix = "" if where == "<top level>" else f"{where}."
+        return [f"config: {prefix}{k}: missing; this key is required" for k in err.validator_value if k not in inst]
+    if v == "pattern" and "propertyNames" in err.schema_path:
+        return [f"config: {where}: name {_show(inst)} is not allowed: use lower-case letters, digits and '_', "
+                f"starting with a letter"]
+    if v == "enum":
+        return [f"config: {where}: {_show(inst)} is not a known value; allowed: {_allowed(schema)}"]
+    if v == "type":
+        got = {bool: "a boolean", str: "text", int: "an integer", float: "a number", list: "a list",
+               dict: "a mapping", type(None): "empty"}.get(type(inst), type(inst).__name__)
+        if inst is None:
+            return [f"config: {where}: has no value; allowed: {_allowed(schema)}"]
+        return [f"config: {where}: {_show(inst)} is {got}; allowed: {_allowed(schema)}"]
+    if v in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        return [f"config: {where}: {_show(inst)} is out of range; allowed: {_allowed(schema)}"]
+    if v in ("minItems", "minProperties"):
+        if schema.get("properties"):
+            need = f"at least one of the keys {', '.join(sorted(schema['properties']))}"
+        else:
+            need = f"at least {err.validator_value} {'entry' if v == 'minProperties' else 'value'}"
+        return [f"config: {where}: is empty; allowed: {need}"]
+    if v == "uniqueItems":
+        seen, dup = set(), None
+        for item in inst:
+            key = repr(item)
+            if key in seen:
+                dup = item
+                break
+            seen.add(key)
+        return [f"config: {where}: {_show(dup)} is listed twice; allowed: each value once"]
+    if v == "minLength":
+        return [f"config: {where}: must not be empty"]
+    return [f"config: {where}: {err.message}"]
+
+
 def schema_errors(config: dict) -> list[str]:
-    """Check `config` against the JSON schema; one line per problem, most specific first."""
+    """Check `config` against the JSON schema; one line per problem, naming the key path, the bad
+    value and what is allowed."""
     import jsonschema
 
     schema = yaml.safe_load(SCHEMA.read_text())
@@ -116,49 +188,75 @@ def schema_errors(config: dict) -> list[str]:
     lines = []
     for err in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
         leaf = min([err, *err.context], key=lambda e: len(e.message)) if err.context else err
-        where = _key_path(err.absolute_path)
-        if err.validator == "additionalProperties":
-            lines.append(f"config: {where}: {leaf.message} (allowed: {', '.join(sorted(err.schema.get('properties', {})))})")
-        else:
-            lines.append(f"config: {where}: {leaf.message}")
+        lines += _schema_line(leaf, _key_path(leaf.absolute_path))
     return lines
 
 
+INTEGER_PARAMS = ("epochs", "batch_size", "train_subset", "test_subset", "eval_batch_size")
+
+
+def _numbers(study: dict):
+    """(key path, value) of every number in a study's params and grid lists."""
+    for key, value in study["params"].items():
+        yield f"params.{key}", key, value
+    for key, values in study["grid"].items():
+        for i, value in enumerate(values):
+            yield f"grid.{key}[{i}]", key, value
+
+
 def semantic_errors(config: dict) -> list[str]:
-    """Checks a schema cannot express: model/parameter fit, batch vs data size, duplicate cells."""
+    """Checks a schema cannot express: model/parameter fit, batch vs data size, duplicate cells,
+    non-finite numbers. One line per problem: key path, bad value, what is allowed."""
     lines = []
+    defs = yaml.safe_load(SCHEMA.read_text())["$defs"]
     for name, study in config["studies"].items():
         where = f"config: studies.{name}"
         model, params, grid = study["model"], study["params"], study["grid"]
+        for path, key, value in _numbers(study):
+            # YAML's .nan passes every schema bound (NaN compares false) and .inf passes lower bounds.
+            if isinstance(value, float) and not math.isfinite(value):
+                rule = defs.get(key, {})
+                lines.append(f"{where}.{path}: {slug_value(value)} is not a finite number; "
+                             f"allowed: {_allowed(rule).replace('a number', 'a finite number')}")
         for key in sorted(set(params) & set(grid)):
-            lines.append(f"{where}: '{key}' is both in params and grid; keep it in one of them")
+            lines.append(f"{where}.params.{key}: '{key}' is also in grid; allowed: one of params or grid, not both")
         allowed = set(DEFAULT_PARAMS) | set(MODEL_PARAMS[model])
         for section, keys in (("params", params), ("grid", grid)):
             for key in keys:
                 if key not in allowed:
-                    lines.append(f"{where}.{section}.{key}: model '{model}' takes no '{key}' "
-                                 f"(it takes: {', '.join(sorted(allowed))})")
-        n_train = SYNTHETIC_TRAIN_SIZE if config.get("synthetic_data") else TRAIN_SIZES[study["dataset"]]
-        subsets = grid.get("train_subset", [params.get("train_subset")])
-        n_train = min(n_train, min(s for s in subsets if s) if any(subsets) else n_train)
-        for bs in grid.get("batch_size", [params.get("batch_size", DEFAULT_PARAMS["batch_size"])]):
-            if bs > n_train:
-                lines.append(f"{where}: batch_size {bs} is larger than the {n_train} training images of "
-                             f"'{study['dataset']}'; use at most {n_train}")
+                    lines.append(f"{where}.{section}.{key}: model '{model}' takes no '{key}'; "
+                                 f"allowed: {', '.join(sorted(allowed))}")
+        n_data = SYNTHETIC_TRAIN_SIZE if config.get("synthetic_data") else TRAIN_SIZES[study["dataset"]]
+        subsets = [s for s in grid.get("train_subset", [params.get("train_subset")]) if s]
+        n_train = min([n_data, *subsets])
+        what = (f"the {n_train} training images of '{study['dataset']}'" if n_train == n_data else
+                f"train_subset {n_train} (of the {n_data} training images of '{study['dataset']}')")
+        if "batch_size" in grid:
+            sizes = [(f"grid.batch_size[{i}]", bs) for i, bs in enumerate(grid["batch_size"])]
+        else:
+            sizes = [("params.batch_size", params.get("batch_size", DEFAULT_PARAMS["batch_size"]))]
+        for path, bs in sizes:
+            if isinstance(bs, (int, float)) and bs > n_train:
+                lines.append(f"{where}.{path}: {bs} is larger than {what}; allowed: at most {n_train}")
         for key, values in grid.items():
             seen = [slug_value(v) for v in values]
             dup = sorted({v for v in seen if seen.count(v) > 1})
             if dup:
-                lines.append(f"{where}.grid.{key}: value {dup[0]} is listed twice (duplicate cell ids); list it once")
+                lines.append(f"{where}.grid.{key}: {dup[0]} is listed twice (duplicate cell ids); "
+                             f"allowed: each value once")
         for i, fig in enumerate(study.get("figures", [])):
             for key in ("x", "hue", "panel", "split"):
                 if key in fig and fig[key] not in grid:
-                    lines.append(f"{where}.figures[{i}].{key}: '{fig[key]}' is not a grid key of this study "
-                                 f"(grid keys: {', '.join(grid)})")
+                    lines.append(f"{where}.figures[{i}].{key}: '{fig[key]}' is not a grid key of this study; "
+                                 f"allowed: {', '.join(grid)}")
             for metric in fig.get("metrics", []):
                 if metric not in METRICS:
-                    lines.append(f"{where}.figures[{i}].metrics: unknown metric '{metric}' "
-                                 f"(known: {', '.join(METRICS)})")
+                    lines.append(f"{where}.figures[{i}].metrics: unknown metric '{metric}'; "
+                                 f"allowed: {', '.join(METRICS)}")
+    for key in ("level",):
+        value = config.get("verdict", {}).get(key)
+        if isinstance(value, float) and not math.isfinite(value):
+            lines.append(f"config: verdict.{key}: {value} is not a finite number; allowed: a number > 0 and < 1")
     return lines
 
 

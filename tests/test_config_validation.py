@@ -1,0 +1,245 @@
+"""Bad configurations are refused before any job starts, one line per mistake.
+
+Each case starts from config/smoke.yaml and breaks one thing. The message must be one line that
+names the key path, the bad value (where there is one) and what is allowed. A few cases are also
+run through snakemake itself: non-zero exit, the message on stderr, and no job started.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from batchwise import config
+from batchwise.__main__ import main as cli
+from conftest import REPO
+
+SMOKE = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+S1, S2, S3 = "s1_batch_init", "s2_bn_lr_mlp", "s3_batch_convergence"
+
+
+def study(cfg: dict, name: str = S1) -> dict:
+    return cfg["studies"][name]
+
+
+def _del(d: dict, key: str) -> None:
+    del d[key]
+
+
+# id -> (mutation of a copy of smoke.yaml, key path the line must start with, words it must contain)
+CASES = {
+    "unknown top-level key": (
+        lambda c: c.update(epochs=3),
+        "epochs", ["unknown key", "allowed here:", "studies", "device"]),
+    "unknown key in a study": (
+        lambda c: study(c).update(optimizer="adam"),
+        f"studies.{S1}.optimizer", ["unknown key", "allowed here:", "params", "grid", "seeds"]),
+    "wrong type: epochs 'ten'": (
+        lambda c: study(c)["params"].update(epochs="ten"),
+        f"studies.{S1}.params.epochs", ["'ten'", "allowed: an integer >= 1"]),
+    "batch_size 0 in a grid": (
+        lambda c: study(c)["grid"].update(batch_size=[64, 0]),
+        f"studies.{S1}.grid.batch_size[1]", ["0 is out of range", "allowed: an integer >= 1"]),
+    "negative batch_size": (
+        lambda c: study(c, S2)["params"].update(batch_size=-8),
+        f"studies.{S2}.params.batch_size", ["-8", "allowed: an integer >= 1"]),
+    "epochs 0": (
+        lambda c: study(c)["params"].update(epochs=0),
+        f"studies.{S1}.params.epochs", ["0 is out of range", "allowed: an integer >= 1"]),
+    "epochs 2.5": (
+        lambda c: study(c)["params"].update(epochs=2.5),
+        f"studies.{S1}.params.epochs", ["2.5", "allowed: an integer >= 1"]),
+    "lr 0": (
+        lambda c: study(c)["params"].update(lr=0),
+        f"studies.{S1}.params.lr", ["0 is out of range", "allowed: a number > 0"]),
+    "negative lr in a grid": (
+        lambda c: study(c, S2)["grid"].update(lr=[0.01, -0.1]),
+        f"studies.{S2}.grid.lr[1]", ["-0.1", "allowed: a number > 0"]),
+    "lr NaN (YAML .nan slips past schema bounds)": (
+        lambda c: study(c)["params"].update(lr=float("nan")),
+        f"studies.{S1}.params.lr", ["nan", "not a finite number", "> 0"]),
+    "lr inf": (
+        lambda c: study(c, S2)["grid"].update(lr=[0.01, float("inf")]),
+        f"studies.{S2}.grid.lr[1]", ["inf", "not a finite number"]),
+    "momentum 1": (
+        lambda c: study(c)["params"].update(momentum=1),
+        f"studies.{S1}.params.momentum", ["1 is out of range", ">= 0 and < 1"]),
+    "unknown dataset": (
+        lambda c: study(c).update(dataset="imagenet"),
+        f"studies.{S1}.dataset", ["'imagenet'", "allowed: one of mnist, cifar10, cifar10_grey"]),
+    "unknown model": (
+        lambda c: study(c).update(model="resnet50"),
+        f"studies.{S1}.model", ["'resnet50'", "mnist_cnn", "mobilenet_v2"]),
+    "unknown init": (
+        lambda c: study(c)["grid"].update(init=["default", "he"]),
+        f"studies.{S1}.grid.init[1]", ["'he'", "allowed: one of default, zeros, xavier"]),
+    "empty grid": (
+        lambda c: study(c).update(grid={}),
+        f"studies.{S1}.grid", ["is empty", "batch_size", "lr"]),
+    "empty list in grid": (
+        lambda c: study(c)["grid"].update(init=[]),
+        f"studies.{S1}.grid.init", ["is empty", "at least 1 value"]),
+    "grid value not a list": (
+        lambda c: study(c)["grid"].update(batch_size=64),
+        f"studies.{S1}.grid.batch_size", ["64", "allowed: a list"]),
+    "duplicate grid value (duplicate cell ids)": (
+        lambda c: study(c)["grid"].update(batch_size=[64, 300, 64]),
+        f"studies.{S1}.grid.batch_size", ["64 is listed twice", "duplicate cell ids", "each value once"]),
+    "duplicate float spelled twice (0.1 and 0.10)": (
+        lambda c: study(c, S2)["grid"].update(lr=[0.1, 0.10]),
+        f"studies.{S2}.grid.lr", ["0.1 is listed twice", "duplicate cell ids"]),
+    "batch larger than the training set": (
+        lambda c: study(c, S2)["params"].update(batch_size=5000),
+        f"studies.{S2}.params.batch_size", ["5000", "1200 training images", "at most 1200"]),
+    "batch larger than train_subset": (
+        lambda c: study(c)["grid"].update(batch_size=[64, 601]),
+        f"studies.{S1}.grid.batch_size[1]", ["601", "train_subset 600", "at most 600"]),
+    "target_acc 0": (
+        lambda c: study(c, S3)["params"].update(target_acc=0),
+        f"studies.{S3}.params.target_acc", ["0 is out of range", "> 0 and <= 1"]),
+    "target_acc 1.5": (
+        lambda c: study(c, S3)["params"].update(target_acc=1.5),
+        f"studies.{S3}.params.target_acc", ["1.5 is out of range", "> 0 and <= 1"]),
+    "param the model does not take (bn on lenet5)": (
+        lambda c: study(c, S3)["params"].update(bn=True),
+        f"studies.{S3}.params.bn", ["model 'lenet5' takes no 'bn'", "allowed:", "batch_size"]),
+    "key both in params and grid": (
+        lambda c: study(c)["params"].update(batch_size=64),
+        f"studies.{S1}.params.batch_size", ["also in grid", "not both"]),
+    "figure uses an unknown grid key": (
+        lambda c: study(c)["figures"][0].update(hue="depth"),
+        f"studies.{S1}.figures[0].hue", ["'depth'", "not a grid key", "allowed: batch_size, init"]),
+    "figure uses an unknown metric": (
+        lambda c: study(c)["figures"][0].update(metrics=["final_test_acc", "accuracy"]),
+        f"studies.{S1}.figures[0].metrics", ["'accuracy'", "unknown metric", "final_test_acc"]),
+    "figure of an unknown kind": (
+        lambda c: study(c)["figures"][0].update(kind="pie"),
+        f"studies.{S1}.figures[0].kind", ["'pie'", "curves", "bars"]),
+    "device tpu": (
+        lambda c: c.update(device="tpu"),
+        "device", ["'tpu'", "allowed: one of auto, cuda, cpu"]),
+    "seeds empty": (
+        lambda c: study(c).update(seeds=[]),
+        f"studies.{S1}.seeds", ["is empty", "at least 1 value"]),
+    "seed listed twice": (
+        lambda c: study(c).update(seeds=[0, 1, 0]),
+        f"studies.{S1}.seeds", ["0 is listed twice"]),
+    "negative seed": (
+        lambda c: study(c).update(seeds=[-1]),
+        f"studies.{S1}.seeds[0]", ["-1", "allowed: an integer >= 0"]),
+    "missing required key": (
+        lambda c: _del(study(c), "model"),
+        f"studies.{S1}.model", ["missing", "required"]),
+    "study name that is not a slug": (
+        lambda c: c["studies"].update({"../escape": copy.deepcopy(study(c))}),
+        "studies", ["'../escape'", "lower-case letters, digits and '_'"]),
+    "studies left empty": (
+        lambda c: c.update(studies=None),
+        "studies", ["has no value", "allowed: a mapping"]),
+    "boolean where a number belongs": (
+        lambda c: study(c)["grid"].update(batch_size=[True]),
+        f"studies.{S1}.grid.batch_size[0]", ["true is a boolean", "allowed: an integer >= 1"]),
+}
+
+
+def broken(mutate) -> dict:
+    cfg = copy.deepcopy(SMOKE)
+    mutate(cfg)
+    return cfg
+
+
+def error_lines(cfg: dict) -> list[str]:
+    with pytest.raises(config.ConfigError) as err:
+        config.validate(cfg)
+    return str(err.value).splitlines()
+
+
+def test_smoke_config_itself_is_valid():
+    assert config.cells(config.validate(copy.deepcopy(SMOKE)))
+
+
+def test_there_are_at_least_fifteen_distinct_bad_configs():
+    assert len(CASES) >= 15
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_config_gives_one_line_naming_key_value_and_allowed(case):
+    mutate, path, words = CASES[case]
+    lines = error_lines(broken(mutate))
+    assert len(lines) == 1, lines  # one mistake, one line
+    line = lines[0]
+    assert line.startswith(f"config: {path}: "), line
+    for word in words:
+        assert word in line, f"{word!r} not in {line!r}"
+    assert "\n" not in line and len(line) < 400
+
+
+def test_several_mistakes_give_one_line_each():
+    def two_mistakes(c):
+        study(c)["params"].update(epochs=0)
+        c.update(device="tpu")
+
+    lines = error_lines(broken(two_mistakes))
+    assert len(lines) == 2
+    assert any(l.startswith("config: device:") for l in lines)
+    assert any(l.startswith(f"config: studies.{S1}.params.epochs:") for l in lines)
+
+
+def test_integral_float_is_accepted_as_an_integer():
+    """YAML `epochs: 2.0` passes the schema's integer type; it must reach training as an int."""
+    cfg = config.validate(broken(lambda c: study(c)["params"].update(epochs=2.0)))
+    cell = config.cells(cfg, S1)[0]
+    assert type(config.resolve(cfg, cell)["params"]["epochs"]) is int
+
+
+def test_check_command_prints_one_line_and_exits_1(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(broken(lambda c: c.update(device="tpu"))))
+    assert cli(["check", str(bad)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: config: device: 'tpu' is not a known value; allowed: one of auto, cuda, cpu"]
+
+
+# --- through snakemake itself -------------------------------------------------------------------
+
+def snakemake_env(tmp_path: Path) -> dict:
+    """This interpreter first on PATH. Where `scontrol` exists but no SLURM controller answers,
+    Snakemake's SLURM plugin waits 10 s for it at every start; a stub that fails at once avoids it."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    if shutil.which("scontrol"):
+        stub = tmp_path / "stub-bin"
+        stub.mkdir(exist_ok=True)
+        (stub / "scontrol").write_text("#!/bin/sh\nexit 1\n")
+        (stub / "scontrol").chmod(0o755)
+        env["PATH"] = f"{stub}{os.pathsep}{env['PATH']}"
+    return env
+
+
+@pytest.mark.parametrize("case", [
+    "wrong type: epochs 'ten'", "unknown top-level key", "batch larger than the training set", "device tpu",
+])
+def test_snakemake_refuses_bad_config_before_any_job(case, tmp_path):
+    mutate, path, words = CASES[case]
+    work = tmp_path / "work"
+    work.mkdir()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(broken(mutate)))
+    expected = error_lines(broken(mutate))[0]
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(work),
+         "--cores", "1", "--configfile", str(bad)],
+        env=snakemake_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert expected in proc.stderr.splitlines(), proc.stderr[-2000:]
+    assert "Invalid configuration:" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    # No job started: nothing but Snakemake's own bookkeeping folder in the working directory.
+    assert not (work / "results").exists() and not (work / "logs").exists()
+    assert not (work / "reports").exists() and not (work / "benchmarks").exists()
+    assert {p.name for p in work.iterdir()} <= {".snakemake"}

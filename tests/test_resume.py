@@ -1,0 +1,135 @@
+"""Kill the smoke workflow hard in the middle of training, then resume it.
+
+What must hold: every metrics.json on disk is complete JSON (writes are atomic); after
+`snakemake --unlock` the same command with `--rerun-incomplete` finishes; only cells that had not
+finished are trained again; finished cells' files are byte-identical afterwards.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from batchwise import config
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+SMOKE = REPO / "config" / "smoke.yaml"
+CELL_FILES = ("metrics.json", "history.csv", "iterations.csv")
+
+
+def env_for(tmp: Path) -> dict:
+    """This interpreter first on PATH; a failing `scontrol` stub where SLURM tools exist without a
+    controller (Snakemake's SLURM plugin otherwise waits 10 s for it at every start)."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    if shutil.which("scontrol"):
+        stub = tmp / "stub-bin"
+        stub.mkdir(exist_ok=True)
+        (stub / "scontrol").write_text("#!/bin/sh\nexit 1\n")
+        (stub / "scontrol").chmod(0o755)
+        env["PATH"] = f"{stub}{os.pathsep}{env['PATH']}"
+    return env
+
+
+def incomplete_outputs(work: Path) -> set[str]:
+    """Outputs Snakemake has marked incomplete (.snakemake/incomplete/<urlsafe base64 of the path>,
+    long names split into folders whose names start with '@')."""
+    root = work / ".snakemake" / "incomplete"
+    out = set()
+    for path in root.rglob("*") if root.exists() else []:
+        if path.is_file() and path.name != "migration_underway":
+            encoded = "".join(part.lstrip("@") for part in path.relative_to(root).parts)
+            out.add(base64.urlsafe_b64decode(encoded).decode())
+    return out
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def wait_group_gone(pgid: int, timeout: float = 20) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"processes of group {pgid} survived SIGKILL")
+
+
+def test_sigkill_mid_training_then_resume(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    env = env_for(tmp_path)
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(work),
+           "--cores", "2", "--resources", "gpu=2", "--set-threads", "train_cell=1", "--configfile", str(SMOKE)]
+    cfg = config.load(SMOKE)
+    all_cells = {f"{c.study}/{c.id}" for c in config.cells(cfg)}
+
+    # 1. Start the run in its own process group; kill it while a cell trains and a few are done.
+    with (tmp_path / "run1.out").open("w") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while True:
+        done = list(work.glob("results/*/*/metrics.json"))
+        started = [p for p in work.glob("logs/train_cell/*/*.log")
+                   if not (work / "results" / p.parent.name / p.stem / "metrics.json").exists()]
+        if len(done) >= 3 and started:
+            break
+        assert proc.poll() is None, "the workflow ended before it could be interrupted:\n" + \
+            (tmp_path / "run1.out").read_text()[-3000:]
+        assert time.monotonic() < deadline, "no training progress in 300 s"
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    wait_group_gone(proc.pid)
+
+    # 2. (a) Whatever is on disk is whole: every metrics.json parses, every CSV has its header.
+    for metrics in work.glob("results/*/*/metrics.json"):
+        record = json.loads(metrics.read_text())
+        assert record["status"] in ("ok", "diverged", "no-data"), metrics
+        for name in ("history.csv", "iterations.csv"):
+            assert (metrics.parent / name).read_text().startswith(("epoch", "step")), metrics.parent / name
+
+    # (b) Finished cells: metrics.json present and not marked incomplete by Snakemake (a job killed
+    # between writing metrics.json and Snakemake recording it is incomplete and rightly re-run).
+    incomplete = incomplete_outputs(work)
+    finished = {f"{p.parent.parent.name}/{p.parent.name}" for p in work.glob("results/*/*/metrics.json")
+                if str(p.relative_to(work)) not in incomplete}
+    assert finished and finished < all_cells
+    before = {(cell, name): sha(work / "results" / cell / name) for cell in finished for name in CELL_FILES}
+    mtimes = {cell: (work / "results" / cell / "metrics.json").stat().st_mtime_ns for cell in finished}
+
+    # 3. A SIGKILL leaves Snakemake's lock behind: the same command is refused until --unlock.
+    locked = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert locked.returncode != 0 and "--unlock" in locked.stdout + locked.stderr
+    assert subprocess.run([*cmd, "--unlock"], env=env, capture_output=True, text=True, timeout=120).returncode == 0
+
+    # 4. Resume. --rerun-incomplete (also set in profiles/default) re-runs jobs that were killed.
+    resumed = subprocess.run([*cmd, "--rerun-incomplete"], env=env, capture_output=True, text=True, timeout=600)
+    output = resumed.stdout + resumed.stderr
+    (tmp_path / "run2.out").write_text(output)
+    assert resumed.returncode == 0, output[-5000:]
+    assert (work / "reports" / "report.pdf").stat().st_size > 0
+    assert (work / "reports" / "report.html").exists()
+
+    # (d) Exactly the unfinished cells were trained again; finished ones were left alone.
+    retrained = set(re.findall(r"^Job \d+: Training (\S+)$", output, re.M))
+    assert retrained == all_cells - finished, (sorted(retrained), sorted(finished))
+    after = {(cell, name): sha(work / "results" / cell / name) for cell in finished for name in CELL_FILES}
+    assert after == before
+    assert all((work / "results" / c / "metrics.json").stat().st_mtime_ns == t for c, t in mtimes.items())
+    for cell in all_cells:
+        json.loads((work / "results" / cell / "metrics.json").read_text())
