@@ -122,8 +122,11 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
     runs = pd.concat(all_runs, ignore_index=True)
     done = runs[runs["status"] != "no-data"]
     verdict = config["verdict"]
+    # A config may hold only some studies: its report checks only the claims about those.
+    wanted = [c for c in claims_mod.load_claims(Path(claims))
+              if all(study in config["studies"] for study, _ in [(c["study"], {}), *claims_mod.claim_selectors(c)])]
     claim_list = claims_mod.evaluate_claims(
-        claims_mod.load_claims(Path(claims)), done,
+        wanted, done,
         level=verdict["level"], resamples=verdict["resamples"], min_runs=verdict["min_runs"])
     tables = []
     for table in claims_mod.load_homework_tables(Path(homework)):

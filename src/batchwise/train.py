@@ -64,7 +64,7 @@ def evaluate(model, x, y, normalise: Callable, batch_size: int) -> tuple[torch.T
     return loss_sum / len(x), correct / len(x)
 
 
-def capture(step: Callable, model, opt, device) -> torch.cuda.CUDAGraph:
+def capture(step: Callable, reset: Callable, model, opt, device) -> torch.cuda.CUDAGraph:
     """Record `step` as a CUDA graph. Warm-up steps (required before capture) would move the
     weights, so model, optimiser and RNG state are restored afterwards: the graph run starts from
     exactly the state the eager run starts from."""
@@ -74,6 +74,7 @@ def capture(step: Callable, model, opt, device) -> torch.cuda.CUDAGraph:
     side.wait_stream(torch.cuda.current_stream(device))
     with torch.cuda.stream(side):
         for _ in range(3):
+            reset()  # keeps the step counter in range: an epoch may hold a single step
             opt.zero_grad(set_to_none=True)
             step()
     torch.cuda.current_stream(device).wait_stream(side)
@@ -137,7 +138,7 @@ def train(spec: dict, cache: data.Cache, log: Callable[[str], None] = print) -> 
         k.add_(1)
 
     graphed = use_graphs(spec["cuda_graphs"], device)
-    graph = capture(step, model, opt, device) if graphed else None
+    graph = capture(step, k.zero_, model, opt, device) if graphed else None
     every = max(1, math.ceil(steps * p["epochs"] / MAX_LOSS_POINTS))
     history, iterations = [], []
     train_time = eval_time = 0.0
