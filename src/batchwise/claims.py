@@ -747,20 +747,27 @@ def _eval_best(claim, rule, runs, rng, *, level, resamples, min_runs) -> dict:
     return _finish(out, comps, _decider(comps, goal))
 
 
-def _eval_interior(claim, rule, runs, rng, *, level, resamples, min_runs) -> dict:
-    metric, goal, over = rule["metric"], rule["goal"], rule["over"]
-    sweep = _sweep(claim, rule, runs, metric)
-    samples = [s for _, s in sweep]
+def _sweep_start(claim, rule, runs, min_runs: int, need: int, what: str):
+    """The common start of the sweep rules: the samples along `over`, the output skeleton, a
+    listing for the evidence, and an early 'inconclusive' result when there is too little data."""
+    samples = [s for _, s in _sweep(claim, rule, runs, rule["metric"])]
     out = dict(groups=_group_fields(samples))
     listing = "; ".join(_fmt_sample(s) for s in samples)
-    if len(samples) < 3:
-        return {**out, "verdict": "inconclusive", "evidence": listing or "no runs",
-                "reason": f"inconclusive: an interior optimum needs at least 3 values of "
-                          f"{over}, found {len(samples)}"}
-    few = _too_few(samples, min_runs)
-    if few:
-        return {**out, "verdict": "inconclusive", "evidence": listing,
-                "reason": few + _notes(samples)}
+    early = None
+    if len(samples) < need:
+        early = {**out, "verdict": "inconclusive", "evidence": listing or "no runs",
+                 "reason": f"inconclusive: {what} needs at least {need} values of "
+                           f"{rule['over']}, found {len(samples)}"}
+    elif few := _too_few(samples, min_runs):
+        early = {**out, "verdict": "inconclusive", "evidence": listing, "reason": few + _notes(samples)}
+    return samples, out, listing, early
+
+
+def _eval_interior(claim, rule, runs, rng, *, level, resamples, min_runs) -> dict:
+    metric, goal, over = rule["metric"], rule["goal"], rule["over"]
+    samples, out, listing, early = _sweep_start(claim, rule, runs, min_runs, 3, "an interior optimum")
+    if early:
+        return early
     best = _best_index(samples, goal)
     if goal == "min" and math.isinf(samples[best].mean):
         return {**out, "verdict": "inconclusive", "evidence": listing,
@@ -791,18 +798,9 @@ def _eval_interior(claim, rule, runs, rng, *, level, resamples, min_runs) -> dic
 
 def _eval_monotonic(claim, rule, runs, rng, *, level, resamples, min_runs) -> dict:
     metric, over, direction = rule["metric"], rule["over"], rule["direction"]
-    sweep = _sweep(claim, rule, runs, metric)
-    samples = [s for _, s in sweep]
-    out = dict(groups=_group_fields(samples))
-    listing = "; ".join(_fmt_sample(s) for s in samples)
-    if len(samples) < 2:
-        return {**out, "verdict": "inconclusive", "evidence": listing or "no runs",
-                "reason": f"inconclusive: needs at least 2 values of {over}, "
-                          f"found {len(samples)}"}
-    few = _too_few(samples, min_runs)
-    if few:
-        return {**out, "verdict": "inconclusive", "evidence": listing,
-                "reason": few + _notes(samples)}
+    samples, out, listing, early = _sweep_start(claim, rule, runs, min_runs, 2, "a trend")
+    if early:
+        return early
     means = [s.mean for s in samples]
     up = direction == "increasing"
     # non-strict, so that two settings that never reached the target (inf, inf) tie
