@@ -2,7 +2,7 @@
 #   data -> one training job per cell -> per-study tables -> figures -> HTML + PDF report
 from snakemake.utils import min_version
 
-min_version("9.0")
+min_version("9.27")
 
 # A --configfile on the command line replaces the default config rather than merging into it,
 # so that the smaller configs (quick, smoke) never inherit studies from the full one.
