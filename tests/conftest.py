@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,9 +18,17 @@ def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
 
 
-def run_env() -> dict:
-    """Jobs run `python -m batchwise`: put this interpreter first on PATH."""
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+def run_env(stub_dir: Path | None = None) -> dict:
+    """Jobs run `python -m batchwise`: put this interpreter first on PATH. With `stub_dir`, also a
+    failing `scontrol` where SLURM tools exist without a controller (Snakemake's SLURM plugin
+    otherwise waits 10 s for one at every start)."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    if stub_dir is not None and shutil.which("scontrol"):
+        stub_dir.mkdir(exist_ok=True)
+        (stub_dir / "scontrol").write_text("#!/bin/sh\nexit 1\n")
+        (stub_dir / "scontrol").chmod(0o755)
+        env["PATH"] = f"{stub_dir}{os.pathsep}{env['PATH']}"
+    return env
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,6 @@ run through snakemake itself: non-zero exit, the message on stderr, and no job s
 from __future__ import annotations
 
 import copy
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +16,7 @@ import yaml
 
 from batchwise import config
 from batchwise.__main__ import main as cli
-from conftest import REPO
+from conftest import REPO, run_env
 
 SMOKE = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
 S1, S2, S3 = "s1_batch_init", "s2_bn_lr_mlp", "s3_batch_convergence"
@@ -209,16 +207,7 @@ def test_check_command_prints_one_line_and_exits_1(tmp_path, capsys):
 # --- through snakemake itself -------------------------------------------------------------------
 
 def snakemake_env(tmp_path: Path) -> dict:
-    """This interpreter first on PATH. Where `scontrol` exists but no SLURM controller answers,
-    Snakemake's SLURM plugin waits 10 s for it at every start; a stub that fails at once avoids it."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    if shutil.which("scontrol"):
-        stub = tmp_path / "stub-bin"
-        stub.mkdir(exist_ok=True)
-        (stub / "scontrol").write_text("#!/bin/sh\nexit 1\n")
-        (stub / "scontrol").chmod(0o755)
-        env["PATH"] = f"{stub}{os.pathsep}{env['PATH']}"
-    return env
+    return run_env(tmp_path / "stub-bin")
 
 
 @pytest.mark.parametrize("case", [

@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from batchwise import config
-from conftest import REPO
+from conftest import REPO, run_env
 
 pytestmark = pytest.mark.slow
 
@@ -30,16 +29,7 @@ CELL_FILES = ("metrics.json", "history.csv", "iterations.csv")
 
 
 def env_for(tmp: Path) -> dict:
-    """This interpreter first on PATH; a failing `scontrol` stub where SLURM tools exist without a
-    controller (Snakemake's SLURM plugin otherwise waits 10 s for it at every start)."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    if shutil.which("scontrol"):
-        stub = tmp / "stub-bin"
-        stub.mkdir(exist_ok=True)
-        (stub / "scontrol").write_text("#!/bin/sh\nexit 1\n")
-        (stub / "scontrol").chmod(0o755)
-        env["PATH"] = f"{stub}{os.pathsep}{env['PATH']}"
-    return env
+    return run_env(tmp / "stub-bin")
 
 
 def incomplete_outputs(work: Path) -> set[str]:
