@@ -6,11 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-RUN_METRICS = (
-    "final_test_acc", "final_test_loss", "final_train_acc", "final_train_loss", "first_epoch_train_loss",
-    "best_test_acc", "generalisation_gap", "epochs_run", "epochs_to_target", "time_to_target_s",
-    "train_time_s", "eval_time_s", "total_time_s", "mean_epoch_s", "gpu_mem_peak_mb",
-)
+from .config import RUN_METRICS
 
 
 def runs_table(metrics_files: list[str | Path], grid_keys: list[str]) -> pd.DataFrame:

@@ -43,13 +43,14 @@ MODEL_PARAMS: dict[str, dict[str, Any]] = {
 TRAIN_SIZES = {"mnist": 60000, "cifar10": 50000, "cifar10_grey": 50000}
 SYNTHETIC_TRAIN_SIZE = 1200  # must match data.SYNTHETIC_SIZES' training count
 
-# Columns of the runs table that figures and claims may name.
-METRICS = (
-    "final_test_acc", "final_test_loss", "final_train_acc", "final_train_loss", "best_test_acc",
-    "first_epoch_train_loss", "generalisation_gap", "epochs_run", "epochs_to_target",
-    "time_to_target_s", "train_time_s", "mean_epoch_s", "total_time_s",
-    "train_loss", "train_acc", "test_loss", "test_acc",
+# Per-run results (the runs table's metric columns) and per-epoch curves: what figures may name.
+RUN_METRICS = (
+    "final_test_acc", "final_test_loss", "final_train_acc", "final_train_loss", "first_epoch_train_loss",
+    "best_test_acc", "generalisation_gap", "epochs_run", "epochs_to_target", "time_to_target_s",
+    "train_time_s", "eval_time_s", "total_time_s", "mean_epoch_s", "gpu_mem_peak_mb",
 )
+CURVE_METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
+METRICS = RUN_METRICS + CURVE_METRICS
 SLUG_RE = re.compile(r"^[a-z0-9_.=+-]+$")
 
 

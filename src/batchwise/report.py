@@ -78,7 +78,7 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def _setup(study: dict, runs: pd.DataFrame, meta: dict) -> list[tuple[str, str]]:
+def _setup(study: dict, meta: dict) -> list[tuple[str, str]]:
     p = study["params"]
     grid = "; ".join(f"{k} ∈ {{{', '.join(slug_value(v) for v in vals)}}}" for k, vals in study["grid"].items())
     rows = [("data set", f"{study['dataset']}" + (f" — {meta['data_note']}" if meta.get("data_note") else "")),
@@ -114,7 +114,7 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
         meta = _study_meta(results_dir / name)
         studies.append({
             "id": name, "title": study["title"], "homework": study["homework"], "meta": meta,
-            "setup": _setup(study, runs, meta),
+            "setup": _setup(study, meta),
             "results": results_table(study, summary) if not summary.empty else None,
             "figures": [{"path": str(figures_dir / name / f"fig{i}.svg"), "caption": f.get("caption", "")}
                         for i, f in enumerate(study["figures"])],
@@ -124,7 +124,7 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
     verdict = config["verdict"]
     # A config may hold only some studies: its report checks only the claims about those.
     wanted = [c for c in claims_mod.load_claims(Path(claims))
-              if all(study in config["studies"] for study, _ in [(c["study"], {}), *claims_mod.claim_selectors(c)])]
+              if {c["study"], *(s for s, _ in claims_mod.claim_selectors(c))} <= set(config["studies"])]
     claim_list = claims_mod.evaluate_claims(
         wanted, done,
         level=verdict["level"], resamples=verdict["resamples"], min_runs=verdict["min_runs"])

@@ -150,7 +150,8 @@ def train(spec: dict, cache: data.Cache, log: Callable[[str], None] = print) -> 
     for epoch in range(1, p["epochs"] + 1):
         t0 = time.perf_counter()
         perm.copy_(torch.randperm(len(x_train), device=device, generator=shuffle)[: steps * bs].view(steps, bs))
-        k.zero_(), correct.zero_()
+        k.zero_()
+        correct.zero_()
         for _ in range(steps):
             if graph is not None:
                 graph.replay()
