@@ -340,7 +340,7 @@ def test_failed_write_leaves_no_temp(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(np, "savez_compressed", boom)
+    monkeypatch.setattr(np, "savez", boom)
     with pytest.raises(OSError):
         prepare("mnist", out, data_dir=tmp_path, synthetic=True)
     assert list(tmp_path.iterdir()) == []

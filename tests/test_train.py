@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from batchwise import config, data, train
+from batchwise import config, data, models, train
 from conftest import REPO, SHARED_DATA
 
 METRICS_KEYS = {
@@ -89,3 +89,37 @@ def test_graph_and_eager_agree_on_cuda(synthetic_caches, tmp_path, model, params
     eager, graph = ([r[2] for r in runs[g]["iterations"]] for g in ("off", "on"))
     assert graph == pytest.approx(eager, rel=1e-3, abs=1e-4)
     assert runs["on"]["metrics"]["final_test_acc"] == pytest.approx(runs["off"]["metrics"]["final_test_acc"], abs=0.02)
+
+
+@pytest.mark.parametrize("momentum,weight_decay", [(0.0, 0.0), (0.9, 0.0), (0.01, 0.001), (0.9, 5e-4)])
+def test_sgd_matches_torch_optim(momentum, weight_decay):
+    """The engine's SGD gives torch.optim.SGD's parameters, step for step (BN buffers included)."""
+    torch.manual_seed(0)
+    ref, _ = models.build("mlp", (1, 8, 8), 10, bn=True)
+    ours, _ = models.build("mlp", (1, 8, 8), 10, bn=True)
+    ours.load_state_dict(ref.state_dict())
+    opts = (torch.optim.SGD(ref.parameters(), lr=0.1, momentum=momentum, weight_decay=weight_decay),
+            train.SGD(ours.parameters(), lr=0.1, momentum=momentum, weight_decay=weight_decay))
+    for _ in range(5):
+        x, y = torch.randn(32, 1, 8, 8), torch.randint(0, 10, (32,))
+        for model, opt in zip((ref, ours), opts):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    for a, b in zip(ref.state_dict().values(), ours.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_training_imports_neither_dynamo_nor_torchvision(synthetic_caches, tmp_path):
+    """Start-up cost: an MLP job must not pull in torch._dynamo (~1 s) or torchvision."""
+    import subprocess
+    import sys
+
+    spec = spec_for(epochs=1, train_subset=640)
+    code = ("import json, sys; from pathlib import Path; from batchwise import train; "
+            f"train.run_cell(json.loads({json.dumps(json.dumps(spec))}), Path(sys.argv[1]), Path(sys.argv[2]), "
+            "log=lambda line: None); print(sorted(m for m in ('torch._dynamo', 'torchvision', 'matplotlib') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(synthetic_caches["mnist"]), str(tmp_path)],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

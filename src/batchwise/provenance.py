@@ -26,13 +26,14 @@ def git_state(repo: Path = REPO) -> dict:
 
 
 def process_age_s() -> float | None:
-    """Seconds since this process started (Linux /proc), to measure start-up cost honestly."""
+    """Seconds since this process started (Linux /proc), to measure start-up cost honestly.
+
+    The start time is in clock ticks since boot; CLOCK_BOOTTIME is the matching clock (btime in
+    /proc/stat is rounded to whole seconds, too coarse for this)."""
     try:
         start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime"))
-        return time.time() - (boot + start_ticks / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError, StopIteration):
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
         return None
 
 

@@ -64,7 +64,34 @@ def evaluate(model, x, y, normalise: Callable, batch_size: int) -> tuple[torch.T
     return loss_sum / len(x), correct / len(x)
 
 
-def capture(step: Callable, reset: Callable, model, opt, device) -> torch.cuda.CUDAGraph:
+class SGD:
+    """torch.optim.SGD's update (weight decay, momentum; no dampening, no Nesterov) in three
+    multi-tensor ops. Written out because torch.optim's first call imports torch._dynamo, about
+    1 s of every job's start-up, and so the momentum buffers exist before a CUDA graph is captured.
+    A zero buffer makes the first step equal to torch's (which starts the buffer at the gradient)."""
+
+    def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
+        self.params = [p for p in params if p.requires_grad]
+        self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
+        self.buffers = [torch.zeros_like(p) for p in self.params] if momentum else []
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        grads = [p.grad for p in self.params]
+        if self.weight_decay:
+            grads = torch._foreach_add(grads, self.params, alpha=self.weight_decay)
+        if self.momentum:
+            torch._foreach_mul_(self.buffers, self.momentum)
+            torch._foreach_add_(self.buffers, grads)
+            grads = self.buffers
+        torch._foreach_add_(self.params, grads, alpha=-self.lr)
+
+
+def capture(step: Callable, reset: Callable, model, opt: SGD, device) -> torch.cuda.CUDAGraph:
     """Record `step` as a CUDA graph. Warm-up steps (required before capture) would move the
     weights, so model, optimiser and RNG state are restored afterwards: the graph run starts from
     exactly the state the eager run starts from."""
@@ -75,26 +102,28 @@ def capture(step: Callable, reset: Callable, model, opt, device) -> torch.cuda.C
     with torch.cuda.stream(side):
         for _ in range(3):
             reset()  # keeps the step counter in range: an epoch may hold a single step
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             step()
     torch.cuda.current_stream(device).wait_stream(side)
     graph = torch.cuda.CUDAGraph()
-    opt.zero_grad(set_to_none=True)  # grads are then allocated, and overwritten, inside the graph
+    opt.zero_grad()  # grads are then allocated, and overwritten, inside the graph
     with torch.cuda.graph(graph):
         step()
     with torch.no_grad():
         for t, s in zip((*model.parameters(), *model.buffers()), saved):
             t.copy_(s)
-        for state in opt.state.values():  # SGD momentum: a zero buffer gives the same first step
-            for v in state.values():
-                if torch.is_tensor(v):
-                    v.zero_()
+        for buf in opt.buffers:
+            buf.zero_()
     torch.cuda.set_rng_state(rng, device)
     return graph
 
 
-def train(spec: dict, cache: data.Cache, log: Callable[[str], None] = print) -> dict:
-    """Run one cell. Returns {"metrics": dict, "history": list[dict], "iterations": list[tuple]}."""
+def train(spec: dict, cache: data.Cache, log: Callable[[str], None] = print, startup: dict | None = None) -> dict:
+    """Run one cell. Returns {"metrics": dict, "history": list[dict], "iterations": list[tuple]}.
+
+    `startup` collects the process age (s) at each start-up stage, for metrics["startup_s"].
+    """
+    startup = {} if startup is None else startup
     p, seed = spec["params"], spec["seed"]
     device, device_note = pick_device(spec["device"])
     if spec.get("deterministic"):
@@ -106,6 +135,7 @@ def train(spec: dict, cache: data.Cache, log: Callable[[str], None] = print) -> 
 
     x_train, y_train = to_device(cache.x_train, cache.y_train, p["train_subset"], device)
     x_test, y_test = to_device(cache.x_test, cache.y_test, p["test_subset"], device)
+    startup["data_on_device"] = provenance.process_age_s()  # on CUDA: includes creating the context
     mean = torch.tensor(cache.meta["mean"], device=device).view(1, -1, 1, 1)
     std = torch.tensor(cache.meta["std"], device=device).view(1, -1, 1, 1)
     normalise = lambda x: (x.float() / 255 - mean) / std  # noqa: E731 - one line, on the device
@@ -114,7 +144,7 @@ def train(spec: dict, cache: data.Cache, log: Callable[[str], None] = print) -> 
     model, weights_note = models.build(spec["model"], tuple(x_train.shape[1:]), 10, **options)
     models.initialise(model, p["init"])
     model.to(device).train()
-    opt = torch.optim.SGD(model.parameters(), lr=p["lr"], momentum=p["momentum"], weight_decay=p["weight_decay"])
+    opt = SGD(model.parameters(), lr=p["lr"], momentum=p["momentum"], weight_decay=p["weight_decay"])
 
     bs = p["batch_size"]
     steps = len(x_train) // bs  # the last partial batch is dropped: every step has the same shape
@@ -137,12 +167,13 @@ def train(spec: dict, cache: data.Cache, log: Callable[[str], None] = print) -> 
         correct.add_((out.argmax(1) == yb).sum())
         k.add_(1)
 
+    startup["model_ready"] = provenance.process_age_s()
     graphed = use_graphs(spec["cuda_graphs"], device)
     graph = capture(step, k.zero_, model, opt, device) if graphed else None
     every = max(1, math.ceil(steps * p["epochs"] / MAX_LOSS_POINTS))
     history, iterations = [], []
     train_time = eval_time = 0.0
-    first_step_age = provenance.process_age_s()
+    startup["first_step"] = first_step_age = provenance.process_age_s()
     diverged_epoch = time_to_target = epochs_to_target = None
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -156,7 +187,7 @@ def train(spec: dict, cache: data.Cache, log: Callable[[str], None] = print) -> 
             if graph is not None:
                 graph.replay()
             else:
-                opt.zero_grad(set_to_none=True)
+                opt.zero_grad()
                 step()
         epoch_losses = losses.cpu()  # the one host sync of the epoch
         t1 = time.perf_counter()
@@ -191,7 +222,7 @@ def train(spec: dict, cache: data.Cache, log: Callable[[str], None] = print) -> 
         "target_acc": p["target_acc"], "epochs_to_target": epochs_to_target, "time_to_target_s": time_to_target,
         "train_time_s": train_time, "eval_time_s": eval_time, "total_time_s": train_time + eval_time,
         "mean_epoch_s": train_time / len(history), "steps_per_epoch": steps,
-        "first_step_process_age_s": first_step_age,
+        "first_step_process_age_s": first_step_age, "startup_s": startup,
         "device": str(device), "device_note": device_note, "cuda_graphs": graphed,
         "gpu_mem_peak_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
         "n_params": models.n_params(model), "weights": weights_note,
@@ -204,7 +235,9 @@ def run_cell(spec: dict, cache_path: Path, out_dir: Path, log: Callable[[str], N
 
     metrics.json is written last: its presence means the cell finished.
     """
+    startup = {"imports_done": provenance.process_age_s()}
     cache = data.load(cache_path)
+    startup["data_loaded"] = provenance.process_age_s()
     base = {"schema": 1, "study": spec["study"], "cell": spec["cell"], "setting": spec["setting"],
             "seed": spec["seed"], "spec": spec, "data": {k: v for k, v in cache.meta.items() if k not in ("mean", "std")}}
     if not cache.meta.get("available", True):
@@ -215,7 +248,7 @@ def run_cell(spec: dict, cache_path: Path, out_dir: Path, log: Callable[[str], N
         atomic_write_json(out_dir / "metrics.json", metrics)
         return metrics
     try:
-        result = train(spec, cache, log)
+        result = train(spec, cache, log, startup)
     except torch.cuda.OutOfMemoryError as exc:
         raise TrainingError(f"cell {spec['study']}/{spec['cell']}: CUDA out of memory at batch_size "
                             f"{spec['params']['batch_size']}; use a smaller batch or a larger GPU") from exc
