@@ -14,7 +14,7 @@ METRICS_KEYS = {
     "epochs_run", "final_train_loss", "final_train_acc", "final_test_loss", "final_test_acc", "best_test_acc",
     "first_epoch_train_loss", "epochs_to_target", "time_to_target_s", "train_time_s", "eval_time_s",
     "total_time_s", "mean_epoch_s", "steps_per_epoch", "device", "cuda_graphs", "gpu_mem_peak_mb", "n_params",
-    "env",
+    "startup_s", "env",
 }
 ENV_KEYS = {"python", "torch", "cuda", "cudnn", "device_name", "hostname", "cpu", "git", "cuda_visible_devices"}
 
@@ -36,6 +36,9 @@ def test_run_cell_writes_complete_outputs(synthetic_caches, tmp_path):
     assert on_disk["status"] == metrics["status"] == "ok" and on_disk["epochs_run"] == 2
     assert on_disk["spec"] == spec and on_disk["steps_per_epoch"] == 640 // 64
     assert on_disk["env"]["torch"] == torch.__version__
+    stages = on_disk["startup_s"]  # process age at each start-up stage, in order
+    assert list(stages) == ["imports_done", "data_loaded", "data_on_device", "model_ready", "first_step"]
+    assert list(stages.values()) == sorted(stages.values()) and stages["first_step"] == on_disk["first_step_process_age_s"]
     rows = list(csv.DictReader((tmp_path / "history.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert float(rows[-1]["test_acc"]) == pytest.approx(on_disk["final_test_acc"])

@@ -22,7 +22,7 @@ from batchwise.__main__ import main as cli
 from conftest import REPO, SHARED_DATA, run_env
 
 TIMING_KEYS = {"train_time_s", "eval_time_s", "total_time_s", "mean_epoch_s", "time_to_target_s",
-               "first_step_process_age_s", "env"}
+               "first_step_process_age_s", "startup_s", "env"}
 TIME_COLUMNS = {"epoch_time_s", "elapsed_s"}
 
 
