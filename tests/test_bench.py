@@ -36,4 +36,5 @@ def test_small_cpu_run_writes_json_and_markdown(tmp_path):
     md = (tmp_path / "bench.md").read_text()
     assert "PYTHONPATH=src python -m batchwise.bench " + " ".join(argv) in md
     assert "CPU run" in md and "Projection" in md and "Partial" in md and "| MLP-BN | 64 | eager |" in md
-    assert "torchvision: no" in md  # an MLP job does not import torchvision
+    assert "torchvision: no" in md and "torch._dynamo: no" in md  # what an MLP job must not import
+    assert "first step" in md  # the start-up stages of the measured job

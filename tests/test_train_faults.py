@@ -26,9 +26,10 @@ TIMING_KEYS = {"train_time_s", "eval_time_s", "total_time_s", "mean_epoch_s", "t
 TIME_COLUMNS = {"epoch_time_s", "elapsed_s"}
 
 
-def spec_for(model="mlp", dataset="mnist", seed=0, device="cpu", study="t", **params) -> dict:
+def spec_for(model="mlp", dataset="mnist", seed=0, device="cpu", study="t", graphs="off", deterministic=False,
+             **params) -> dict:
     bs = params.pop("batch_size", 32)
-    cfg = {"data_dir": "data", "device": device, "cuda_graphs": "off", "studies": {study: {
+    cfg = {"data_dir": "data", "device": device, "cuda_graphs": graphs, "deterministic": deterministic, "studies": {study: {
         "homework": "x", "title": "t", "dataset": dataset, "model": model, "seeds": [seed],
         "params": params, "grid": {"batch_size": [bs]}}}}
     cfg = config.validate(cfg)
@@ -119,6 +120,31 @@ def test_cuda_out_of_memory_names_cell_and_batch_size(synthetic_caches, tmp_path
     assert not (tmp_path / "b" / "metrics.json").exists()
 
 
+@pytest.mark.parametrize("setting", ["auto", "on"])
+def test_failed_graph_capture_runs_eagerly_on_auto_and_stops_on_on(synthetic_caches, tmp_path, monkeypatch, setting):
+    """A step CUDA cannot capture (simulated on the CPU): `auto` records it and trains eagerly, to the
+    very numbers of an eager run; `on` fails before the first step with one line naming the cell."""
+    spec = spec_for(graphs=setting, epochs=1, lr=0.05, momentum=0.9, train_subset=320)
+    eager = train.train({**spec, "cuda_graphs": "off"}, data.load(synthetic_caches["mnist"]), log=quiet)
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("operation not permitted when stream is capturing\n(more CUDA detail)")
+    monkeypatch.setattr(train, "use_graphs", lambda *args: True)
+    monkeypatch.setattr(train, "capture", refuse)
+    if setting == "on":
+        with pytest.raises(train.TrainingError) as err:
+            train.run_cell(spec, synthetic_caches["mnist"], tmp_path, log=quiet)
+        assert str(err.value) == (f"cell t/{spec['cell']}: CUDA graph capture failed (operation not permitted "
+                                  f"when stream is capturing); set cuda_graphs: auto or off")
+        assert not (tmp_path / "metrics.json").exists()
+        return
+    lines = []
+    metrics = train.run_cell(spec, synthetic_caches["mnist"], tmp_path, log=lines.append)
+    assert metrics["cuda_graphs"] is False and metrics["cuda_graphs_note"].startswith("capture failed, ran eagerly")
+    assert any("capture failed" in line for line in lines)
+    assert metrics["final_test_loss"] == eager["metrics"]["final_test_loss"]
+
+
 # --- determinism ---------------------------------------------------------------------------------
 
 def _without_time_columns(path: Path) -> str:
@@ -133,6 +159,26 @@ def test_same_cell_and_seed_twice_on_cpu_is_identical(synthetic_caches, tmp_path
     for run in ("a", "b"):
         train.run_cell(spec, synthetic_caches["mnist"], tmp_path / run, log=quiet)
     a, b = (strict_json(tmp_path / run / "metrics.json") for run in ("a", "b"))
+    assert {k: v for k, v in a.items() if k not in TIMING_KEYS} == {k: v for k, v in b.items() if k not in TIMING_KEYS}
+    assert _without_time_columns(tmp_path / "a" / "history.csv") == _without_time_columns(tmp_path / "b" / "history.csv")
+    assert (tmp_path / "a" / "iterations.csv").read_bytes() == (tmp_path / "b" / "iterations.csv").read_bytes()
+
+
+@pytest.mark.parametrize("device", [
+    "cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                            reason="needs a CUDA GPU")])])
+def test_deterministic_setting_gives_identical_runs(synthetic_caches, tmp_path, device):
+    """`deterministic: true`: the same cell twice, each in its own job process (cuBLAS reads
+    CUBLAS_WORKSPACE_CONFIG once per process), gives identical numbers: on CUDA with the graph
+    step, BN and cuDNN convolutions, where this is not true by default."""
+    spec = spec_for(model="cnn2", device=device, graphs="auto", deterministic=True, bn=True, epochs=2, lr=0.05,
+                    momentum=0.9, batch_size=64, train_subset=1280)
+    for run in ("a", "b"):
+        subprocess.run([sys.executable, "-m", "batchwise", "train", "--spec", json.dumps(spec),
+                        "--data", str(synthetic_caches["mnist"]), "--out", str(tmp_path / run)],
+                       env=run_env(), check=True, capture_output=True)
+    a, b = (strict_json(tmp_path / run / "metrics.json") for run in ("a", "b"))
+    assert a["device"].startswith(device) and a["cuda_graphs"] is (device == "cuda")
     assert {k: v for k, v in a.items() if k not in TIMING_KEYS} == {k: v for k, v in b.items() if k not in TIMING_KEYS}
     assert _without_time_columns(tmp_path / "a" / "history.csv") == _without_time_columns(tmp_path / "b" / "history.csv")
     assert (tmp_path / "a" / "iterations.csv").read_bytes() == (tmp_path / "b" / "iterations.csv").read_bytes()

@@ -4,7 +4,8 @@
                                              [--out docs/benchmarks] [--data results/data]
 
 One process, one machine, the same data for every variant:
-  dataloader0  the homework loop: TensorDataset of normalised float32 images on the CPU,
+  dataloader0  the homework loop: a torchvision-style Dataset (uint8 image -> PIL -> ToTensor ->
+               Normalize per item, as torchvision.datasets.MNIST/CIFAR10 do),
                DataLoader(shuffle=True, num_workers=0), .to(device) per batch, zero_grad /
                backward / step, loss.item() per step
   dataloader4  the same with num_workers=4 (2 in --small runs)
@@ -35,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset
 
 from . import config, data, models, provenance, train
 
@@ -96,17 +97,34 @@ def load_images(name: str, folder: Path) -> tuple[data.Cache, str, Path | None]:
 # the variants; each returns milliseconds per training step
 
 
+class HomeworkImages(Dataset):
+    """What torchvision.datasets.MNIST / CIFAR10 hand a DataLoader: per item, the uint8 image as
+    a PIL image through ToTensor and Normalize (built from the cache, so no raw files are needed)."""
+
+    def __init__(self, cache: data.Cache, n: int):
+        from torchvision import transforms
+
+        self.x, self.y = cache.x_train[:n], cache.y_train[:n]
+        self.transform = transforms.Compose([transforms.ToTensor(),
+                                             transforms.Normalize(cache.meta["mean"], cache.meta["std"])])
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        img = self.x[i]  # H, W, C uint8; a 2-D array becomes a greyscale ("L") image, as in torchvision
+        return self.transform(Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img)), int(self.y[i])
+
+
 def time_dataloader(model_name: str, cache: data.Cache, bs: int, options: dict, workers: int,
                     steps: int, warmup: int, device: torch.device) -> float:
-    """The homework loop: a DataLoader over float tensors on the CPU, one host sync per step."""
-    n = (warmup + steps) * bs
-    mean = torch.tensor(cache.meta["mean"]).view(1, -1, 1, 1)
-    std = torch.tensor(cache.meta["std"]).view(1, -1, 1, 1)
-    x = ((torch.from_numpy(cache.x_train[:n]).permute(0, 3, 1, 2).float() / 255 - mean) / std).contiguous()
-    y = torch.from_numpy(cache.y_train[:n])
-    loader = DataLoader(TensorDataset(x, y), batch_size=bs, shuffle=True, num_workers=workers)
+    """The homework loop: a DataLoader over a torchvision-style Dataset, one host sync per step."""
+    dataset = HomeworkImages(cache, (warmup + steps) * bs)
+    loader = DataLoader(dataset, batch_size=bs, shuffle=True, num_workers=workers)
     torch.manual_seed(0)
-    model, _ = models.build(model_name, tuple(x.shape[1:]), 10, **options)
+    model, _ = models.build(model_name, (cache.x_train.shape[3], *cache.x_train.shape[1:3]), 10, **options)
     model.to(device).train()
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
     t0 = time.perf_counter()
@@ -189,15 +207,17 @@ def time_workloads(workloads, device, data_dir, steps, warmup, workers4, out) ->
 
 
 def probe_imports(device: torch.device) -> dict:
-    """A fresh process: how long `import torch` takes, and whether importing the engine and building
-    an MLP pulls in torchvision or matplotlib (it should not: hundreds of jobs pay for it)."""
+    """A fresh process: how long `import torch` takes, and whether importing the engine, building an
+    MLP and its optimiser pulls in torchvision, matplotlib or torch._dynamo (it should not: hundreds
+    of jobs pay for it)."""
     code = ("import json, sys, time\n"
             "t0 = time.perf_counter(); import torch; t = time.perf_counter() - t0\n"
             "from batchwise import models, train\n"
             "device, _ = train.pick_device(sys.argv[1])\n"
-            "models.build('mlp', (1, 28, 28), 10, bn=True)[0].to(device)\n"
+            "model = models.build('mlp', (1, 28, 28), 10, bn=True)[0].to(device)\n"
+            "train.SGD(model.parameters(), lr=0.1, momentum=0.9).zero_grad()\n"
             "print(json.dumps({'import_torch_s': t, 'torchvision_imported': 'torchvision' in sys.modules,"
-            " 'matplotlib_imported': 'matplotlib' in sys.modules}))\n")
+            " 'matplotlib_imported': 'matplotlib' in sys.modules, 'dynamo_imported': 'torch._dynamo' in sys.modules}))\n")
     proc = subprocess.run([sys.executable, "-c", code, device.type], env=sub_env(), capture_output=True,
                           text=True, timeout=300, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -255,7 +275,7 @@ def finish(proc: subprocess.Popen) -> None:
 def job_overhead(spec: dict, cache: Path, tmp: Path, runs: int) -> dict:
     """Fresh `python -m batchwise train` processes: process start to first training step (as the
     engine records it), and wall time minus training and evaluation (start-up plus shut-down)."""
-    ages, rest = [], []
+    ages, rest, stages = [], [], []
     for i in range(runs):
         out_dir = tmp / f"overhead{i}"
         t0 = time.perf_counter()
@@ -264,8 +284,9 @@ def job_overhead(spec: dict, cache: Path, tmp: Path, runs: int) -> dict:
         m = json.loads((out_dir / "metrics.json").read_text())
         ages.append(m["first_step_process_age_s"])
         rest.append(wall - m["train_time_s"] - m["eval_time_s"])
+        stages.append(m["startup_s"])
     return {"workload": "per-job-overhead", "variant": "cli", "seconds": min(rest),
-            "first_step_process_age_s": min(ages), "runs": runs, "cell": f"{spec['study']}/{spec['cell']}",
+            "first_step_process_age_s": min(ages), "startup_s": stages[ages.index(min(ages))], "runs": runs, "cell": f"{spec['study']}/{spec['cell']}",
             "epochs": spec["params"]["epochs"], "device": spec["device"], "torch": torch.__version__}
 
 
@@ -414,10 +435,10 @@ def report(out: dict) -> str:
               f"the data hold fewer batches); SGD lr {LR}, momentum {MOMENTUM}; the engine is timed through "
               f"`train.train` (epoch 1 warm-up, later epochs timed, per-epoch shuffle and host read-back included). "
               f"s/epoch = ms/step x steps per epoch of the full data set (60000 MNIST, 50000 CIFAR-10 images).",
-              f"- **Homework loop**: `TensorDataset` of normalised float32 tensors on the CPU (already decoded: "
-              f"faster than a torchvision dataset with ToTensor+Normalize, so the speed-ups are conservative), "
-              f"`DataLoader(shuffle=True)`, `.to(device)` per batch, `loss.item()` every step; dataloader4 ran "
-              f"with {s['workers4']} workers.", ""]
+              f"- **Homework loop**: a torchvision-style Dataset (per item: uint8 image -> PIL -> ToTensor -> "
+              f"Normalize, as `torchvision.datasets.MNIST` does), `DataLoader(shuffle=True)`, `.to(device)` per "
+              f"batch, `torch.optim.SGD`, `loss.item()` every step; dataloader4 ran with {s['workers4']} workers.",
+              ""]
     lines += ["## Time per training step", "", *table(out["records"]), ""]
     engine = "graph" if out["device"] != "cpu" else "eager"
     best = [(r, sp) for r, sp in speedups(out["records"]) if r["variant"] == engine]
@@ -433,10 +454,13 @@ def report(out: dict) -> str:
                   f"- A fresh `python -m batchwise train` process ({o['cell']}, {o['epochs']} epoch(s), "
                   f"{o['device']}; best of {o['runs']}): **{o['seconds']:.2f} s** of wall time outside training and "
                   f"evaluation; process start to first training step {o['first_step_process_age_s']:.2f} s.",
+                  f"- Start-up stages of that run (process age, s): " + ", ".join(
+                      f"{k.replace('_', ' ')} {v:.2f}" for k, v in o["startup_s"].items()) + ".",
                   f"- `import torch` in a fresh process: {i.get('import_torch_s', float('nan')):.2f} s.",
-                  f"- Importing `batchwise.train` and building an MLP imports torchvision: "
-                  f"{'yes' if i.get('torchvision_imported') else 'no'}; matplotlib: "
-                  f"{'yes' if i.get('matplotlib_imported') else 'no'}.", ""]
+                  "- Importing `batchwise.train`, building an MLP and its optimiser imports " + "; ".join(
+                      f"{name}: {'yes' if i.get(key) else 'no'}" for name, key in (
+                          ("torchvision", "torchvision_imported"), ("matplotlib", "matplotlib_imported"),
+                          ("torch._dynamo", "dynamo_imported"))) + ".", ""]
     if out.get("projection"):
         p = out["projection"]
         lines += ["## Projection of the default config", "",
@@ -521,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
         o, i = out["overhead"], out["imports"]
         log(f"  overhead {o['seconds']:.2f} s, first step at {o['first_step_process_age_s']:.2f} s, "
             f"import torch {i['import_torch_s']:.2f} s, torchvision imported: {i['torchvision_imported']}, "
-            f"matplotlib imported: {i['matplotlib_imported']}")
+            f"matplotlib imported: {i['matplotlib_imported']}, torch._dynamo imported: {i['dynamo_imported']}")
         write(out, path)
 
         log(f"projection of {args.config}:")

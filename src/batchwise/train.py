@@ -93,28 +93,30 @@ class SGD:
 
 def capture(step: Callable, reset: Callable, model, opt: SGD, device) -> torch.cuda.CUDAGraph:
     """Record `step` as a CUDA graph. Warm-up steps (required before capture) would move the
-    weights, so model, optimiser and RNG state are restored afterwards: the graph run starts from
-    exactly the state the eager run starts from."""
+    weights, so model, optimiser and RNG state are restored afterwards, also when capture fails:
+    the graph run (or the eager fallback) starts from exactly the state the eager run starts from."""
     saved = [t.detach().clone() for t in (*model.parameters(), *model.buffers())]
     rng = torch.cuda.get_rng_state(device)
-    side = torch.cuda.Stream(device)
-    side.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            reset()  # keeps the step counter in range: an epoch may hold a single step
-            opt.zero_grad()
+    try:
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                reset()  # keeps the step counter in range: an epoch may hold a single step
+                opt.zero_grad()
+                step()
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        opt.zero_grad()  # grads are then allocated, and overwritten, inside the graph
+        with torch.cuda.graph(graph):
             step()
-    torch.cuda.current_stream(device).wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    opt.zero_grad()  # grads are then allocated, and overwritten, inside the graph
-    with torch.cuda.graph(graph):
-        step()
-    with torch.no_grad():
-        for t, s in zip((*model.parameters(), *model.buffers()), saved):
-            t.copy_(s)
-        for buf in opt.buffers:
-            buf.zero_()
-    torch.cuda.set_rng_state(rng, device)
+    finally:
+        with torch.no_grad():
+            for t, s in zip((*model.parameters(), *model.buffers()), saved):
+                t.copy_(s)
+            for buf in opt.buffers:
+                buf.zero_()
+        torch.cuda.set_rng_state(rng, device)
     return graph
 
 
@@ -168,8 +170,16 @@ def train(spec: dict, cache: data.Cache, log: Callable[[str], None] = print, sta
         k.add_(1)
 
     startup["model_ready"] = provenance.process_age_s()
-    graphed = use_graphs(spec["cuda_graphs"], device)
-    graph = capture(step, k.zero_, model, opt, device) if graphed else None
+    graph, graph_note = None, None
+    if use_graphs(spec["cuda_graphs"], device):
+        try:
+            graph = capture(step, k.zero_, model, opt, device)
+        except RuntimeError as exc:  # an op that cannot be captured: `auto` runs eagerly, `on` says so
+            if spec["cuda_graphs"] == "on":
+                raise TrainingError(f"cell {spec['study']}/{spec['cell']}: CUDA graph capture failed "
+                                    f"({str(exc).splitlines()[0]}); set cuda_graphs: auto or off") from exc
+            graph_note = f"capture failed, ran eagerly: {str(exc).splitlines()[0]}"
+            log(f"CUDA graph {graph_note}")
     every = max(1, math.ceil(steps * p["epochs"] / MAX_LOSS_POINTS))
     history, iterations = [], []
     train_time = eval_time = 0.0
@@ -223,7 +233,8 @@ def train(spec: dict, cache: data.Cache, log: Callable[[str], None] = print, sta
         "train_time_s": train_time, "eval_time_s": eval_time, "total_time_s": train_time + eval_time,
         "mean_epoch_s": train_time / len(history), "steps_per_epoch": steps,
         "first_step_process_age_s": first_step_age, "startup_s": startup,
-        "device": str(device), "device_note": device_note, "cuda_graphs": graphed,
+        "device": str(device), "device_note": device_note, "cuda_graphs": graph is not None,
+        "cuda_graphs_note": graph_note,
         "gpu_mem_peak_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
         "n_params": models.n_params(model), "weights": weights_note,
     }
