@@ -145,6 +145,15 @@ def test_failed_graph_capture_runs_eagerly_on_auto_and_stops_on_on(synthetic_cac
     assert metrics["final_test_loss"] == eager["metrics"]["final_test_loss"]
 
 
+def test_report_says_how_many_runs_used_graphs_and_which_fell_back():
+    import pandas as pd
+
+    runs = pd.DataFrame({"cuda_graphs": [True, True, False], "cuda_graphs_note": [None, None, "capture failed, ..."]})
+    assert report._step_kind(runs) == ("one CUDA graph per step in 2 of 3 runs, eager in the rest; "
+                                       "1 of them after a failed capture (see their metrics.json)")
+    assert report._step_kind(runs.iloc[:2]) == "one CUDA graph per step in all 2 runs"
+
+
 # --- determinism ---------------------------------------------------------------------------------
 
 def _without_time_columns(path: Path) -> str:

@@ -54,6 +54,7 @@ def test_smoke_run_report_holds_every_study_table(smoke_run):
             assert f"figures/{name}/fig{i}.svg" in page
             assert (smoke_run / "reports" / "figures" / name / f"fig{i}.svg").stat().st_size > 1000
     assert "Homework claims and verdicts" in text and "Provenance" in text
+    assert "<th>training step</th><td>eager in all 21 runs</td>" in page  # CPU: no CUDA graphs
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ def runs_table(metrics_files: list[str | Path], grid_keys: list[str]) -> pd.Data
         if m["status"] != "no-data":
             row["generalisation_gap"] = m["final_train_acc"] - m["final_test_acc"]
         row["device"] = m.get("env", {}).get("device_name")
+        row["cuda_graphs"], row["cuda_graphs_note"] = m.get("cuda_graphs"), m.get("cuda_graphs_note")
         rows.append(row)
     runs = pd.DataFrame(rows)
     for key in RUN_METRICS:

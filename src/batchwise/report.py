@@ -174,8 +174,18 @@ def _provenance(config: dict, runs: pd.DataFrame, env: dict, command: str) -> li
         ("Snakemake", snakemake.__version__),
         ("device", ", ".join(sorted(done["device"].dropna().astype(str).unique())) or "–"),
         ("training runs", f"{len(done)} finished, {int(done['diverged'].sum())} diverged"),
+        ("training step", _step_kind(done)),
         ("total training + evaluation time", f"{done['total_time_s'].sum():,.1f} s"),
     ]
+
+
+def _step_kind(done: pd.DataFrame) -> str:
+    """How the runs executed their step: CUDA graph or eager, and any capture that fell back."""
+    graphed = int((done["cuda_graphs"] == True).sum()) if "cuda_graphs" in done else 0  # noqa: E712 - may hold None
+    fell_back = int(done["cuda_graphs_note"].notna().sum()) if "cuda_graphs_note" in done else 0
+    text = (f"eager in all {len(done)} runs" if not graphed else f"one CUDA graph per step in all {graphed} runs"
+            if graphed == len(done) else f"one CUDA graph per step in {graphed} of {len(done)} runs, eager in the rest")
+    return text + (f"; {fell_back} of them after a failed capture (see their metrics.json)" if fell_back else "")
 
 
 def _cell_times(runs: pd.DataFrame) -> list[list[str]]:
