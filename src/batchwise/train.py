@@ -65,7 +65,7 @@ def evaluate(model, x, y, normalise: Callable, batch_size: int) -> tuple[torch.T
 
 
 class SGD:
-    """torch.optim.SGD's update (weight decay, momentum; no dampening, no Nesterov) in three
+    """torch.optim.SGD's update (weight decay, momentum; no dampening, no Nesterov) in at most four
     multi-tensor ops. Written out because torch.optim's first call imports torch._dynamo, about
     1 s of every job's start-up, and so the momentum buffers exist before a CUDA graph is captured.
     A zero buffer makes the first step equal to torch's (which starts the buffer at the gradient)."""
