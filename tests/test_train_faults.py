@@ -29,10 +29,10 @@ TIME_COLUMNS = {"epoch_time_s", "elapsed_s"}
 def spec_for(model="mlp", dataset="mnist", seed=0, device="cpu", study="t", graphs="off", deterministic=False,
              **params) -> dict:
     bs = params.pop("batch_size", 32)
-    cfg = {"data_dir": "data", "device": device, "cuda_graphs": graphs, "deterministic": deterministic, "studies": {study: {
-        "homework": "x", "title": "t", "dataset": dataset, "model": model, "seeds": [seed],
-        "params": params, "grid": {"batch_size": [bs]}}}}
-    cfg = config.validate(cfg)
+    study_spec = {"homework": "x", "title": "t", "dataset": dataset, "model": model, "seeds": [seed],
+                  "params": params, "grid": {"batch_size": [bs]}}
+    cfg = config.validate({"data_dir": "data", "device": device, "cuda_graphs": graphs,
+                           "deterministic": deterministic, "studies": {study: study_spec}})
     return config.resolve(cfg, config.cells(cfg)[0])
 
 

@@ -285,9 +285,11 @@ def job_overhead(spec: dict, cache: Path, tmp: Path, runs: int) -> dict:
         ages.append(m["first_step_process_age_s"])
         rest.append(wall - m["train_time_s"] - m["eval_time_s"])
         stages.append(m["startup_s"])
+    best = ages.index(min(ages))
     return {"workload": "per-job-overhead", "variant": "cli", "seconds": min(rest),
-            "first_step_process_age_s": min(ages), "startup_s": stages[ages.index(min(ages))], "runs": runs, "cell": f"{spec['study']}/{spec['cell']}",
-            "epochs": spec["params"]["epochs"], "device": spec["device"], "torch": torch.__version__}
+            "first_step_process_age_s": ages[best], "startup_s": stages[best], "runs": runs,
+            "cell": f"{spec['study']}/{spec['cell']}", "epochs": spec["params"]["epochs"], "device": spec["device"],
+            "torch": torch.__version__}
 
 
 def concurrency(spec: dict, cache: Path, tmp: Path, width: int, cells: int) -> list[dict]:

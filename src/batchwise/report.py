@@ -181,10 +181,14 @@ def _provenance(config: dict, runs: pd.DataFrame, env: dict, command: str) -> li
 
 def _step_kind(done: pd.DataFrame) -> str:
     """How the runs executed their step: CUDA graph or eager, and any capture that fell back."""
-    graphed = int((done["cuda_graphs"] == True).sum()) if "cuda_graphs" in done else 0  # noqa: E712 - may hold None
-    fell_back = int(done["cuda_graphs_note"].notna().sum()) if "cuda_graphs_note" in done else 0
-    text = (f"eager in all {len(done)} runs" if not graphed else f"one CUDA graph per step in all {graphed} runs"
-            if graphed == len(done) else f"one CUDA graph per step in {graphed} of {len(done)} runs, eager in the rest")
+    graphed, n = int((done["cuda_graphs"] == True).sum()), len(done)  # noqa: E712 - the column may hold None
+    if graphed == 0:
+        text = f"eager in all {n} runs"
+    elif graphed == n:
+        text = f"one CUDA graph per step in all {n} runs"
+    else:
+        text = f"one CUDA graph per step in {graphed} of {n} runs, eager in the rest"
+    fell_back = int(done["cuda_graphs_note"].notna().sum())
     return text + (f"; {fell_back} of them after a failed capture (see their metrics.json)" if fell_back else "")
 
 

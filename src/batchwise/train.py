@@ -129,8 +129,9 @@ def train(spec: dict, cache: data.Cache, log: Callable[[str], None] = print, sta
     p, seed = spec["params"], spec["seed"]
     device, device_note = pick_device(spec["device"])
     if spec.get("deterministic"):
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for determinism
-        torch.use_deterministic_algorithms(True, warn_only=True)  # a few kernels (MobileNetV2 pooling) have no deterministic CUDA version
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read by cuBLAS before its first call
+        # warn_only: a few kernels (MobileNetV2's pooling backward) have no deterministic CUDA version
+        torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
     torch.manual_seed(seed)
     np.random.seed(seed)
