@@ -166,6 +166,13 @@ def time_engine(model_name: str, dataset: str, cache: data.Cache, bs: int, optio
             "cuda_graphs": result["metrics"]["cuda_graphs"]}
 
 
+def epoch_fields(ms_per_step: float, dataset: str, bs: int, engine: bool) -> dict:
+    """Steps and seconds per epoch of the full data set. The engine drops the last partial batch;
+    a DataLoader (drop_last=False) runs it."""
+    steps = FULL_TRAIN[dataset] // bs if engine else -(-FULL_TRAIN[dataset] // bs)
+    return {"s_per_epoch": ms_per_step / 1000 * steps, "steps_per_epoch": steps}
+
+
 # ---------------------------------------------------------------------------------------------
 # sections
 
@@ -191,11 +198,9 @@ def time_workloads(workloads, device, data_dir, steps, warmup, workers4, out) ->
                 log(f"  {name:12s} bs {bs:5d} {variant:12s} FAILED: {type(exc).__name__}: {exc}")
                 continue
             got = got if isinstance(got, dict) else {"ms_per_step": got, "steps_timed": n_steps}
-            # the engine drops the last partial batch; a DataLoader (drop_last=False) runs it
-            per_epoch = FULL_TRAIN[dataset] // bs if variant in ("eager", "graph") else -(-FULL_TRAIN[dataset] // bs)
             record = {"workload": name, "batch_size": bs, "variant": variant, "model": model_name,
                       "dataset": dataset, "bn": bool(options.get("bn")), "ms_per_step": got["ms_per_step"],
-                      "s_per_epoch": got["ms_per_step"] / 1000 * per_epoch, "steps_per_epoch": per_epoch,
+                      **epoch_fields(got["ms_per_step"], dataset, bs, engine=variant in ("eager", "graph")),
                       "steps_timed": got["steps_timed"], "device": out["device"], "torch": torch.__version__}
             if variant.startswith("dataloader"):
                 record["num_workers"] = 0 if variant == "dataloader0" else workers4
@@ -336,8 +341,7 @@ def projection(cfg: dict, device: torch.device, data_dir: Path, steps: int, meas
                 timed[key] = {**got, "workload": f"{key[1]}" + ("-BN" if key[3] else ""), "variant": variant,
                               "dataset": key[0], "model": key[1], "batch_size": key[2], "bn": key[3],
                               "device": out["device"], "torch": torch.__version__, "projection_only": True,
-                              "s_per_epoch": got["ms_per_step"] / 1000 * (FULL_TRAIN[key[0]] // key[2]),
-                              "steps_per_epoch": FULL_TRAIN[key[0]] // key[2]}
+                              **epoch_fields(got["ms_per_step"], key[0], key[2], engine=True)}
                 del timed[key]["cuda_graphs"]
                 out["records"].append(timed[key])
                 log(f"  {key[1]:12s} bs {key[2]:5d} {key[0]:12s} {got['ms_per_step']:9.3f} ms/step")

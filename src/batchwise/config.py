@@ -6,6 +6,7 @@ A *cell* is one point of the grid with one seed: one training run, one job, one 
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import re
@@ -138,13 +139,12 @@ def _allowed(schema: dict) -> str:
 def _schema_line(err, where: str) -> list[str]:
     """One line per problem for one jsonschema error: key path, bad value, what is allowed."""
     v, inst, schema = err.validator, err.instance, err.schema
+    prefix = "" if where == "<top level>" else f"{where}."  # for errors that name a key inside `where`
     if v == "additionalProperties":
         allowed = ", ".join(sorted(schema.get("properties", {})))
         unknown = [k for k in inst if k not in schema.get("properties", {})]
-        prefix = "" if where == "<top level>" else f"{where}."
         return [f"config: {prefix}{k}: unknown key (allowed here: {allowed})" for k in unknown]
     if v == "required":
-        prefix = "" if where == "<top level>" else f"{where}."
         return [f"config: {prefix}{k}: missing; this key is required" for k in err.validator_value if k not in inst]
     if v == "pattern" and "propertyNames" in err.schema_path:
         return [f"config: {where}: name {_show(inst)} is not allowed: use lower-case letters, digits and '_', "
@@ -179,12 +179,18 @@ def _schema_line(err, where: str) -> list[str]:
     return [f"config: {where}: {err.message}"]
 
 
+@functools.cache
+def _schema() -> dict:
+    """The workflow's JSON schema, parsed once per process (both checks below read it)."""
+    return yaml.safe_load(SCHEMA.read_text())
+
+
 def schema_errors(config: dict) -> list[str]:
     """Check `config` against the JSON schema; one line per problem, naming the key path, the bad
     value and what is allowed."""
     import jsonschema
 
-    schema = yaml.safe_load(SCHEMA.read_text())
+    schema = _schema()
     validator = jsonschema.Draft202012Validator(schema)
     lines = []
     for err in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
@@ -197,7 +203,7 @@ INTEGER_PARAMS = ("epochs", "batch_size", "train_subset", "test_subset", "eval_b
 
 
 def _numbers(study: dict):
-    """(key path, value) of every number in a study's params and grid lists."""
+    """(key path, parameter name, value) of every value in a study's params and grid lists."""
     for key, value in study["params"].items():
         yield f"params.{key}", key, value
     for key, values in study["grid"].items():
@@ -209,7 +215,7 @@ def semantic_errors(config: dict) -> list[str]:
     """Checks a schema cannot express: model/parameter fit, batch vs data size, duplicate cells,
     non-finite numbers. One line per problem: key path, bad value, what is allowed."""
     lines = []
-    defs = yaml.safe_load(SCHEMA.read_text())["$defs"]
+    defs = _schema()["$defs"]
     for name, study in config["studies"].items():
         where = f"config: studies.{name}"
         model, params, grid = study["model"], study["params"], study["grid"]
@@ -254,10 +260,9 @@ def semantic_errors(config: dict) -> list[str]:
                 if metric not in METRICS:
                     lines.append(f"{where}.figures[{i}].metrics: unknown metric '{metric}'; "
                                  f"allowed: {', '.join(METRICS)}")
-    for key in ("level",):
-        value = config.get("verdict", {}).get(key)
-        if isinstance(value, float) and not math.isfinite(value):
-            lines.append(f"config: verdict.{key}: {value} is not a finite number; allowed: a number > 0 and < 1")
+    level = config.get("verdict", {}).get("level")
+    if isinstance(level, float) and not math.isfinite(level):
+        lines.append(f"config: verdict.level: {level} is not a finite number; allowed: a number > 0 and < 1")
     return lines
 
 
