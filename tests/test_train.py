@@ -12,8 +12,9 @@ from conftest import REPO, SHARED_DATA
 METRICS_KEYS = {
     "schema", "study", "cell", "setting", "seed", "spec", "data", "status", "diverged", "diverged_epoch",
     "epochs_run", "final_train_loss", "final_train_acc", "final_test_loss", "final_test_acc", "best_test_acc",
-    "first_epoch_train_loss", "epochs_to_target", "time_to_target_s", "train_time_s", "eval_time_s",
-    "total_time_s", "mean_epoch_s", "steps_per_epoch", "device", "cuda_graphs", "gpu_mem_peak_mb", "n_params",
+    "final_running_loss", "final_running_acc", "first_epoch_running_loss", "epochs_to_target", "time_to_target_s",
+    "train_time_s", "eval_time_s", "total_time_s", "mean_epoch_s", "time_until_stop_s", "steps_per_epoch",
+    "images_per_epoch", "train_eval_images", "device", "cuda_graphs", "gpu_mem_peak_mb", "n_params",
     "startup_s", "env",
 }
 ENV_KEYS = {"python", "torch", "cuda", "cudnn", "device_name", "hostname", "cpu", "git", "cuda_visible_devices"}
@@ -60,6 +61,75 @@ def test_unavailable_data_is_recorded_not_crashed(tmp_path):
     metrics = train.run_cell(spec_for(), cache, tmp_path / "out", log=lambda line: None)
     assert metrics["status"] == "no-data" and "MNIST" in metrics["reason"]
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["status"] == "no-data"
+
+
+CUDA_GRAPHS = pytest.param("cuda", "on", marks=[pytest.mark.gpu, pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU")])
+
+
+@pytest.mark.parametrize("device,graphs", [("cpu", "off"), CUDA_GRAPHS])
+@pytest.mark.parametrize("batch_size,sizes", [(100, [100]), (64, [64, 36]), (40, [40, 40, 20])])
+def test_every_image_every_epoch(synthetic_caches, monkeypatch, device, graphs, batch_size, sizes):
+    """1, 2 and 3 steps per epoch: the last step takes the remainder, so an epoch is all 100 images;
+    on CUDA with one captured graph per step shape."""
+    seen = []
+    build = models.build
+
+    def recording_build(*args, **kwargs):
+        model, note = build(*args, **kwargs)
+        model.register_forward_pre_hook(lambda m, inp: seen.append(inp[0].shape[0]) if m.training else None)
+        return model, note
+    monkeypatch.setattr(train.models, "build", recording_build)
+    spec = spec_for(device=device, graphs=graphs, epochs=2, batch_size=batch_size, lr=0.05, train_subset=100)
+    result = train.train(spec, data.load(synthetic_caches["mnist"]), log=lambda line: None)
+    m = result["metrics"]
+    assert m["steps_per_epoch"] == len(sizes) and m["images_per_epoch"] == 100
+    assert m["cuda_graphs"] is (graphs == "on")
+    assert [step for step, _, _ in result["iterations"]] == list(range(1, 2 * len(sizes) + 1))
+    if graphs == "off":  # graph replays run no Python forward; the eager steps are counted
+        assert seen == sizes * 2
+
+
+def test_training_accuracy_is_measured_in_eval_mode_on_a_fixed_subset(synthetic_caches):
+    """final_train_acc/loss are the model's eval-mode accuracy and loss on the seeded training subset
+    as large as the test set, computed here independently; the running figures are another thing."""
+    spec = spec_for(model="mnist_cnn", epochs=1, lr=0.05, momentum=0.9, train_subset=600, test_subset=200)
+    cache = data.load(synthetic_caches["mnist"])
+    result = train.train(spec, cache, log=lambda line: None)
+    m, model = result["metrics"], result["model"].eval()
+    idx = train.train_eval_indices(600, 200, spec["seed"])
+    assert m["train_eval_images"] == 200 and len(set(idx.tolist())) == 200
+    x = torch.from_numpy(cache.x_train[:600][idx.numpy()].transpose(0, 3, 1, 2).copy()).float() / 255
+    x = (x - torch.tensor(cache.meta["mean"]).view(1, -1, 1, 1)) / torch.tensor(cache.meta["std"]).view(1, -1, 1, 1)
+    y = torch.from_numpy(cache.y_train[:600][idx.numpy()].astype("int64"))
+    with torch.no_grad():
+        out = model(x)
+    assert m["final_train_acc"] == pytest.approx((out.argmax(1) == y).float().mean().item(), abs=1e-6)
+    assert m["final_train_loss"] == pytest.approx(torch.nn.functional.cross_entropy(out, y).item(), rel=1e-5)
+    assert m["final_running_acc"] != m["final_train_acc"]  # dropout on and weights moving: not the same number
+
+
+def test_train_eval_indices_are_fixed_by_the_seed():
+    a, b, c = (train.train_eval_indices(1000, 100, s) for s in (0, 0, 1))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.tolist() == sorted(set(a.tolist())) and len(a) == 100
+    assert torch.equal(train.train_eval_indices(50, 100, 0), torch.arange(50))  # subset larger: all of it
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw").exists(), reason=f"no real MNIST at {SHARED_DATA}")
+def test_real_mnist_generalisation_gap_is_the_eval_mode_gap(tmp_path):
+    """The case that exposed the old metric: the dropout net, 6,000 images, 2 epochs, batch 1000. The
+    recorded gap is train minus test accuracy, both in eval mode, and it is positive (the running
+    in-epoch accuracy, in train mode while the weights move, gave -21 pp here)."""
+    from batchwise import aggregate
+
+    cache = tmp_path / "mnist.npz"
+    data.prepare("mnist", cache, data_dir=SHARED_DATA, download=False, strict=True)
+    spec = spec_for(model="mnist_cnn", epochs=2, lr=0.01, momentum=0.9, batch_size=1000, train_subset=6000)
+    metrics = train.run_cell(spec, cache, tmp_path / "out", log=lambda line: None)
+    gap = aggregate.runs_table([tmp_path / "out" / "metrics.json"], ["batch_size"])["generalisation_gap"].iloc[0]
+    assert gap == pytest.approx(metrics["final_train_acc"] - metrics["final_test_acc"])
+    assert gap > 0 > metrics["final_running_acc"] - metrics["final_test_acc"]
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw").exists(), reason=f"no real MNIST at {SHARED_DATA}")

@@ -21,7 +21,7 @@ from batchwise import config, data, models, report, train
 from batchwise.__main__ import main as cli
 from conftest import REPO, SHARED_DATA, run_env
 
-TIMING_KEYS = {"train_time_s", "eval_time_s", "total_time_s", "mean_epoch_s", "time_to_target_s",
+TIMING_KEYS = {"train_time_s", "eval_time_s", "total_time_s", "mean_epoch_s", "time_until_stop_s", "time_to_target_s",
                "first_step_process_age_s", "startup_s", "env"}
 TIME_COLUMNS = {"epoch_time_s", "elapsed_s"}
 
@@ -56,14 +56,18 @@ def test_divergence_is_recorded_and_the_job_exits_0(synthetic_caches, tmp_path):
                            "--data", str(synthetic_caches["mnist"]), "--out", str(out)],
                           env={**run_env(), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "diverged: non-finite loss in epoch 1" in proc.stdout
+    assert "epoch 1/3  diverged: non-finite loss or logits" in proc.stdout
     assert "done: status diverged" in proc.stdout
     metrics = strict_json(out / "metrics.json")
     assert metrics["status"] == "diverged" and metrics["diverged"] is True
     assert metrics["diverged_epoch"] == 1 and metrics["epochs_run"] == 1  # stopped, not run to the end
-    assert metrics["final_train_loss"] is None  # NaN is written as null, the file stays valid JSON
+    # Not measurements: no argmax-of-NaN accuracy (class 0's share), no truncated time beside full ones.
+    for key in ("final_test_acc", "final_train_acc", "final_train_loss", "best_test_acc", "train_time_s",
+                "total_time_s", "mean_epoch_s"):
+        assert metrics[key] is None, key
+    assert metrics["time_until_stop_s"] > 0  # the wall time it did take, for provenance
     rows = list(csv.DictReader((out / "history.csv").open()))
-    assert len(rows) == 1 and math.isnan(float(rows[0]["train_loss"]))
+    assert len(rows) == 1 and math.isnan(float(rows[0]["test_acc"])) and math.isnan(float(rows[0]["train_loss"]))
 
 
 # --- device --------------------------------------------------------------------------------------
@@ -120,17 +124,33 @@ def test_cuda_out_of_memory_names_cell_and_batch_size(synthetic_caches, tmp_path
     assert not (tmp_path / "b" / "metrics.json").exists()
 
 
+class _FakeStream:
+    def wait_stream(self, other) -> None:
+        pass
+
+
+def _capture_fails_after_warm_up(monkeypatch) -> None:
+    """Let the real `train.capture` run on the CPU: its warm-up steps run (and move the weights,
+    momentum, batch-norm statistics and RNG), then recording the graph fails as CUDA can."""
+    import contextlib
+
+    def refuse():
+        raise RuntimeError("operation not permitted when stream is capturing\n(more CUDA detail)")
+    monkeypatch.setattr(torch.cuda, "Stream", lambda device: _FakeStream())
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device: _FakeStream())
+    monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", refuse)
+    monkeypatch.setattr(train, "use_graphs", lambda *args: True)
+
+
 @pytest.mark.parametrize("setting", ["auto", "on"])
 def test_failed_graph_capture_runs_eagerly_on_auto_and_stops_on_on(synthetic_caches, tmp_path, monkeypatch, setting):
-    """A step CUDA cannot capture (simulated on the CPU): `auto` records it and trains eagerly, to the
-    very numbers of an eager run; `on` fails before the first step with one line naming the cell."""
-    spec = spec_for(graphs=setting, epochs=1, lr=0.05, momentum=0.9, train_subset=320)
+    """A step CUDA cannot capture: `auto` records it and trains eagerly from the restored state, to the
+    very numbers of an eager run (the warm-up steps moved the weights: an incomplete restore shows);
+    `on` fails before the first step with one line naming the cell."""
+    spec = spec_for(model="cnn2", bn=True, graphs=setting, epochs=1, lr=0.05, momentum=0.9, train_subset=320)
     eager = train.train({**spec, "cuda_graphs": "off"}, data.load(synthetic_caches["mnist"]), log=quiet)
-
-    def refuse(*args, **kwargs):
-        raise RuntimeError("operation not permitted when stream is capturing\n(more CUDA detail)")
-    monkeypatch.setattr(train, "use_graphs", lambda *args: True)
-    monkeypatch.setattr(train, "capture", refuse)
+    _capture_fails_after_warm_up(monkeypatch)
     if setting == "on":
         with pytest.raises(train.TrainingError) as err:
             train.run_cell(spec, synthetic_caches["mnist"], tmp_path, log=quiet)
@@ -143,6 +163,31 @@ def test_failed_graph_capture_runs_eagerly_on_auto_and_stops_on_on(synthetic_cac
     assert metrics["cuda_graphs"] is False and metrics["cuda_graphs_note"].startswith("capture failed, ran eagerly")
     assert any("capture failed" in line for line in lines)
     assert metrics["final_test_loss"] == eager["metrics"]["final_test_loss"]
+    assert metrics["final_running_loss"] == eager["metrics"]["final_running_loss"]
+
+
+def test_snapshot_and_restore_bring_back_weights_momentum_statistics_and_rng():
+    """What capture relies on, checked on the CPU: after a few real steps, `restore` puts back every
+    parameter, batch-norm buffer, momentum buffer and the RNG (dropout draws) exactly."""
+    torch.manual_seed(0)
+    model, _ = models.build("mnist_cnn", (1, 28, 28), 10)  # dropout: the steps draw random numbers
+    bn_model, _ = models.build("mlp", (1, 28, 28), 10, bn=True)
+    for net in (model, bn_model):
+        opt = train.SGD(net.parameters(), lr=0.1, momentum=0.9)
+        before = [t.clone() for t in (*net.parameters(), *net.buffers())]
+        state = train.snapshot(net, opt, torch.device("cpu"))
+        draw = torch.rand(3)
+        train.restore(state, net, opt, torch.device("cpu"))
+        for _ in range(3):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(torch.randn(8, 1, 28, 28)), torch.randint(0, 10, (8,))).backward()
+            opt.step()
+        assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+        assert any(b.abs().sum() > 0 for b in opt.buffers)
+        train.restore(state, net, opt, torch.device("cpu"))
+        assert all(torch.equal(a, b) for a, b in zip(before, (*net.parameters(), *net.buffers())))
+        assert all(not b.any() for b in opt.buffers)
+        assert torch.equal(torch.rand(3), draw)
 
 
 def test_report_says_how_many_runs_used_graphs_and_which_fell_back():

@@ -1,4 +1,13 @@
-"""Collect a study's per-cell files into tidy tables: runs, summary (mean, std, n over seeds), curves."""
+"""Collect a study's per-cell files into tidy tables: runs, summary (mean, std, n over seeds), curves.
+
+The outcome rule, used by tables, figures and claims alike (`outcome` in runs.csv):
+  diverged  the loss or the logits became non-finite; the run's accuracy, loss and time are not
+            measurements and are left empty;
+  failed    it finished, but its final test accuracy is below chance + `failure_margin`;
+  trained   every other finished run.
+Means are over the trained runs of a setting; where none trained, over its failed runs (and the
+summary says which, in `basis`). Diverged runs never enter a mean.
+"""
 from __future__ import annotations
 
 import json
@@ -8,18 +17,44 @@ import pandas as pd
 
 from .config import RUN_METRICS
 
+CHANCE = 0.1  # every data set here has 10 balanced classes
+OUTCOMES = ("trained", "failed", "diverged")
 
-def runs_table(metrics_files: list[str | Path], grid_keys: list[str]) -> pd.DataFrame:
-    """One row per run: identity, resolved parameters, status and final metrics."""
+
+def outcome(metrics: dict, failure_margin: float) -> str:
+    """A run's outcome by the rule in this module's docstring (`no-data` where it never ran)."""
+    if metrics["status"] == "no-data":
+        return "no-data"
+    if metrics.get("diverged"):
+        return "diverged"
+    threshold = round(CHANCE + failure_margin, 9)  # 0.1 + 0.02 is 0.12000000000000001 in binary
+    return "failed" if metrics["final_test_acc"] < threshold else "trained"
+
+
+def outcome_rule_text(failure_margin: float) -> str:
+    """The outcome rule in words, as the report states it (once) for tables, figures and claims."""
+    return (f"A run diverged when its loss or its logits became NaN or infinite; it stops at the end of that "
+            f"epoch, and its accuracy, loss and time are not measurements: they enter no mean, figure line or "
+            f"claim. A run failed when it finished below chance + {100 * failure_margin:g} points of test "
+            f"accuracy ({100 * (CHANCE + failure_margin):g} % for 10 classes); every other run trained. Tables "
+            f"say 'k of n trained'; means, bands and claims use the runs that trained, or, for a setting where "
+            f"none did, its failed runs (their accuracy is real, e.g. a collapsed model). Figures stop a "
+            f"diverged run's curve at its last finite epoch and mark it with ×.")
+
+
+def runs_table(metrics_files: list[str | Path], grid_keys: list[str], failure_margin: float = 0.02) -> pd.DataFrame:
+    """One row per run: identity, resolved parameters, outcome and final metrics."""
     rows = []
     for path in metrics_files:
         m = json.loads(Path(path).read_text())
         row = {"study": m["study"], "setting": m["setting"], "cell": m["cell"], "seed": m["seed"],
-               **m["spec"]["params"], "status": m["status"], "diverged": m.get("diverged", False)}
+               **m["spec"]["params"], "status": m["status"], "outcome": outcome(m, failure_margin),
+               "diverged": m.get("diverged", False), "diverged_epoch": m.get("diverged_epoch")}
         for key in RUN_METRICS:
             row[key] = m.get(key)
-        if m["status"] != "no-data":
-            row["generalisation_gap"] = m["final_train_acc"] - m["final_test_acc"]
+        if m.get("final_train_acc") is not None and m.get("final_test_acc") is not None:
+            row["generalisation_gap"] = m["final_train_acc"] - m["final_test_acc"]  # both eval mode
+        row["time_until_stop_s"] = m.get("time_until_stop_s")  # provenance: wall time, diverged runs included
         row["device"] = m.get("env", {}).get("device_name")
         row["cuda_graphs"], row["cuda_graphs_note"] = m.get("cuda_graphs"), m.get("cuda_graphs_note")
         rows.append(row)
@@ -29,45 +64,60 @@ def runs_table(metrics_files: list[str | Path], grid_keys: list[str]) -> pd.Data
     return runs.sort_values([*grid_keys, "seed"], kind="stable").reset_index(drop=True)
 
 
+def measured_runs(group: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The runs of one setting whose numbers enter its means, and which they are: the trained ones,
+    or, where none trained, the failed ones."""
+    for basis in ("trained", "failed"):
+        chosen = group[group["outcome"] == basis]
+        if len(chosen):
+            return chosen, basis
+    return group.iloc[0:0], "none"
+
+
 def summary_table(runs: pd.DataFrame, grid_keys: list[str]) -> pd.DataFrame:
-    """Tidy summary: one row per (setting, metric) with mean, std (ddof 1), min, max and n over seeds.
+    """Tidy summary: one row per (setting, metric) with mean, std (ddof 1), min, max and n over the
+    runs `measured_runs` picks, and the setting's outcome counts.
 
     n counts the runs that have the metric (e.g. runs that reached the target accuracy), and
-    n_runs all runs of the setting, so "reached in 2 of 3 runs" can be said.
+    n_runs all runs of the setting, so "reached in 2 of 3 runs" and "2 of 3 trained" can be said.
     """
-    done = runs[runs["status"] != "no-data"]
+    done = runs[runs["outcome"] != "no-data"]
     rows = []
     for setting, group in done.groupby("setting", sort=False):
+        counts = {f"n_{o}": int((group["outcome"] == o).sum()) for o in OUTCOMES}
         ident = {"study": group["study"].iloc[0], "setting": setting, **{k: group[k].iloc[0] for k in grid_keys}}
+        chosen, basis = measured_runs(group)
         for metric in RUN_METRICS:
-            values = group[metric].dropna()
+            values = chosen[metric].dropna()
             rows.append({**ident, "metric": metric, "mean": values.mean() if len(values) else None,
                          "std": values.std(ddof=1) if len(values) > 1 else None,
                          "min": values.min() if len(values) else None, "max": values.max() if len(values) else None,
-                         "n": len(values), "n_runs": len(group), "n_diverged": int(group["diverged"].sum())})
+                         "n": len(values), "n_runs": len(group), **counts, "basis": basis})
     return pd.DataFrame(rows)
 
 
 def long_curves(cell_dirs: list[str | Path], filename: str, runs: pd.DataFrame) -> pd.DataFrame:
-    """Concatenate each cell's `history.csv` or `iterations.csv`, tagged with setting and seed."""
+    """Concatenate each cell's `history.csv` or `iterations.csv`, tagged with setting, seed and outcome.
+    A diverged run's rows stop at the epoch it diverged in."""
     by_cell = runs.set_index("cell")
     frames = []
     for folder in map(Path, cell_dirs):
         frame = pd.read_csv(folder / filename)
         if frame.empty or folder.name not in by_cell.index:
             continue
-        frame.insert(0, "seed", by_cell.loc[folder.name, "seed"])
-        frame.insert(0, "setting", by_cell.loc[folder.name, "setting"])
+        for key in ("outcome", "seed", "setting"):
+            frame.insert(0, key, by_cell.loc[folder.name, key])
         frames.append(frame)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["setting", "seed"])
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["setting", "seed", "outcome"])
 
 
-def aggregate_study(metrics_files: list[str | Path], grid_keys: list[str], out_dir: str | Path) -> None:
+def aggregate_study(metrics_files: list[str | Path], grid_keys: list[str], out_dir: str | Path,
+                    failure_margin: float = 0.02) -> None:
     """Write runs.csv, summary.csv, history.csv and iterations.csv of one study into `out_dir`."""
     from .files import atomic_write_text
 
     out_dir = Path(out_dir)
-    runs = runs_table(metrics_files, grid_keys)
+    runs = runs_table(metrics_files, grid_keys, failure_margin)
     cell_dirs = [Path(p).parent for p in metrics_files]
     tables = {
         "runs.csv": runs,

@@ -46,11 +46,13 @@ SYNTHETIC_TRAIN_SIZE = 1200  # must match data.SYNTHETIC_SIZES' training count
 
 # Per-run results (the runs table's metric columns) and per-epoch curves: what figures may name.
 RUN_METRICS = (
-    "final_test_acc", "final_test_loss", "final_train_acc", "final_train_loss", "first_epoch_train_loss",
-    "best_test_acc", "generalisation_gap", "epochs_run", "epochs_to_target", "time_to_target_s",
-    "train_time_s", "eval_time_s", "total_time_s", "mean_epoch_s", "gpu_mem_peak_mb",
+    "final_test_acc", "final_test_loss", "final_train_acc", "final_train_loss", "final_running_acc",
+    "final_running_loss", "first_epoch_running_loss", "best_test_acc", "generalisation_gap", "epochs_run",
+    "epochs_to_target", "time_to_target_s", "train_time_s", "eval_time_s", "total_time_s", "mean_epoch_s",
+    "steps_per_epoch", "images_per_epoch", "gpu_mem_peak_mb",
 )
-CURVE_METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
+# train_* and test_*: eval mode after the epoch; running_*: in-epoch averages in train mode.
+CURVE_METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "running_loss", "running_acc")
 METRICS = RUN_METRICS + CURVE_METRICS
 SLUG_RE = re.compile(r"^[a-z0-9_.=+-]+$")
 
@@ -104,6 +106,7 @@ def _apply_defaults(config: dict) -> dict:
     verdict.setdefault("level", 0.95)
     verdict.setdefault("resamples", 10000)
     verdict.setdefault("min_runs", 3)
+    verdict.setdefault("failure_margin", 0.02)
     for study in config.get("studies", {}).values():
         # JSON Schema's integer accepts 2.0; training needs a Python int (range(), tensor shapes).
         for key in INTEGER_PARAMS:

@@ -1,5 +1,7 @@
 """Figures as the config's `figures` list describes them; every line is a mean over seeds with a
-min-max band, and a setting keeps its colour across all figures of a study.
+min-max band, and a setting keeps its colour across all figures of a study. Means and bands follow
+the outcome rule (`aggregate`): the runs that trained (or, where none did, the failed ones); a
+diverged run is drawn alone, dashed, up to its last finite point, marked ×.
 
 Kinds:
   curves           per-epoch `metrics` (train_loss, train_acc, test_loss, test_acc) vs epoch, a line per `hue`
@@ -18,19 +20,23 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .aggregate import measured_runs  # noqa: E402
 from .config import slug_value  # noqa: E402
 
 LABELS = {
-    "train_loss": "training loss", "test_loss": "test loss", "train_acc": "training accuracy (%)",
+    "train_loss": "training loss (eval mode)", "test_loss": "test loss", "train_acc": "training accuracy (%, eval mode)",
+    "running_loss": "running training loss", "running_acc": "running training accuracy (%)",
+    "final_running_loss": "final running training loss", "final_running_acc": "final running training accuracy (%)",
+    "first_epoch_running_loss": "first-epoch running loss", "steps_per_epoch": "steps per epoch",
     "test_acc": "test accuracy (%)", "loss": "training loss (per iteration)",
-    "final_test_acc": "final test accuracy (%)", "final_train_acc": "final training accuracy (%)",
-    "final_test_loss": "final test loss", "final_train_loss": "final training loss",
+    "final_test_acc": "final test accuracy (%)", "final_train_acc": "final training accuracy (%, eval mode)",
+    "final_test_loss": "final test loss", "final_train_loss": "final training loss (eval mode)",
     "best_test_acc": "best test accuracy (%)", "generalisation_gap": "train - test accuracy (pp)",
     "train_time_s": "training time (s)", "mean_epoch_s": "time per epoch (s)", "total_time_s": "train + test time (s)",
     "epochs_to_target": "epochs to target accuracy", "time_to_target_s": "time to target accuracy (s)",
-    "first_epoch_train_loss": "first-epoch training loss",
 }
-PERCENT = {"train_acc", "test_acc", "final_test_acc", "final_train_acc", "best_test_acc", "generalisation_gap"}
+PERCENT = {"train_acc", "test_acc", "running_acc", "final_test_acc", "final_train_acc", "final_running_acc",
+           "best_test_acc", "generalisation_gap"}
 PALETTE = plt.get_cmap("tab10").colors
 
 
@@ -52,6 +58,20 @@ def _band(ax, frame: pd.DataFrame, x: str, y: str, colour, label: str) -> None:
     stats = frame.groupby(x)[y].agg(["mean", "min", "max"]).reset_index()
     ax.plot(stats[x], stats["mean"], color=colour, label=label, lw=1.4)
     ax.fill_between(stats[x], stats["min"], stats["max"], color=colour, alpha=0.2, lw=0)
+
+
+def _setting(ax, group: pd.DataFrame, x: str, y: str, colour, label: str | None) -> None:
+    """One setting's curves by the outcome rule: a band over its measured runs, and each diverged
+    run dashed up to its last finite point, marked ×."""
+    chosen, basis = measured_runs(group.drop_duplicates(["seed"]))
+    if basis != "none":
+        suffix = " (all failed)" if basis == "failed" and label else ""
+        _band(ax, group[group["seed"].isin(chosen["seed"])], x, y, colour, (label or "") + suffix or None)
+    for _, run in group[group["outcome"] == "diverged"].groupby("seed"):
+        run = run[np.isfinite(run[y])]
+        if len(run):
+            ax.plot(run[x], run[y], color=colour, lw=0.8, ls="--")
+            ax.plot(run[x].iloc[-1:], run[y].iloc[-1:], "x", color=colour, ms=6)
 
 
 def _with_params(frame: pd.DataFrame, runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -115,7 +135,7 @@ def _curves(study, spec, frame, hue, palette):
             sub = _select(frame, hue, value)
             for setting, group in sub.groupby("setting", sort=False):
                 label = _label(hue, value) if sub["setting"].nunique() == 1 else setting
-                _band(ax, group, "epoch", f"_{metric}", palette[slug_value(value)], label)
+                _setting(ax, group, "epoch", f"_{metric}", palette[slug_value(value)], label)
         ax.set_xlabel("epoch")
         ax.set_ylabel(LABELS.get(metric, metric))
         ax.grid(alpha=0.3)
@@ -137,7 +157,8 @@ def _loss_iterations(study, spec, frame, hue, palette):
                 if not part.empty:
                     colour = palette.get(slug_value(value), PALETTE[c % len(PALETTE)])
                     label = _label(hue, value) if value is not None else None
-                    _band(ax, part, "step", "loss", colour, label)
+                    for _, group in part.groupby("setting", sort=False):
+                        _setting(ax, group, "step", "loss", colour, label)
             title = ", ".join(_label(k, v) for k, v in ((split, row_value), (panel, col_value)) if k)
             ax.set_title(title, fontsize=9)
             ax.set_yscale("log")
@@ -157,7 +178,8 @@ def _bars(study, spec, runs, hue, palette):
         for j, value in enumerate(hues):
             colour = palette.get(slug_value(value), PALETTE[j]) if value is not None else PALETTE[0]
             for i, xv in enumerate(xs):
-                vals = _select(_select(runs, x, xv), hue if hue != x else None, value)[metric].dropna() * _scale(metric)
+                chosen, _ = measured_runs(_select(_select(runs, x, xv), hue if hue != x else None, value))
+                vals = chosen[metric].dropna() * _scale(metric)
                 pos = i - 0.4 + width * (j + 0.5)
                 if len(vals):
                     ax.bar(pos, vals.mean(), width * 0.9, color=colour, alpha=0.8,
@@ -178,16 +200,17 @@ def _sweep(study, spec, runs, hue, palette):
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.0), squeeze=False)
     for ax, metric in zip(axes.flat, metrics):
         for j, value in enumerate(hues):
-            sub = _select(runs, hue if hue != x else None, value).copy()
+            mine = _select(runs, hue if hue != x else None, value)
+            sub = pd.concat([measured_runs(g)[0] for _, g in mine.groupby("setting", sort=False)])
             sub[f"_{metric}"] = sub[metric] * _scale(metric)
             colour = palette.get(slug_value(value), PALETTE[j]) if value is not None else PALETTE[0]
             _band(ax, sub.dropna(subset=[f"_{metric}"]), x, f"_{metric}", colour,
                   _label(hue, value) if value is not None else None)
-            reached = sub.groupby(x)[metric].apply(lambda s: s.notna().sum())
-            for xv, n in reached.items():  # mark settings where some runs never reached the target
-                if n < (sub[x] == xv).sum():
-                    ax.annotate(f"{n}/{(sub[x] == xv).sum()}", (xv, ax.get_ylim()[1]), fontsize=7,
-                                ha="center", va="top", color="0.3")
+            for xv, group in mine.groupby(x):  # mark settings where not every run has the value
+                n_have, n_all, n_div = group[metric].notna().sum(), len(group), (group["outcome"] == "diverged").sum()
+                if n_have < n_all:
+                    ax.annotate(f"{n_have}/{n_all}" + (f" ({n_div} div.)" if n_div else ""), (xv, ax.get_ylim()[1]),
+                                fontsize=7, ha="center", va="top", color="0.3")
         ax.set_xscale("log")
         ax.set_xlabel(x)
         ax.set_ylabel(LABELS.get(metric, metric))

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import claims as claims_mod
+from .aggregate import outcome_rule_text
 from .config import REPO, slug_value
 from .figures import LABELS, PERCENT
 from .files import atomic_write_bytes, atomic_write_text
@@ -23,6 +24,23 @@ TEMPLATES = REPO / "reports" / "templates"
 # Columns of each study's results table; the target columns appear only where a target is set.
 RESULT_METRICS = ["final_test_acc", "final_train_acc", "final_test_loss", "train_time_s", "mean_epoch_s"]
 TARGET_METRICS = ["epochs_to_target", "time_to_target_s"]
+# How and when each number is measured; the report's Methods chapter shows this list.
+METRIC_DEFINITIONS = [
+    ("test accuracy / loss", "after each epoch, in eval mode (dropout off, batch norm on its running "
+     "statistics), on the whole test set; 'final' is after the last epoch."),
+    ("training accuracy / loss", "measured exactly like test accuracy, after each epoch in eval mode, on a "
+     "fixed subset of the training set as large as the test set (drawn once per run from its seed)."),
+    ("generalisation gap", "final training accuracy minus final test accuracy, both as above (in points)."),
+    ("running loss / accuracy", "the average over an epoch's steps of each mini-batch's loss and accuracy, "
+     "in train mode while the weights move (what Keras and most training logs print as training loss); "
+     "the per-iteration loss figures plot its individual steps."),
+    ("epoch", "every training image once: a fresh seeded permutation cut into batches, the last one "
+     "taking the remainder, so an epoch is the same data at every batch size."),
+    ("training time", "wall time of the training steps only (no evaluation), summed over epochs; time per "
+     "epoch is that divided by the epochs run; 'train + test time' adds the per-epoch evaluations."),
+    ("epochs / time to target", "the first epoch after which test accuracy reaches the study's target_acc, "
+     "and the training time up to then; 'never (k/n)' where a run did not reach it."),
+]
 
 
 def fmt(value: float | None, metric: str) -> str:
@@ -37,30 +55,41 @@ def fmt(value: float | None, metric: str) -> str:
 
 
 def mean_std(group: pd.DataFrame, metric: str) -> str:
-    """'mean ± std' over seeds, with the count of runs that have the metric where not all do."""
+    """'mean ± std' over the setting's measured runs (see aggregate.measured_runs), with the count of
+    runs that have the metric where not all of them do."""
     row = group[group["metric"] == metric].iloc[0]
     if row["n"] == 0:
-        return f"never (0/{row['n_runs']})" if metric in TARGET_METRICS else "–"
+        return f"never (0/{row['n_runs']})" if metric in TARGET_METRICS and row["basis"] != "none" else "–"
     text = fmt(row["mean"], metric)
     if row["n"] > 1 and not pd.isna(row["std"]):
         text += f" ± {fmt(row['std'], metric)}"
-    if row["n"] < row["n_runs"]:
-        text += f" ({row['n']}/{row['n_runs']})"
+    measured = row["n_trained"] or row["n_failed"]
+    if row["n"] < measured:
+        text += f" ({row['n']}/{measured})"
     return text
 
 
+def outcome_text(first: pd.Series) -> str:
+    """'k of n trained', and how the others ended: the one wording of the outcome rule."""
+    text = f"{first['n_trained']} of {first['n_runs']} trained"
+    others = [f"{first[f'n_{o}']} {o}" for o in ("failed", "diverged") if first[f"n_{o}"]]
+    return text + (f" ({', '.join(others)})" if others else "")
+
+
 def results_table(study: dict, summary: pd.DataFrame) -> dict:
-    """One row per setting: the grid values, then mean ± std over seeds of each result metric."""
+    """One row per setting: the grid values, steps per epoch, mean ± std of each result metric over
+    the runs that trained (or, where none did, the failed ones), and the outcome counts."""
     keys = list(study["grid"])
     metrics = RESULT_METRICS + (TARGET_METRICS if study["params"].get("target_acc") else [])
-    header = keys + [LABELS.get(m, m) for m in metrics] + ["runs"]
+    header = keys + ["steps / epoch"] + [LABELS.get(m, m) for m in metrics] + ["runs"]
     rows = []
     for setting, group in summary.groupby("setting", sort=False):
         first = group.iloc[0]
-        diverged = f", {first['n_diverged']} diverged" if first["n_diverged"] else ""
+        steps = group.loc[group["metric"] == "steps_per_epoch", "max"].iloc[0]
         rows.append({"cells": [slug_value(_native(first[k])) for k in keys]
-                     + [mean_std(group, m) for m in metrics] + [f"{first['n_runs']}{diverged}"],
-                     "diverged": bool(first["n_diverged"])})
+                     + [fmt(steps, "epochs") if not pd.isna(steps) else "–"]
+                     + [mean_std(group, m) for m in metrics] + [outcome_text(first)],
+                     "diverged": bool(first["n_trained"] < first["n_runs"])})
     return {"header": header, "rows": rows}
 
 
@@ -86,6 +115,8 @@ def _setup(study: dict, meta: dict) -> list[tuple[str, str]]:
              + (f", {meta['weights']}" if meta.get("weights") else "")),
             ("fixed", ", ".join(f"{k} {slug_value(v)}" for k, v in p.items())),
             ("grid", grid),
+            ("images per epoch", f"{meta['images_per_epoch']:,} (every training image; the last step of an epoch "
+             f"takes the remainder)" if meta.get("images_per_epoch") else "–"),
             ("seeds", ", ".join(map(str, study["seeds"])))]
     rows += [(f"our choice: {k}", v) for k, v in study.get("our_choices", {}).items()]
     return rows
@@ -97,6 +128,7 @@ def _study_meta(folder: Path) -> dict:
         m = json.loads(path.read_text())
         if m.get("status") != "no-data":
             return {"n_params": m.get("n_params"), "weights": m.get("weights"), "data_note": m["data"].get("note"),
+                    "images_per_epoch": m.get("images_per_epoch"),
                     "env": m.get("env", {}), "device": m.get("device")}
         return {"no_data": m.get("reason") or "data set not available", "data_note": m["data"].get("note")}
     return {}
@@ -155,6 +187,8 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
         "choices": [(s["id"], k, v) for s in studies for k, v in config["studies"][s["id"]].get("our_choices", {}).items()],
         "provenance": _provenance(config, runs, env, command),
         "cells": _cell_times(runs),
+        "metric_definitions": METRIC_DEFINITIONS,
+        "outcome_rule": outcome_rule_text(verdict["failure_margin"]),
     }
 
 
@@ -173,9 +207,9 @@ def _provenance(config: dict, runs: pd.DataFrame, env: dict, command: str) -> li
         ("CUDA / cuDNN", f"{env.get('cuda') or '–'} / {env.get('cudnn') or '–'}"),
         ("Snakemake", snakemake.__version__),
         ("device", ", ".join(sorted(done["device"].dropna().astype(str).unique())) or "–"),
-        ("training runs", f"{len(done)} finished, {int(done['diverged'].sum())} diverged"),
+        ("training runs", ", ".join(f"{int((done['outcome'] == o).sum())} {o}" for o in ("trained", "failed", "diverged"))),
         ("training step", _step_kind(done)),
-        ("total training + evaluation time", f"{done['total_time_s'].sum():,.1f} s"),
+        ("total training + evaluation time", f"{done['time_until_stop_s'].sum():,.1f} s (diverged runs until they stopped)"),
     ]
 
 
@@ -193,8 +227,10 @@ def _step_kind(done: pd.DataFrame) -> str:
 
 
 def _cell_times(runs: pd.DataFrame) -> list[list[str]]:
+    """Per run: its outcome and wall times; a diverged run's times run until it stopped."""
     done = runs[runs["status"] != "no-data"]
-    return [[r.study, r.cell, r.status, f"{r.train_time_s:.2f}", f"{r.total_time_s:.2f}"] for r in done.itertuples()]
+    return [[r.study, r.cell, r.outcome, f"{r.time_until_stop_s:.2f}",
+             "–" if pd.isna(r.train_time_s) else f"{r.train_time_s:.2f}"] for r in done.itertuples()]
 
 
 def render_html(context: dict, template_dir: Path = TEMPLATES) -> str:

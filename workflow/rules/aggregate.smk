@@ -18,6 +18,7 @@ rule aggregate_study:
         "benchmarks/aggregate_study/{study}.tsv"
     params:
         grid_keys=lambda w: list(config["studies"][w.study]["grid"]),
+        failure_margin=config["verdict"]["failure_margin"],
     conda:
         "../../envs/batchwise.yaml"
     script:
