@@ -196,3 +196,81 @@ def test_training_imports_neither_dynamo_nor_torchvision(synthetic_caches, tmp_p
     out = subprocess.run([sys.executable, "-c", code, str(synthetic_caches["mnist"]), str(tmp_path)],
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# --- seeds of a cell, learning-rate schedule, target, noise scale, predictions --------------------
+
+def _without_times(result: dict) -> tuple:
+    timing = ("epoch_time_s", "elapsed_s")
+    metrics = {k: v for k, v in result["metrics"].items() if not k.endswith("_s") and k not in ("startup_s",)}
+    history = [{k: v for k, v in row.items() if k not in timing} for row in result["history"]]
+    return metrics, history, result["iterations"]
+
+
+def test_seeds_trained_in_one_job_equal_each_seed_alone(synthetic_caches):
+    """Bit for bit on the CPU: a cell's job trains its seeds one after another, each exactly as alone
+    (dropout included: mnist_cnn draws random numbers every step)."""
+    cache = data.load(synthetic_caches["mnist"])
+    spec = spec_for(model="mnist_cnn", epochs=2, lr=0.05, momentum=0.9, batch_size=48, train_subset=200)
+    together = train.train_seeds(spec, cache, [0, 1, 2], log=lambda line: None)
+    for seed, packed in zip([0, 1, 2], together):
+        alone = train.train({**spec, "seed": seed}, cache, log=lambda line: None)
+        assert _without_times(packed) == _without_times(alone)
+    assert _without_times(together[0]) != _without_times(together[1])
+
+
+@pytest.mark.parametrize("scaling,expected", [("none", 0.1), ("linear", 0.4), ("sqrt", 0.2)])
+def test_effective_lr_scales_with_the_batch(scaling, expected):
+    p = {"lr": 0.1, "batch_size": 1024, "base_batch_size": 256, "lr_scaling": scaling}
+    assert train.effective_lr(p) == pytest.approx(expected, rel=1e-12)
+
+
+def test_warm_up_ramps_the_learning_rate_linearly(synthetic_caches, monkeypatch):
+    """warmup_epochs 1 of 4 steps: lr x 1/4, 2/4, 3/4, 4/4, then the full rate (eager steps on the CPU)."""
+    seen = []
+    step = train.SGD.step
+    monkeypatch.setattr(train.SGD, "step", lambda self: (seen.append(self.lr), step(self))[1])
+    spec = spec_for(epochs=2, batch_size=50, train_subset=200, lr=0.4, warmup_epochs=1.0)
+    result = train.train(spec, data.load(synthetic_caches["mnist"]), log=lambda line: None)
+    assert result["metrics"]["warmup_steps"] == 4
+    assert seen == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.4, 0.4, 0.4, 0.4])
+
+
+def test_stop_at_target_records_steps_and_examples(synthetic_caches):
+    """Checked 4 times an epoch: the run stops at the first check where test accuracy reaches the
+    target; steps and examples to target count exactly what was trained up to there."""
+    spec = spec_for(model="lenet5", epochs=5, lr=0.05, batch_size=32, train_subset=600, target_acc=0.5,
+                    stop_at_target=True, target_checks_per_epoch=4)
+    result = train.train(spec, data.load(synthetic_caches["mnist"]), log=lambda line: None)
+    m = result["metrics"]
+    steps = m["steps_per_epoch"]  # 19: 18 of 32 images, one of 24
+    assert steps == 19 and m["stopped_at_target"] and m["epochs_run"] == m["epochs_to_target"] < 5
+    within = m["steps_to_target"] - (m["epochs_to_target"] - 1) * steps
+    assert within in (5, 10, 15, 19)  # a check every ceil(19 / 4) = 5 steps, and one at the epoch's end
+    assert m["examples_to_target"] == (m["epochs_to_target"] - 1) * 600 + min(within, 18) * 32 + (within == 19) * 24
+    assert len(result["iterations"]) == m["steps_to_target"]  # no step after the stop
+
+
+def test_noise_scale_from_two_batch_sizes_is_exact_on_known_norms():
+    """E|G_B|² = |G|² + tr(Σ)/B with |G|² = 4, tr(Σ) = 32: 8 at B = 8, 5 at B = 32; B_simple = 32/4 = 8."""
+    assert train.noise_scale_from_norms((8, 32), (8.0, 5.0)) == pytest.approx(8.0)
+    assert math.isnan(train.noise_scale_from_norms((8, 32), (5.0, 8.0)))  # tr(Σ) estimate < 0: no estimate
+    assert math.isnan(train.noise_scale_from_norms((8, 32), (8.0, 1.0)))  # |G|² estimate < 0: no estimate
+
+
+def test_noise_scale_is_recorded_and_leaves_training_untouched(synthetic_caches):
+    cache = data.load(synthetic_caches["mnist"])
+    base = spec_for(model="cnn2", bn=True, epochs=2, lr=0.05, train_subset=400)
+    plain = train.train(base, cache, log=lambda line: None)
+    probed = train.train({**base, "params": {**base["params"], "noise_scale_batches": [8, 64]}}, cache,
+                         log=lambda line: None)
+    assert probed["metrics"]["noise_scale"] > 0 and all(math.isfinite(r["noise_scale"]) for r in probed["history"])
+    assert [r[2] for r in probed["iterations"]] == [r[2] for r in plain["iterations"]]  # BN stats, RNG restored
+
+
+def test_zero_init_collapses_to_one_class_and_the_histogram_says_which(synthetic_caches):
+    spec = spec_for(model="mnist_cnn", init="zeros", epochs=1, lr=0.05, momentum=0.9, train_subset=300)
+    m = train.train(spec, data.load(synthetic_caches["mnist"]), log=lambda line: None)["metrics"]
+    assert sum(m["test_pred_counts"]) == sum(m["test_label_counts"]) == 400
+    assert m["top_pred_share"] == 1.0 and m["test_pred_counts"][m["top_pred_class"]] == 400
+    assert m["final_test_acc"] == m["test_label_counts"][m["top_pred_class"]] / 400  # its class's share, exactly

@@ -31,6 +31,13 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "train_subset": None,
     "test_subset": None,
     "eval_batch_size": 2000,
+    "lr_scaling": "none",          # none | linear | sqrt: lr x (batch_size / base_batch_size)^(1 | 1/2)
+    "base_batch_size": 256,        # the batch size at which the scaled learning rate equals `lr`
+    "warmup_epochs": 0.0,          # linear learning-rate warm-up from lr/steps to lr, run eagerly
+    "stop_at_target": False,       # stop a run once test accuracy reaches target_acc
+    "target_checks_per_epoch": 1,  # test-accuracy checks per epoch for the target (steps to target)
+    "noise_scale_batches": None,   # [small, big]: measure the gradient noise scale after each epoch
+    "noise_scale_draws": 8,        # mini-batch gradients per batch size for that estimate
 }
 # Parameters that only some models take.
 MODEL_PARAMS: dict[str, dict[str, Any]] = {
@@ -202,7 +209,8 @@ def schema_errors(config: dict) -> list[str]:
     return lines
 
 
-INTEGER_PARAMS = ("epochs", "batch_size", "train_subset", "test_subset", "eval_batch_size")
+INTEGER_PARAMS = ("epochs", "batch_size", "train_subset", "test_subset", "eval_batch_size", "base_batch_size",
+                  "target_checks_per_epoch", "noise_scale_draws")
 
 
 def _numbers(study: dict):
