@@ -251,10 +251,11 @@ class SeedRun:
         self.probe = torch.Generator(device=device).manual_seed(seed + 1)  # noise-scale batches only
         self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
 
+        self.fns = self._step_fns()
         self.graphs, self.graph_note = [], None
         if use_graphs(spec["cuda_graphs"], device):
             try:
-                self.graphs = [capture(fn, self.k.zero_, self.model, self.opt, device) for fn in self._step_fns()]
+                self.graphs = [capture(fn, self.k.zero_, self.model, self.opt, device) for fn in self.fns]
             except RuntimeError as exc:  # an op that cannot be captured: `auto` runs eagerly, `on` says so
                 if spec["cuda_graphs"] == "on":
                     raise TrainingError(f"cell {spec['study']}/{spec['cell']}: CUDA graph capture failed "
@@ -288,6 +289,19 @@ class SeedRun:
         fns = [lambda: self._step_on(self.order.index_select(0, self.k * bs + self.offsets))]
         return fns + [lambda: self._step_on(self.order[full * bs:])] if self.steps > full else fns
 
+    def _advance(self, i: int) -> None:
+        """Step i of the epoch: a graph replay, or eagerly during warm-up (its rate changes every step)."""
+        shape = int(i >= self.full)
+        if self.step_count < self.warmup_steps or not self.graphs:
+            warm = self.step_count < self.warmup_steps
+            self.opt.lr = self.lr * (self.step_count + 1) / self.warmup_steps if warm else self.lr
+            self.opt.zero_grad()
+            self.fns[shape]()
+        else:
+            self.graphs[shape].replay()
+        self.step_count += 1
+        self.images_seen += self.sizes[i]
+
     def launch_epoch(self) -> None:
         """Queue one epoch of steps (checking the target mid-epoch where `target_checks_per_epoch` > 1)."""
         self.epoch += 1
@@ -296,21 +310,35 @@ class SeedRun:
             self.order.copy_(torch.randperm(self.n, device=self.device, generator=self.shuffle))
             self.k.zero_()
             self.correct.zero_()
-            fns = self._step_fns()
             for i in range(self.steps):
-                shape = int(i >= self.full)
-                if self.step_count < self.warmup_steps or not self.graphs:
-                    self.opt.lr = self.lr * min(1.0, (self.step_count + 1) / self.warmup_steps) \
-                        if self.step_count < self.warmup_steps else self.lr
-                    self.opt.zero_grad()
-                    fns[shape]()
-                else:
-                    self.graphs[shape].replay()
-                self.step_count += 1
-                self.images_seen += self.sizes[i]
+                self._advance(i)
                 if self.p["target_acc"] and self.epochs_to_target is None and (i + 1) % self.check_every == 0 \
                         and i + 1 < self.steps and self._check_target(mid_epoch=True):
                     break
+
+    def time_steps(self, steps: int, warm_up: int = 10) -> dict:
+        """Seconds per full-batch step over `steps` steps after `warm_up` untimed ones, and seconds per
+        evaluation (test set and training subset), with the device to itself: the solo timing pass.
+        The run's weights move; use it on a run built for timing only."""
+        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        self.order.copy_(torch.randperm(self.n, device=self.device, generator=self.shuffle))
+        self.warmup_steps = 0  # steady state: warm-up steps are eager and few
+
+        def burst(count: int) -> None:
+            for j in range(count):
+                if j % self.full == 0:
+                    self.k.zero_()  # stay within the epoch's full batches
+                self._advance(j % self.full)
+        burst(warm_up)
+        sync()
+        t0 = time.perf_counter()
+        burst(steps)
+        sync()
+        t1 = time.perf_counter()
+        for x, y in ((self.d.x_test, self.d.y_test), (self.x_train_eval, self.y_train_eval)):
+            evaluate(self.model, x, y, self.d.normalise, self.p["eval_batch_size"])[0].item()
+        return {"step_s": (t1 - t0) / steps, "eval_s": time.perf_counter() - t1, "timed_steps": steps,
+                "cuda_graphs": bool(self.graphs)}
 
     def _check_target(self, mid_epoch: bool) -> bool:
         """Record the first time test accuracy reaches the target; True when the run should stop there."""
@@ -462,6 +490,17 @@ def train_seeds(spec: dict, cache: data.Cache, seeds: list[int], log: Callable[[
 def train(spec: dict, cache: data.Cache, log: Callable[[str], None] = print, startup: dict | None = None) -> dict:
     """Train one seed (`spec["seed"]`) alone: {"metrics", "history", "iterations", "device", "model"}."""
     return train_seeds(spec, cache, [spec["seed"]], log, startup)[0]
+
+
+def solo_timing(spec: dict, cache: data.Cache, steps: int = 100) -> dict:
+    """The setting's speed measured alone (the job holds the whole device): seconds per step and per
+    evaluation, and from them seconds per epoch. Runs that share a GPU measure the crowd, not the
+    setting; time tables and time claims use these figures instead."""
+    device, _ = pick_device(spec["device"])
+    run = SeedRun(spec, spec["seed"], load_data(cache, spec["params"], device), device, log=lambda line: None)
+    timing = run.time_steps(steps)
+    return {"study": spec["study"], "setting": spec["setting"], **timing, "steps_per_epoch": run.steps,
+            "epoch_s": timing["step_s"] * run.steps, "device": str(device), "env": provenance.environment(device)}
 
 
 def run_cell(spec: dict, cache_path: Path, out_dir: Path, log: Callable[[str], None] = print) -> dict:
