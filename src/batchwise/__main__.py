@@ -1,4 +1,4 @@
-"""Command line for the per-job steps: `python -m batchwise prepare|train|check ...`.
+"""Command line for the per-job steps, `python -m batchwise prepare|train ...`, and `check`.
 
 Kept light: each subcommand imports only what it needs (no torch to prepare MNIST, no
 torchvision for an MLP cell, no matplotlib in training), because a sweep starts hundreds of these.
@@ -30,10 +30,10 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _check(args: argparse.Namespace) -> None:
-    from . import config
+    from . import checks, config
 
-    cfg = config.load(args.configfile)
-    print(f"{args.configfile}: OK, {len(config.cells(cfg))} training cells in {len(cfg['studies'])} studies")
+    cfg = checks.check(config.resolve_files(*args.configfile))
+    print(f"{' + '.join(args.configfile) or config.BASE_CONFIG.name}: {checks.summary(cfg)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--data", required=True, help="the data set's cache (.npz)")
     t.add_argument("--out", required=True, help="the cell's results folder")
     t.set_defaults(func=_train)
-    c = sub.add_parser("check", help="validate a config file")
-    c.add_argument("configfile")
+    c = sub.add_parser("check", help="check a config (overlays merged onto config/config.yaml, as "
+                       "snakemake --configfile does) and the claims and homework-tables files against it")
+    c.add_argument("configfile", nargs="*", help="overlays, in order (none: the default config alone)")
     c.set_defaults(func=_check)
     args = parser.parse_args(argv)
     try:
@@ -63,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         name = type(exc).__name__
         if name not in ("ConfigError", "DataError", "TrainingError"):
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():  # one line per mistake, each marked
+            print(f"error: {line}", file=sys.stderr)
         return 1
     return 0
 

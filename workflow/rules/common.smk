@@ -77,3 +77,17 @@ def all_figures() -> list[str]:
 
 def final_outputs() -> list[str]:
     return ["reports/report.html", "reports/report.pdf", "results/config.yaml"]
+
+
+onstart:
+    # Before the first job, on this machine (not on a cluster's login node): a long run that would
+    # train on the CPU says how long, from step times measured here, and points to `make quick`.
+    if workflow.local_exec:
+        from batchwise import estimate as bw_estimate
+
+        left = [cell for cell in bw_config.cells(config)
+                if not Path(f"results/{cell.study}/{cell.id}/metrics.json").exists()]
+        cores = min(workflow.cores or 1, os.cpu_count() or 1)
+        note = bw_estimate.cpu_warning(config, left, cores=cores, threads=2)  # train_cell's threads
+        if note:
+            print(note, file=sys.stderr, flush=True)
