@@ -18,7 +18,7 @@ def test_default_config_expands_to_the_expected_cells(default):
     expected = sum(
         len(spec["seeds"]) * __import__("math").prod(len(v) for v in spec["grid"].values())
         for spec in default["studies"].values())
-    assert len(cells) == expected == 126
+    assert len(cells) == expected == 427  # 126 homework runs, 301 of the extension studies
     assert len({(c.study, c.id) for c in cells}) == len(cells)
 
 

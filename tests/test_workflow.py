@@ -30,7 +30,7 @@ def test_default_config_dry_run_lists_every_training_job(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = jobs_in_dry_run(proc.stdout)
     cfg = config.load(REPO / "config" / "config.yaml")
-    assert jobs["train_cell"] == len(config.cells(cfg)) == 126
+    assert jobs["train_cell"] == len(config.cells(cfg)) == 427
     assert jobs["aggregate_study"] == len(cfg["studies"])
     assert jobs["prepare_data"] == 3
     for study in cfg["studies"]:
@@ -54,13 +54,13 @@ def test_smoke_run_report_holds_every_study_table(smoke_run):
             assert f"figures/{name}/fig{i}.svg" in page
             assert (smoke_run / "reports" / "figures" / name / f"fig{i}.svg").stat().st_size > 1000
     assert "Homework claims and verdicts" in text and "Provenance" in text
-    assert "<th>training step</th><td>eager in all 21 runs</td>" in page  # CPU: no CUDA graphs
+    assert "<th>training step</th><td>eager in all 39 runs</td>" in page  # CPU: no CUDA graphs
 
 
 @pytest.mark.slow
 def test_smoke_run_metrics_record_provenance(smoke_run):
     runs = pd.concat(pd.read_csv(p) for p in (smoke_run / "results").glob("*/runs.csv"))
-    assert len(runs) == 21 and set(runs["status"]) <= {"ok", "diverged"}
+    assert len(runs) == 39 and set(runs["status"]) <= {"ok", "diverged"}
     for path in (smoke_run / "results").glob("*/*/metrics.json"):
         m = yaml.safe_load(path.read_text())
         assert m["env"]["torch"] and m["env"]["python"] and m["seed"] == m["spec"]["seed"]

@@ -63,7 +63,12 @@ RUN_METRICS = (
     "final_running_loss", "first_epoch_running_loss", "best_test_acc", "generalisation_gap", "epochs_run",
     "epochs_to_target", "time_to_target_s", "train_time_s", "eval_time_s", "total_time_s", "mean_epoch_s",
     "steps_per_epoch", "images_per_epoch", "gpu_mem_peak_mb",
+    # the extension studies: learning rate after scaling, exact steps and images to the target (stop at
+    # target), median gradient noise scale over epochs, share of test images given to the top class
+    "lr_effective", "steps_to_target", "examples_to_target", "noise_scale", "top_pred_share",
 )
+# Figure kinds that need an `x` (a grid key on their horizontal axis).
+FIGURES_WITH_X = ("sweep", "trained_share", "to_target")
 # train_* and test_*: eval mode after the epoch; running_*: in-epoch averages in train mode.
 CURVE_METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "running_loss", "running_acc")
 METRICS = RUN_METRICS + CURVE_METRICS
@@ -237,9 +242,7 @@ def semantic_errors(config: dict) -> list[str]:
     for name, study in config["studies"].items():
         where = f"config: studies.{name}"
         model, params, grid = study["model"], study["params"], study["grid"]
-        if study["homework"] not in homeworks:
-            lines.append(f"{where}.homework: {_show(study['homework'])} is not declared under homeworks; "
-                         f"allowed: {', '.join(map(repr, homeworks)) or 'an id declared under homeworks (none is)'}")
+        lines += _homework_errors(where, study, homeworks)
         lines += _subset_errors(config, name, study)
         for path, key, value in _numbers(study):
             # YAML's .nan passes every schema bound (NaN compares false) and .inf passes lower bounds.
@@ -274,6 +277,9 @@ def semantic_errors(config: dict) -> list[str]:
                 lines.append(f"{where}.grid.{key}: {dup[0]} is listed twice (duplicate cell ids); "
                              f"allowed: each value once")
         for i, fig in enumerate(study.get("figures", [])):
+            if fig["kind"] in FIGURES_WITH_X and "x" not in fig:
+                lines.append(f"{where}.figures[{i}].x: missing; figure kind '{fig['kind']}' needs it; "
+                             f"allowed: {', '.join(grid)}")
             for key in ("x", "hue", "panel", "split"):
                 if key in fig and fig[key] not in grid:
                     lines.append(f"{where}.figures[{i}].{key}: '{fig[key]}' is not a grid key of this study; "
@@ -286,6 +292,19 @@ def semantic_errors(config: dict) -> list[str]:
     if isinstance(level, float) and not math.isfinite(level):
         lines.append(f"config: verdict.level: {level} is not a finite number; allowed: a number > 0 and < 1")
     return lines
+
+
+def _homework_errors(where: str, study: dict, homeworks: dict) -> list[str]:
+    """A study re-runs a homework (`homework`) or goes beyond one (`extends`): exactly one, declared."""
+    keys = [k for k in ("homework", "extends") if k in study]
+    if len(keys) != 1:
+        return [f"{where}: {'both homework and extends' if keys else 'neither homework nor extends'} "
+                f"is set; allowed: exactly one of homework (the study re-runs it) or extends (it goes beyond it)"]
+    key = keys[0]
+    if study[key] not in homeworks:
+        return [f"{where}.{key}: {_show(study[key])} is not declared under homeworks; "
+                f"allowed: {', '.join(map(repr, homeworks)) or 'an id declared under homeworks (none is)'}"]
+    return []
 
 
 def _subset_errors(config: dict, name: str, study: dict) -> list[str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import claims as claims_mod
+from . import extensions as ext
 from .aggregate import outcome_rule_text
 from .config import REPO, slug_value
 from .figures import LABELS, PERCENT
@@ -145,11 +146,13 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
         all_runs.append(runs)
         meta = _study_meta(results_dir / name)
         studies.append({
-            "id": name, "title": study["title"], "homework": study["homework"], "meta": meta,
+            "id": name, "title": study["title"], "homework": study.get("homework") or study["extends"],
+            "chapter": chapter_key(study), "meta": meta,
             "setup": _setup(study, meta),
             "results": results_table(study, summary) if not summary.empty else None,
             "figures": [{"path": str(figures_dir / name / f"fig{i}.svg"), "caption": f.get("caption", "")}
                         for i, f in enumerate(study["figures"])],
+            **(study_analyses(study, runs, config["verdict"]["level"]) if not meta.get("no_data") else {}),
         })
     runs = pd.concat(all_runs, ignore_index=True)
     done = runs[runs["status"] != "no-data"]
@@ -160,25 +163,23 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
     claim_list = claims_mod.evaluate_claims(
         wanted, done,
         level=verdict["level"], resamples=verdict["resamples"], min_runs=verdict["min_runs"])
+    sources = {c["id"]: c.get("source", "") for c in wanted}  # a claim from the literature cites its paper
+    chapter_of = {s["id"]: s["chapter"] for s in studies}
+    for c in claim_list:
+        c["source"], c["chapter"] = sources.get(c["id"], ""), chapter_of.get(c["study"], ("homework", c["homework"]))
     tables = []
     for table in claims_mod.load_homework_tables(Path(homework)):
         if table["study"] in config["studies"]:
             frame = claims_mod.side_by_side(table, done)
             tables.append({**table, "header": list(frame.columns), "rows": frame.astype(str).values.tolist()})
-    homeworks = []
-    for hw_id in dict.fromkeys(s["homework"] for s in studies):
-        homeworks.append({
-            "id": hw_id, "title": f"Homework {hw_id}", "source": "", **config["homeworks"].get(hw_id, {}),
-            "studies": [s for s in studies if s["homework"] == hw_id],
-            "tables": [t for t in tables if t["homework"] == hw_id],
-            "claims": [c for c in claim_list if c["homework"] == hw_id],
-        })
+    chapters = _chapters(config, studies, tables, claim_list)
     env = next((s["meta"]["env"] for s in studies if s["meta"].get("env")), {})
     return {
         "run_label": config.get("run_label", ""),
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "homeworks": homeworks,
-        "claims": claim_list,
+        "homeworks": chapters,
+        "claims": [c for c in claim_list if not c["source"]],
+        "literature_claims": [c for c in claim_list if c["source"]],
         "verdict_counts": {v: sum(c["verdict"] == v for c in claim_list)
                            for v in ("supported", "contradicted", "inconclusive", "not run")},
         "not_run": [s for s in studies if s["meta"].get("no_data")],
@@ -190,6 +191,106 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
         "metric_definitions": METRIC_DEFINITIONS,
         "outcome_rule": outcome_rule_text(verdict["failure_margin"]),
     }
+
+
+def chapter_key(study: dict) -> tuple[str, str]:
+    """("homework", NNN) for a study that re-runs homework NNN, ("beyond", NNN) for one that `extends` it."""
+    return ("homework", study["homework"]) if "homework" in study else ("beyond", study["extends"])
+
+
+def _chapters(config: dict, studies: list[dict], tables: list[dict], claim_list: list[dict]) -> list[dict]:
+    """The report's chapters: one per homework, in the order of the config's studies, then one
+    "Beyond homework NNN" per homework that extension studies go beyond, in the homework chapters' order."""
+    keys = list(dict.fromkeys(s["chapter"] for s in studies))
+    homework = [k for k in keys if k[0] == "homework"]
+    order = [hw_id for _, hw_id in homework]
+    beyond = sorted((k for k in keys if k[0] == "beyond"),
+                    key=lambda k: order.index(k[1]) if k[1] in order else len(order))  # stable: else config order
+    keys = homework + beyond
+    chapters = []
+    for kind, hw_id in keys:
+        declared = config["homeworks"].get(hw_id, {})
+        beyond = kind == "beyond"
+        chapters.append({
+            "id": f"{kind}-{hw_id}" if beyond else hw_id, "homework": hw_id, "beyond": beyond,
+            "title": declared.get("beyond", "") if beyond else declared.get("title", f"Homework {hw_id}"),
+            "source": "" if beyond else declared.get("source", ""),
+            "studies": [s for s in studies if s["chapter"] == (kind, hw_id)],
+            "tables": [] if beyond else [t for t in tables if t["homework"] == hw_id],
+            "claims": [c for c in claim_list if c["chapter"] == (kind, hw_id)],
+        })
+    return chapters
+
+
+def study_analyses(study: dict, runs: pd.DataFrame, level: float) -> dict:
+    """What a study's figures call for beside the results table: the half-failure value of a
+    `trained_share` figure, the fitted bend and noise scale of a `to_target` figure, the explanation
+    of a `predictions` figure; and, for every study, its collapsed models (one class for >= 90 % of
+    the test images), wherever they occur."""
+    runs = runs[runs["status"] != "no-data"]
+    keys = list(study["grid"])
+    analyses = []
+    for spec in study["figures"]:
+        hue = spec.get("hue") if spec.get("hue") != spec.get("x") else None
+        if spec["kind"] == "trained_share":
+            analyses.append(_half_failure_analysis(runs, spec["x"], hue, level))
+        elif spec["kind"] == "to_target":
+            analyses.append(_bend_analysis(runs, spec["x"], hue))
+    collapsed = ext.collapsed_settings(runs, keys) if "top_pred_share" in runs else []
+    explain = any(spec["kind"] == "predictions" for spec in study["figures"])
+    return {"analyses": analyses,
+            "collapse": {"rows": ext.collapse_rows(collapsed, study["dataset"]),
+                         "paragraph": ext.collapse_paragraph(collapsed, study["dataset"]) if explain else ""}
+            if collapsed or explain else None}
+
+
+def _half_failure_analysis(runs: pd.DataFrame, x: str, hue: str | None, level: float) -> dict:
+    """The half-failure value of `x` per hue value, its interval, and where all or none trained."""
+    rows = []
+    share = ext.trained_share(runs, x, hue, level)
+    for value, mine in (share.groupby(hue, sort=False) if hue else [(None, share)]):
+        half = ext.half_failure(mine, x)
+        all_ok = mine.loc[mine["trained"] == mine["n"], x]
+        none_ok = mine.loc[mine["trained"] == 0, x]
+        rows.append([slug_value(_native(value)) if hue else "all runs", half.text(), half.interval_text(),
+                     f"{all_ok.max():g}" if len(all_ok) else "–", f"{none_ok.min():g}" if len(none_ok) else "–",
+                     " · ".join(f"{k}/{n}" for k, n in zip(mine["trained"], mine["n"]))])
+    return {"title": f"Half-failure {x}: where half of the runs fail to train",
+            "header": [hue or "", f"half-failure {x}", f"{level:.0%} interval", f"every run trained at {x}",
+                       f"no run trained at {x}", f"runs that trained, by {x}"],
+            "rows": rows, "method": ext.HALF_FAILURE_METHOD.format(level=level)}
+
+
+def _bend_analysis(runs: pd.DataFrame, x: str, hue: str | None) -> dict:
+    """Per hue value (and for the best value at each x): the runs that reached the target, and the
+    fit S_min (1 + B_crit / B) of steps to target; then the measured noise scale."""
+    def fit_row(label: str, means: pd.DataFrame, reached: str) -> list[str]:
+        s_min, b_crit = ext.bend_fit(list(means[x]), list(means["mean"]))
+        return [label, reached, fmt(s_min, "steps") if math.isfinite(s_min) else "–", _bend_text(b_crit, means, x)]
+
+    rows = []
+    for value, group in (runs.groupby(hue, sort=False) if hue else [(None, runs)]):
+        means = ext.to_target_means(group, x, "steps_to_target")
+        reached = f"{int(means['n'].sum())} of {int(means['n_runs'].sum())}"
+        rows.append(fit_row(slug_value(value) if hue else "all runs", means[means["n"] > 0], reached))
+    if hue:
+        best = ext.envelope(runs, x, hue, "steps_to_target")
+        rows.append(fit_row(f"best {hue} at each {x}", best, f"{len(best)} {x} values where every run reached"))
+    noise = ext.noise_scale(runs)
+    note = (f"Measured gradient noise scale B_simple: median {noise['median']:,.0f} (interquartile range "
+            f"{noise['q25']:,.0f} – {noise['q75']:,.0f}) over {noise['n']} runs that trained."
+            if noise["n"] else "No gradient noise scale was measured (noise_scale_batches not set, or no run trained).")
+    return {"title": f"Steps to target: where the curve bends, and the noise scale",
+            "header": [hue or "", "runs that reached the target", "fitted S_min (steps)", f"fitted bend B_crit ({x})"],
+            "rows": rows, "note": note, "method": ext.BEND_METHOD}
+
+
+def _bend_text(b_crit: float, means: pd.DataFrame, x: str) -> str:
+    if math.isnan(b_crit):
+        return "– (steps do not fall with the batch size, or too few points)"
+    if math.isinf(b_crit) or b_crit > means[x].max():
+        return f"> {means[x].max():g} (still perfect scaling at the largest batch)"
+    return f"{b_crit:,.0f}" + (f" (below the smallest batch tried, {means[x].min():g})" if b_crit < means[x].min() else "")
 
 
 def _provenance(config: dict, runs: pd.DataFrame, env: dict, command: str) -> list[tuple[str, str]]:

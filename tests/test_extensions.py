@@ -1,0 +1,242 @@
+"""The extension studies' analyses (half-failure learning rate, bend of steps to target, collapsed
+models), their figures on small hand-made tables, and their chapters in the report."""
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from batchwise import extensions as ext
+from batchwise import figures
+
+MNIST_TEST_LABELS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]  # the MNIST test set per digit
+
+
+def share_runs(counts: dict[tuple[bool, float], tuple[int, int]]) -> pd.DataFrame:
+    """A runs table of a BN x lr study: (bn, lr) -> (trained, of n); the others alternate failed/diverged."""
+    rows = []
+    for (bn, lr), (trained, n) in counts.items():
+        for seed in range(n):
+            outcome = "trained" if seed < trained else ("failed" if seed % 2 else "diverged")
+            rows.append({"study": "x", "setting": f"bn={str(bn).lower()}_lr={lr:g}", "seed": seed, "bn": bn,
+                         "lr": lr, "outcome": outcome, "status": "ok" if outcome != "diverged" else "diverged",
+                         "final_test_acc": {"trained": 0.97, "failed": 0.1135, "diverged": math.nan}[outcome]
+                         - 0.001 * seed})
+    return pd.DataFrame(rows)
+
+
+LRS = [0.1, 0.2, 0.5, 1.0]
+HAND = share_runs({**{(False, lr): (k, 5) for lr, k in zip(LRS, [5, 5, 3, 0])},
+                   **{(True, lr): (5, 5) for lr in LRS}})
+
+
+def test_half_failure_lr_on_a_hand_computed_table():
+    (no_bn, without), (bn, with_bn) = ext.half_failures(HAND, "lr", "bn")
+    assert (no_bn, bn) == (False, True)
+    # shares 1, 1, 0.6, 0 -> falls below 1/2 between lr 0.5 (0.6) and 1 (0): a sixth of the way in log lr
+    assert without.point == pytest.approx(0.5 * 2 ** (1 / 6), rel=1e-12)  # 0.5612...
+    # Wilson bounds of 3/5 are 0.2307 and 0.8824: the pessimistic curve crosses between 0.2 and 0.5
+    lo3, hi3 = ext.wilson_interval(3, 5)
+    lo5, _ = ext.wilson_interval(5, 5)
+    t = (lo5 - 0.5) / (lo5 - lo3)
+    assert without.lo == pytest.approx(10 ** (math.log10(0.2) + t * math.log10(2.5)), rel=1e-9)
+    _, hi0 = ext.wilson_interval(0, 5)
+    t = (hi3 - 0.5) / (hi3 - hi0)
+    assert without.hi == pytest.approx(10 ** (math.log10(0.5) + t * math.log10(2)), rel=1e-9)
+    assert without.lo < without.point < without.hi
+    # with BN every run trained: the crossing lies past the grid, and the interval's lower end too
+    assert with_bn.point == with_bn.lo == math.inf and with_bn.text() == "> 1"
+    assert with_bn.conservative() == (1.0, math.inf)
+    assert without.text() == "0.56"
+
+
+def test_crossing_below_the_grid_and_at_exactly_one_half():
+    assert ext.first_crossing([0.1, 1.0], [0.4, 0.0]) == -math.inf
+    assert ext.first_crossing([0.1, 1.0, 10.0], [1.0, 0.5, 0.0]) == pytest.approx(1.0)
+    assert ext.first_crossing([0.1, 1.0], [1.0, 1.0]) == math.inf
+
+
+def test_trained_share_counts_outcomes_and_wilson_bounds():
+    share = ext.trained_share(HAND, "lr", "bn")
+    row = share[(share["bn"] == False) & (share["lr"] == 0.5)].iloc[0]  # noqa: E712
+    assert (row["n"], row["trained"], row["failed"] + row["diverged"]) == (5, 3, 2)
+    assert (row["lo"], row["hi"]) == pytest.approx(ext.wilson_interval(3, 5))
+    assert row["lo"] == pytest.approx(0.2307, abs=1e-4) and row["hi"] == pytest.approx(0.8824, abs=1e-4)
+
+
+def test_bend_fit_recovers_the_critical_batch():
+    batch = [16, 32, 64, 128, 256, 512, 1024]
+    s_min, b_crit = ext.bend_fit(batch, [400 * (1 + 100 / b) for b in batch])
+    assert (s_min, b_crit) == (pytest.approx(400), pytest.approx(100))
+    assert ext.bend_fit(batch, [6400 / b for b in batch])[1] == pytest.approx(math.inf) or \
+        ext.bend_fit(batch, [6400 / b for b in batch])[1] > 1e6  # perfect scaling: no bend in range
+    assert math.isnan(ext.bend_fit([64], [10])[1])
+
+
+def collapse_runs() -> pd.DataFrame:
+    """Zero init collapses to "1" in 3 of 3 runs at batch 64 and 2 of 3 at batch 1000; default init never."""
+    collapsed = [0] * 10
+    collapsed[1] = 10000
+    almost = [10] * 10
+    almost[1] = 9910  # 99.1 % "1"
+    healthy = [c + 3 for c in MNIST_TEST_LABELS]
+    rows = []
+    for init, batch, preds in (("zeros", 64, [collapsed, collapsed, almost]),
+                               ("zeros", 1000, [collapsed, healthy, collapsed]),
+                               ("default", 64, [healthy] * 3)):
+        for seed, counts in enumerate(preds):
+            top = max(range(10), key=counts.__getitem__)
+            acc = 0.1135 if counts[top] / sum(counts) > 0.9 else 0.98
+            rows.append({"study": "x1", "setting": f"init={init}_batch_size={batch}", "seed": seed, "init": init,
+                         "batch_size": batch, "outcome": "failed" if acc < 0.12 else "trained",
+                         "final_test_acc": acc, "top_pred_class": top, "top_pred_share": counts[top] / sum(counts),
+                         "test_pred_counts": json.dumps(counts), "test_label_counts": json.dumps(MNIST_TEST_LABELS)})
+    return pd.DataFrame(rows)
+
+
+def test_collapse_detection_names_the_class_and_its_share_of_the_test_set():
+    found = ext.collapsed_settings(collapse_runs(), ["init", "batch_size"])
+    assert [c["setting"] for c in found] == ["init=zeros_batch_size=64", "init=zeros_batch_size=1000"]
+    first, second = found
+    assert (first["collapsed"], first["n"], first["class"]) == (3, 3, 1)
+    assert first["label_count"] == 1135 and first["test_size"] == 10000
+    assert first["label_share"] == pytest.approx(0.1135)
+    assert first["pred_share"] == pytest.approx((1 + 1 + 0.991) / 3)
+    assert (second["collapsed"], second["n"]) == (2, 3)
+    rows = ext.collapse_rows(found, "mnist")
+    assert rows[0] == ["init=zeros, batch_size=64", "3 of 3", "1", "99.7 %", "11.35 %", "1,135 of 10,000 = 11.35 %"]
+    text = ext.collapse_paragraph(found, "mnist")
+    assert "1,135 of the 10,000 test images" in text and "11.35 %" in text and "symmetry" in text.lower()
+    assert ext.class_name("cifar10", 1) == "1 (automobile)"
+
+
+def test_no_collapse_no_paragraph():
+    healthy = collapse_runs().query("init == 'default'")
+    assert ext.collapsed_settings(healthy, ["init", "batch_size"]) == []
+    assert ext.collapse_paragraph([], "mnist") == ""
+
+
+def scaling_runs() -> pd.DataFrame:
+    """LeNet-like steps to target: linear scaling bends at B_crit 200, the fixed rate never reaches the target
+    at the largest batch in one of its two runs."""
+    rows = []
+    for rule in ("none", "linear"):
+        for batch in (16, 64, 256, 1024):
+            for seed in range(2):
+                steps = 300 * (1 + 200 / batch) * (1.3 if rule == "none" and batch > 64 else 1) * (1 + 0.02 * seed)
+                reached = not (rule == "none" and batch == 1024 and seed == 1)
+                rows.append({"study": "x3", "setting": f"lr_scaling={rule}_batch_size={batch}", "seed": seed,
+                             "lr_scaling": rule, "batch_size": batch, "outcome": "trained", "status": "ok",
+                             "final_test_acc": 0.985, "steps_to_target": steps if reached else math.nan,
+                             "examples_to_target": steps * batch if reached else math.nan,
+                             "noise_scale": 150.0 + 10 * seed + batch / 100})
+    return pd.DataFrame(rows)
+
+
+def test_envelope_and_noise_scale():
+    runs = scaling_runs()
+    best = ext.envelope(runs, "batch_size", "lr_scaling", "steps_to_target")
+    assert list(best["batch_size"]) == [16, 64, 256, 1024]
+    assert list(best["lr_scaling"]) == ["none", "none", "linear", "linear"]  # 'none' at 1024: 1 of 2 reached
+    s_min, b_crit = ext.bend_fit(list(best["batch_size"]), list(best["mean"]))
+    assert b_crit == pytest.approx(200, rel=0.05)
+    noise = ext.noise_scale(runs)
+    assert noise["n"] == 16 and noise["q25"] <= noise["median"] <= noise["q75"]
+
+
+@pytest.mark.parametrize("kind, study, runs", [
+    ("trained_share", {"dataset": "mnist", "grid": {"bn": [False, True], "lr": LRS},
+                       "figures": [{"kind": "trained_share", "x": "lr", "hue": "bn"}]}, HAND),
+    ("to_target", {"dataset": "mnist", "grid": {"lr_scaling": ["none", "linear"], "batch_size": [16, 64, 256, 1024]},
+                   "figures": [{"kind": "to_target", "x": "batch_size", "hue": "lr_scaling"}]}, scaling_runs()),
+    ("predictions", {"dataset": "mnist", "grid": {"init": ["zeros", "default"], "batch_size": [64, 1000]},
+                     "figures": [{"kind": "predictions", "hue": "init", "panel": "batch_size"}]}, collapse_runs()),
+])
+def test_new_figures_render(kind, study, runs, tmp_path):
+    runs = runs.assign(status=runs.get("status", "ok"))
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    for name in ("history.csv", "iterations.csv"):
+        (tmp_path / name).write_text("setting,seed,outcome\n")
+    out = tmp_path / f"{kind}.svg"
+    figures.plot_figure(study, 0, runs=tmp_path / "runs.csv", history=tmp_path / "history.csv",
+                        iterations=tmp_path / "iterations.csv", out=out)
+    assert out.stat().st_size > 5000
+    svg = out.read_text()
+    if kind == "to_target":
+        assert "B_simple" in svg and "perfect scaling" in svg
+
+
+def test_to_target_figure_renders_when_no_run_reached(tmp_path):
+    runs = scaling_runs().assign(steps_to_target=math.nan, examples_to_target=math.nan, noise_scale=math.nan)
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    study = {"dataset": "mnist", "grid": {"lr_scaling": ["none", "linear"], "batch_size": [16, 64, 256, 1024]},
+             "figures": [{"kind": "to_target", "x": "batch_size", "hue": "lr_scaling"}]}
+    figures.plot_figure(study, 0, runs=tmp_path / "runs.csv", history=tmp_path / "runs.csv",
+                        iterations=tmp_path / "runs.csv", out=tmp_path / "f.svg")
+    assert (tmp_path / "f.svg").exists()
+
+
+# --- the chapters in the report ------------------------------------------------------------------
+
+def _write_study(folder, runs: pd.DataFrame, grid_keys: list[str]) -> None:
+    """runs.csv and summary.csv of one study, as aggregate writes them, from a hand-made runs table."""
+    from batchwise.aggregate import summary_table
+    from batchwise.config import RUN_METRICS
+
+    runs = runs.copy()
+    runs["cell"] = runs["setting"] + "_seed=" + runs["seed"].astype(str)
+    for column in (*RUN_METRICS, "time_until_stop_s", "device", "cuda_graphs", "cuda_graphs_note"):
+        if column not in runs:
+            runs[column] = 1.0 if column in ("time_until_stop_s", "train_time_s") else math.nan
+    runs["status"] = runs.get("status", "ok")
+    folder.mkdir(parents=True)
+    runs.to_csv(folder / "runs.csv", index=False)
+    summary_table(runs, grid_keys).to_csv(folder / "summary.csv", index=False)
+
+
+def test_beyond_chapters_follow_the_homework_chapters(tmp_path):
+    from batchwise import report
+
+    config = {
+        "run_label": "", "verdict": {"level": 0.95, "resamples": 1000, "min_runs": 3, "failure_margin": 0.02},
+        "homeworks": {"000": {"title": "Init"}, "002": {"title": "BN x lr", "beyond": "The largest stable lr"}},
+        "studies": {
+            "s1": {"homework": "000", "title": "Homework study", "dataset": "mnist", "model": "mlp", "params": {},
+                   "grid": {"init": ["zeros", "default"], "batch_size": [64, 1000]}, "seeds": [0, 1, 2], "figures": []},
+            "x2": {"extends": "002", "title": "BN and the half-failure lr", "dataset": "mnist", "model": "mlp", "params": {},
+                   "grid": {"bn": [False, True], "lr": LRS}, "seeds": [0, 1, 2, 3, 4],
+                   "figures": [{"kind": "trained_share", "x": "lr", "hue": "bn"}]},
+            "x1": {"extends": "000", "title": "Zero init collapses", "dataset": "mnist", "model": "mlp", "params": {},
+                   "grid": {"init": ["zeros", "default"], "batch_size": [64, 1000]}, "seeds": [0, 1, 2],
+                   "figures": [{"kind": "predictions", "hue": "init", "panel": "batch_size"}]},
+        },
+    }
+    _write_study(tmp_path / "results" / "s1", collapse_runs().assign(study="s1"), ["init", "batch_size"])
+    _write_study(tmp_path / "results" / "x1", collapse_runs(), ["init", "batch_size"])
+    _write_study(tmp_path / "results" / "x2", HAND.assign(study="x2"), ["bn", "lr"])
+    claims = tmp_path / "claims.yaml"
+    claims.write_text(
+        "claims:\n"
+        "  - {id: hw, homework: '000', quote: q, english: e, study: s1,\n"
+        "     rule: {kind: near, metric: final_test_acc, select: {init: zeros, batch_size: 64}, target: 0.1135, tolerance: 0.02}}\n"
+        "  - {id: lit, homework: '002', quote: 'Batch Normalization enables higher learning rates',\n"
+        "     source: 'Ioffe & Szegedy 2015', english: e, study: x2,\n"
+        "     rule: {kind: compare, metric: final_test_acc, a: {bn: true, lr: 0.5}, b: {bn: false, lr: 0.5}, expect: greater}}\n")
+    tables = tmp_path / "homework.yaml"
+    tables.write_text("tables:\n  - {id: t, homework: '000', title: T, study: s1, key: [init, batch_size],\n"
+                      "     columns: [{metric: final_test_acc, label: acc}], rows: [{init: zeros, batch_size: 64, final_test_acc: 11}]}\n")
+    context = report.build_context(config, tmp_path / "results", tmp_path / "figures", claims=claims, homework=tables)
+    assert [(c["id"], c["beyond"]) for c in context["homeworks"]] == [
+        ("000", False), ("beyond-000", True), ("beyond-002", True)]
+    assert [c["id"] for c in context["claims"]] == ["hw"]
+    assert [c["id"] for c in context["literature_claims"]] == ["lit"]
+    page = report.render_html(context)
+    assert page.index("<h2>Homework 000: Init</h2>") < page.index("<h2>Beyond homework 000</h2>") \
+        < page.index("<h2>Beyond homework 002: The largest stable lr</h2>")
+    assert "Half-failure lr" in page and "<td>0.56</td>" in page and "<td>&gt; 1</td>" in page
+    assert "Ioffe &amp; Szegedy 2015" in page
+    # collapse: detected in every study where it happens, explained where the prediction figure is asked for
+    assert page.count("Collapsed models") == 2 and page.count("<b>Why.</b>") == 1
+    assert "1,135 of 10,000 = 11.35 %" in page
