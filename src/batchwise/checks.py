@@ -189,7 +189,7 @@ def _file_errors(config: dict, key: str, check, items_key: str, loader) -> list[
     label = config[key]
     if not path.is_file():
         places = " and ".join(dict.fromkeys(map(str, (Path.cwd(), REPO))))
-        return [f"config: {key}: {_show(config[key])} does not exist (looked in {places}); "
+        return [f"config: {key}: {config[key]!r} does not exist (looked in {places}); "
                 f"allowed: the path of {FILE_KEYS[key]}, relative to the working directory or the repository"]
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -332,15 +332,12 @@ def select_studies(config: dict) -> list[str]:
     studies = config.get("studies")
     if not isinstance(studies, dict):
         return []  # the schema check says what is wrong
-    for name in [n for n, spec in studies.items() if spec is None]:
-        del studies[name]
     only = config.get("only_studies")
-    if not isinstance(only, list):
-        return []
+    only = only if isinstance(only, list) else list(studies)  # the schema reports a wrong type
     lines = [f"config: only_studies[{i}]: {_show(name)} is not a study of this config; "
              f"allowed: {', '.join(studies)}" for i, name in enumerate(only) if name not in studies]
-    if not lines:
-        for name in [n for n in studies if n not in only]:
+    if not lines:  # a study both listed and set to null is dropped: null is the later word
+        for name in [n for n, spec in studies.items() if spec is None or n not in only]:
             del studies[name]
     return lines
 
