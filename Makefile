@@ -1,10 +1,11 @@
 # One command for the main job, one for the tests; each sets itself up in a virtual environment.
 #   make report              the four studies at homework settings (GPU recommended)
-#   make quick               real data, every study, reduced: ~15 min on 2 CPU cores
+#   make quick               real data, every study, reduced: ~6 min on 2 CPU cores
 #   make test                the test suite (includes the smoke workflow, data to PDF)
 #   make bench               training-speed benchmark -> docs/benchmarks.md
 # Variables: DATA_DIR (where MNIST/ and cifar10-jpeg/ or cifar-10-batches-py/ live), CORES, GPUS
-# (concurrent training jobs per GPU), CONFIG, PYTHON (a Python >= 3.10 to make the venv with).
+# (concurrent training jobs per GPU), CONFIG (an overlay merged onto config/config.yaml, e.g. your
+# own), PYTHON (a Python >= 3.10 to make the venv with).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,12 +14,12 @@ GPUS ?= 1
 CONFIG ?= config/config.yaml
 DATA_DIR ?= data
 BIN := $(VENV)/bin
-# Jobs call `python -m batchwise`: the venv's python must come first on PATH.
+# The venv's tools by path: no activation needed (the workflow's jobs run the Python that runs it).
 RUN := PATH="$(abspath $(BIN)):$$PATH"
 
 .PHONY: report quick smoke test bench lint clean
 report: $(VENV)/.installed
-	$(RUN) snakemake --cores $(CORES) --resources gpu=$(GPUS) --configfile $(CONFIG) --config data_dir=$(DATA_DIR)
+	$(BIN)/snakemake --cores $(CORES) --resources gpu=$(GPUS) --configfile $(CONFIG) --config data_dir=$(DATA_DIR)
 
 quick: CONFIG := config/quick.yaml
 quick: report
@@ -33,7 +34,7 @@ bench: $(VENV)/.installed
 	$(RUN) python -m batchwise.bench
 
 lint: $(VENV)/.installed
-	$(RUN) snakemake --lint --configfile config/smoke.yaml
+	$(BIN)/snakemake --lint --configfile config/smoke.yaml
 
 $(VENV)/.installed: pyproject.toml envs/cluster-requirements.txt
 	$(PYTHON) -m venv $(VENV)
