@@ -210,6 +210,12 @@ def class_name(dataset: str, index: int) -> str:
     return f"{index} ({names[index]})"
 
 
+def _plain(value):
+    """A runs-table cell as the config wrote it: numpy scalars to Python (False, not 'False'), 64.0 to 64."""
+    value = value.item() if hasattr(value, "item") else value
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def _counts(value) -> list[int]:
     """A runs-table list column (JSON text) back to a list; [] where missing."""
     if isinstance(value, list):
@@ -235,7 +241,7 @@ def collapsed_settings(runs: pd.DataFrame, grid_keys: list[str], threshold: floa
         labels = _counts(same["test_label_counts"].iloc[0]) if "test_label_counts" in same else []
         label_share = labels[top] / sum(labels) if labels else math.nan
         out.append({"study": group["study"].iloc[0], "setting": setting,
-                    "values": {k: group[k].iloc[0] for k in grid_keys}, "collapsed": len(hit), "n": len(group),
+                    "values": {k: _plain(group[k].iloc[0]) for k in grid_keys}, "collapsed": len(hit), "n": len(group),
                     "class": top, "same_class": len(same), "pred_share": float(same["top_pred_share"].mean()),
                     "test_acc": float(same["final_test_acc"].mean()), "label_count": labels[top] if labels else None,
                     "test_size": sum(labels) if labels else None, "label_share": label_share})

@@ -25,6 +25,8 @@ TEMPLATES = REPO / "reports" / "templates"
 # Columns of each study's results table; the target columns appear only where a target is set.
 RESULT_METRICS = ["final_test_acc", "final_train_acc", "final_test_loss", "train_time_s", "mean_epoch_s"]
 TARGET_METRICS = ["epochs_to_target", "time_to_target_s"]
+# Where runs stop at the target (or the learning rate is scaled), the exact steps to it (and the rate used).
+STOP_METRICS = ["steps_to_target"]
 # How and when each number is measured; the report's Methods chapter shows this list.
 METRIC_DEFINITIONS = [
     ("test accuracy / loss", "after each epoch, in eval mode (dropout off, batch norm on its running "
@@ -41,6 +43,16 @@ METRIC_DEFINITIONS = [
      "epoch is that divided by the epochs run; 'train + test time' adds the per-epoch evaluations."),
     ("epochs / time to target", "the first epoch after which test accuracy reaches the study's target_acc, "
      "and the training time up to then; 'never (k/n)' where a run did not reach it."),
+    ("steps / images to target", "where a study stops its runs at the target (stop_at_target), test accuracy is "
+     "also checked target_checks_per_epoch times within each epoch; steps and training images up to the first "
+     "check at or above target_acc (exact to that resolution)."),
+    ("learning rate used", "lr, scaled with the batch size where lr_scaling asks: x B/base_batch_size (linear) "
+     "or x (B/base_batch_size)^1/2 (sqrt); reached after warmup_epochs of linear warm-up."),
+    ("gradient noise scale", "B_simple = tr(Σ)/|G|², from the mean squared norm of mini-batch gradients at the two "
+     "noise_scale_batches sizes (noise_scale_draws each, at the current weights, nothing updated) after every "
+     "epoch; a run's value is its median over epochs (McCandlish et al. 2018)."),
+    ("collapsed model", "a finished run that gives one class at least 90 % of its test-set predictions after "
+     "the last epoch; it scores that class's share of the test set."),
 ]
 
 
@@ -50,7 +62,7 @@ def fmt(value: float | None, metric: str) -> str:
         return "–"
     if metric in PERCENT:
         return f"{100 * value:.2f}"
-    if metric.startswith("epochs"):
+    if metric.startswith("epochs") or metric == "steps_to_target":
         return f"{value:.1f}" if value % 1 else f"{value:.0f}"
     return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
 
@@ -60,7 +72,7 @@ def mean_std(group: pd.DataFrame, metric: str) -> str:
     runs that have the metric where not all of them do."""
     row = group[group["metric"] == metric].iloc[0]
     if row["n"] == 0:
-        return f"never (0/{row['n_runs']})" if metric in TARGET_METRICS and row["basis"] != "none" else "–"
+        return f"never (0/{row['n_runs']})" if metric in TARGET_METRICS + STOP_METRICS and row["basis"] != "none" else "–"
     text = fmt(row["mean"], metric)
     if row["n"] > 1 and not pd.isna(row["std"]):
         text += f" ± {fmt(row['std'], metric)}"
@@ -82,6 +94,10 @@ def results_table(study: dict, summary: pd.DataFrame) -> dict:
     the runs that trained (or, where none did, the failed ones), and the outcome counts."""
     keys = list(study["grid"])
     metrics = RESULT_METRICS + (TARGET_METRICS if study["params"].get("target_acc") else [])
+    if study["params"].get("stop_at_target") or any(study["grid"].get("stop_at_target", [])):
+        metrics += STOP_METRICS
+    if "lr_scaling" in study["grid"] or study["params"].get("lr_scaling", "none") != "none":
+        metrics += ["lr_effective"]
     header = keys + ["steps / epoch"] + [LABELS.get(m, m) for m in metrics] + ["runs"]
     rows = []
     for setting, group in summary.groupby("setting", sort=False):
