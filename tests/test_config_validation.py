@@ -189,7 +189,7 @@ def test_bad_config_gives_one_line_naming_key_value_and_allowed(case):
     assert line.startswith(f"config: {path}: "), line
     for word in words:
         assert word in line, f"{word!r} not in {line!r}"
-    assert "\n" not in line and len(line) < 400
+    assert "\n" not in line and len(line) < 600
 
 
 def test_several_mistakes_give_one_line_each():
@@ -362,7 +362,8 @@ def test_check_command_covers_claims_and_tables(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {path}: claims[{C1}].rule.kind: "), err
     assert cli(["check", str(REPO / "config" / "smoke.yaml")]) == 0
-    assert "21 training cells in 7 studies" in capsys.readouterr().out
+    smoke = config.load(REPO / "config" / "smoke.yaml")
+    assert f"OK, {len(config.cells(smoke))} training cells in {len(smoke['studies'])} studies" in capsys.readouterr().out
 
 
 def run_snakemake(tmp_path: Path, overlay: dict) -> tuple[subprocess.CompletedProcess, Path]:
