@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -240,3 +241,49 @@ def test_beyond_chapters_follow_the_homework_chapters(tmp_path):
     # collapse: detected in every study where it happens, explained where the prediction figure is asked for
     assert page.count("Collapsed models") == 2 and page.count("<b>Why.</b>") == 1
     assert "1,135 of 10,000 = 11.35 %" in page
+
+
+# --- the verdicts behind the literature claims ------------------------------------------------------
+
+def test_half_failure_verdict_bn_above_no_bn():
+    bn, no_bn = HAND[HAND["bn"]], HAND[~HAND["bn"]]
+    out = ext.half_failure_verdict(bn, no_bn, ("BN", "no BN"), "lr", "greater", 0.95)
+    # BN's interval starts past the grid (>= 1); no BN's ends at 0.5 x 2^(log2 of the upper crossing) < 1
+    assert out["verdict"] == "supported", out
+    assert "half-failure lr > 1" in out["evidence"] and "0.56" in out["evidence"]
+    assert ext.half_failure_verdict(bn, no_bn, ("BN", "no BN"), "lr", "less", 0.95)["verdict"] == "contradicted"
+    # the same counts on both sides: the intervals overlap
+    assert ext.half_failure_verdict(no_bn, no_bn, ("a", "b"), "lr", "greater", 0.95)["verdict"] == "inconclusive"
+
+
+def test_half_failure_verdict_with_few_runs_is_inconclusive():
+    one = share_runs({**{(False, lr): (k, 1) for lr, k in zip(LRS, [1, 1, 0, 0])},
+                      **{(True, lr): (1, 1) for lr in LRS}})
+    out = ext.half_failure_verdict(one[one["bn"]], one[~one["bn"]], ("BN", "no BN"), "lr", "greater", 0.95)
+    assert out["verdict"] == "inconclusive"  # one run per rate: Wilson [0.21, 1] and [0, 0.79]
+
+
+def test_collapse_verdict_reliably_or_in_k_of_n():
+    runs = collapse_runs()
+    zeros = runs[runs["init"] == "zeros"].assign(top_class_test_share=0.1135)
+    out = ext.collapse_verdict(zeros, "zeros", 0.95)
+    assert out["verdict"] == "inconclusive"  # 5 of 6: Wilson [0.44, 0.97] holds one half
+    assert out["evidence"].startswith("zeros: 5 of 6 runs collapsed (95% Wilson interval 44–97 %)")
+    assert "in 5 of 6 runs" in out["reason"]
+    six = pd.concat([zeros[zeros["batch_size"] == 64]] * 2)  # 6 of 6: Wilson [0.61, 1]
+    out = ext.collapse_verdict(six, "zeros", 0.95)
+    assert out["verdict"] == "supported" and "reliably" in out["reason"]
+    assert "class “1” for 99.7 % of the test images and score 11.35 %" in out["evidence"]
+    assert "the class's share of the test set being 11.35 %" in out["evidence"]
+    healthy = ext.collapse_verdict(runs[runs["init"] == "default"], "default", 0.95)
+    assert healthy["verdict"] == "inconclusive" and "0 of 3" in healthy["evidence"]  # [0, 0.56]: n too small
+
+
+def test_critical_batch_verdict_within_a_factor():
+    runs = scaling_runs()  # bend at 200, noise scale ~150-175
+    out = ext.critical_batch_verdict(runs, "batch_size", "lr_scaling", 4.0, 0.95, 1000, np.random.default_rng(0))
+    assert out["verdict"] == "supported", out
+    assert out["diff"] == pytest.approx(out["mean_a"] / out["mean_b"])
+    far = runs.assign(noise_scale=runs["noise_scale"] * 100)
+    assert ext.critical_batch_verdict(far, "batch_size", "lr_scaling", 4.0, 0.95, 1000,
+                                      np.random.default_rng(0))["verdict"] == "contradicted"

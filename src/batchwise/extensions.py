@@ -281,3 +281,125 @@ def collapse_paragraph(collapsed: list[dict], dataset: str, init_key: str = "ini
         f"image. Measured: {c['same_class']} of {c['n']} runs of {', '.join(f'{k}={slug_value(v)}' for k, v in c['values'].items())} "
         f"predict class \u201c{name}\u201d for {100 * c['pred_share']:.1f} % of the test images and score "
         f"{100 * c['test_acc']:.2f} %" + (f"; {shares}, exactly what a constant answer scores." if shares else "."))
+
+
+# --------------------------------------------------------------------------- verdicts (claims.py's rule kinds)
+
+def _verdict(supported: bool, contradicted: bool) -> str:
+    return "supported" if supported else "contradicted" if contradicted else "inconclusive"
+
+
+def half_failure_verdict(a_runs: pd.DataFrame, b_runs: pd.DataFrame, labels: tuple[str, str], over: str,
+                         expect: str, level: float) -> dict:
+    """Rule `half_failure`: a's half-failure value of `over` is greater (or less) than b's. Supported when
+    the two intervals do not overlap in the expected order, contradicted when they do not overlap in the
+    other, inconclusive otherwise; an end outside the grid counts as what is known for certain."""
+    halves = []
+    for rows in (a_runs, b_runs):
+        share = trained_share(rows, over, None, level)
+        halves.append((half_failure(share, over), share) if len(share) else (None, share))
+    (a, a_share), (b, b_share) = halves
+    if a is None or b is None:
+        missing = " and ".join(lab for lab, (h, _) in zip(labels, halves) if h is None)
+        return {"verdict": "inconclusive", "evidence": f"no runs of {missing}",
+                "reason": f"inconclusive: no runs of {missing}"}
+    (a_lo, a_hi), (b_lo, b_hi) = a.conservative(), b.conservative()
+    above, below = a_lo > b_hi, a_hi < b_lo
+    verdict = _verdict(above, below) if expect == "greater" else _verdict(below, above)
+    counts = lambda s: " · ".join(f"{k}/{n}" for k, n in zip(s["trained"], s["n"]))  # noqa: E731
+    where = "lie apart, a above b" if above else "lie apart, a below b" if below else "overlap"
+    return {
+        "verdict": verdict, "mean_a": a.point, "mean_b": b.point, "n_a": int(a_share["n"].sum()),
+        "n_b": int(b_share["n"].sum()),
+        "groups": [{"label": lab, "mean": h.point, "std": math.nan, "n": int(s["n"].sum())}
+                   for lab, (h, s) in zip(labels, halves)],
+        "evidence": "; ".join(f"{lab}: half-failure {over} {h.text()}, {level:.0%} interval {h.interval_text()} "
+                              f"(trained by {over}: {counts(s)})" for lab, (h, s) in zip(labels, halves)),
+        "reason": (f"{verdict}: expected the half-failure {over} of {labels[0]} {expect} than that of {labels[1]}; "
+                   f"their {level:.0%} intervals (Wilson bounds on the trained share, interpolated in log {over}) "
+                   f"{where.replace('a ', labels[0] + ' ').replace(' b', ' ' + labels[1])}"),
+    }
+
+
+def collapse_verdict(rows: pd.DataFrame, label: str, level: float, share: float = COLLAPSE_SHARE,
+                     dataset: str = "mnist") -> dict:
+    """Rule `collapse`: the selected runs collapse to one class. Supported when the Wilson interval of the
+    share of finished runs that collapsed lies above one half (they collapse reliably), contradicted when
+    below, inconclusive otherwise. The evidence names the class, its share of the predictions, the test
+    accuracy and the class's share of the test set."""
+    done = rows[rows["outcome"].isin(["trained", "failed"])]
+    n = len(done)
+    if n == 0:
+        return {"verdict": "inconclusive", "evidence": f"{label}: no finished runs",
+                "reason": "inconclusive: no finished runs (diverged runs have no predictions)"}
+    hit = done[done["top_pred_share"] >= share]
+    k = len(hit)
+    lo, hi = wilson_interval(k, n, level)
+    verdict = _verdict(lo > HALF, hi < HALF)
+    evidence = f"{label}: {k} of {n} runs collapsed ({level:.0%} Wilson interval {100 * lo:.0f}–{100 * hi:.0f} %)"
+    if k:
+        top = int(hit["top_pred_class"].mode().iloc[0])
+        same = hit[hit["top_pred_class"] == top]
+        evidence += (f"; {len(same)} of them answer class \u201c{class_name(dataset, top)}\u201d for "
+                     f"{100 * same['top_pred_share'].mean():.1f} % of the test images and score "
+                     f"{100 * same['final_test_acc'].mean():.2f} %")
+        if "top_class_test_share" in same and same["top_class_test_share"].notna().any():
+            evidence += f", the class's share of the test set being {100 * same['top_class_test_share'].mean():.2f} %"
+    how = "reliably (most runs, by the interval)" if verdict == "supported" else f"in {k} of {n} runs"
+    return {"verdict": verdict, "mean_a": k / n, "n_a": n, "lo": lo, "hi": hi,
+            "groups": [{"label": label, "mean": k / n, "std": math.nan, "n": n}], "evidence": evidence,
+            "reason": (f"{verdict}: a run collapsed when one class took >= {share:.0%} of its test predictions; "
+                       f"the claim holds when the {level:.0%} Wilson interval of the collapsed share lies above "
+                       f"one half, fails when it lies below; they collapse {how}")}
+
+
+def _bend_ratio(cells: list[tuple[object, float, np.ndarray]], noise: np.ndarray) -> float:
+    """B_crit / B_simple from per-(rule, batch) arrays of steps to target (NaN: not reached) and the
+    pooled noise-scale values: the best rule at each batch (all runs reached), fitted as in `bend_fit`."""
+    best: dict[float, float] = {}
+    for _, batch, steps in cells:
+        if len(steps) and np.isfinite(steps).all():
+            best[batch] = min(best.get(batch, math.inf), float(steps.mean()))
+    _, b_crit = bend_fit(list(best), list(best.values()))
+    noise = noise[np.isfinite(noise)]
+    return b_crit / float(np.median(noise)) if len(noise) and math.isfinite(b_crit) else math.nan
+
+
+def critical_batch_verdict(runs: pd.DataFrame, over: str, by: str, factor: float, level: float,
+                           resamples: int, rng: np.random.Generator) -> dict:
+    """Rule `critical_batch`: the measured noise scale B_simple predicts the bend B_crit of steps to target
+    (McCandlish et al. 2018) within `factor`. The ratio B_crit / B_simple gets a percentile bootstrap
+    interval (runs resampled within each setting; at most 1,000 resamples); supported when it lies within
+    [1/factor, factor], contradicted when entirely outside, inconclusive otherwise (or with no bend)."""
+    runs = runs[runs["outcome"] != "no-data"]
+    groups = [(value, float(batch), g) for (value, batch), g in runs.groupby([by, over], sort=True)]
+    # steps of a run that did not train (or not reach the target) are NaN: the setting then does not count
+    cells = [(v, b, np.where(g["outcome"] == "trained", g["steps_to_target"], np.nan).astype(float))
+             for v, b, g in groups]
+    noise_cells = [np.where(g["outcome"] == "trained", g["noise_scale"], np.nan).astype(float) for _, _, g in groups]
+    point = _bend_ratio(cells, np.concatenate(noise_cells) if noise_cells else np.array([]))
+    best = envelope(runs, over, by, "steps_to_target")
+    s_min, b_crit = bend_fit(list(best[over]), list(best["mean"])) if len(best) else (math.nan, math.nan)
+    noise = noise_scale(runs)
+    evidence = (f"fitted bend B_crit {b_crit:,.0f} {over} (best {by} at each {over}, {len(best)} values); "
+                f"B_simple median {noise['median']:,.0f} (IQR {noise['q25']:,.0f}–{noise['q75']:,.0f}, "
+                f"{noise['n']} runs)") if math.isfinite(b_crit) and noise["n"] else (
+                f"no bend fitted (B_crit {b_crit}) or no noise scale measured ({noise['n']} runs)")
+    if not math.isfinite(point):
+        return {"verdict": "inconclusive", "evidence": evidence,
+                "reason": "inconclusive: no finite bend within the batch sizes tried, or no noise scale measured"}
+    draws = []
+    for _ in range(min(resamples, 1000)):
+        pick = [rng.integers(0, len(s), len(s)) for _, _, s in cells]
+        draws.append(_bend_ratio([(v, b, s[i]) for (v, b, s), i in zip(cells, pick)],
+                                 np.concatenate([n[i] for n, i in zip(noise_cells, pick)])))
+    draws = np.array(draws)
+    draws = np.where(np.isnan(draws), np.inf, draws)  # a resample without a bend: the bend lies past the grid
+    lo, hi = (float(np.quantile(draws, q, method="inverted_cdf")) for q in ((1 - level) / 2, (1 + level) / 2))
+    verdict = _verdict(lo >= 1 / factor and hi <= factor, hi < 1 / factor or lo > factor)
+    return {"verdict": verdict, "mean_a": b_crit, "mean_b": noise["median"], "diff": point, "lo": lo, "hi": hi,
+            "evidence": f"{evidence}; ratio B_crit / B_simple {point:.2f}, {level:.0%} interval [{lo:.2f}, {hi:.2f}]",
+            "reason": (f"{verdict}: 'predicts' means the fitted bend lies within a factor {factor:g} of the median "
+                       f"noise scale; the {level:.0%} percentile bootstrap interval of their ratio (runs resampled "
+                       f"within each setting) lies {'within' if verdict == 'supported' else 'outside' if verdict == 'contradicted' else 'across the edge of'} "
+                       f"[{1 / factor:.2g}, {factor:g}]")}
