@@ -89,15 +89,24 @@ def outcome_text(first: pd.Series) -> str:
     return text + (f" ({', '.join(others)})" if others else "")
 
 
+def result_metrics(study: dict) -> list[str]:
+    """The results table's metric columns. Where runs stop at the target, the steps to it replace the
+    training accuracy and test loss (numbers of the moment a run stopped, not of a trained model), and
+    where the learning rate is scaled, the rate used is shown."""
+    params, grid = study["params"], study["grid"]
+    metrics = RESULT_METRICS + (TARGET_METRICS if params.get("target_acc") or "target_acc" in grid else [])
+    if params.get("stop_at_target") or any(grid.get("stop_at_target", [])):
+        metrics = [m for m in metrics if m not in ("final_train_acc", "final_test_loss")] + STOP_METRICS
+    if "lr_scaling" in grid or params.get("lr_scaling", "none") != "none":
+        metrics += ["lr_effective"]
+    return metrics
+
+
 def results_table(study: dict, summary: pd.DataFrame) -> dict:
     """One row per setting: the grid values, steps per epoch, mean ± std of each result metric over
     the runs that trained (or, where none did, the failed ones), and the outcome counts."""
     keys = list(study["grid"])
-    metrics = RESULT_METRICS + (TARGET_METRICS if study["params"].get("target_acc") else [])
-    if study["params"].get("stop_at_target") or any(study["grid"].get("stop_at_target", [])):
-        metrics += STOP_METRICS
-    if "lr_scaling" in study["grid"] or study["params"].get("lr_scaling", "none") != "none":
-        metrics += ["lr_effective"]
+    metrics = result_metrics(study)
     header = keys + ["steps / epoch"] + [LABELS.get(m, m) for m in metrics] + ["runs"]
     rows = []
     for setting, group in summary.groupby("setting", sort=False):
