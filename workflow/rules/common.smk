@@ -1,7 +1,6 @@
 # Helpers shared by the rule files, the Python the jobs run, and the gate that runs before any job.
 import json
 import os
-import shlex
 import sys
 from pathlib import Path
 
@@ -31,14 +30,16 @@ def job_python() -> str:
     (conda, apptainer, env modules) supplies its own `python` on PATH."""
     if workflow.deployment_settings.deployment_method:
         return "python"
-    return shlex.quote(sys.executable)
+    return sys.executable
 
 
-PYTHON = job_python()
+# The shell rules run "$BATCHWISE_PYTHON" -m batchwise: an environment variable, not a param, so
+# that another venv's path (or --sdm) does not re-run finished cells. Set again in each job process.
+os.environ.update(BATCHWISE_PYTHON=job_python())
 if workflow.deployment_settings.deployment_method:
     # The rule's environment holds the dependencies; the package itself is this checkout's src/
     # (a conda env file cannot point pip at the repository: Snakemake copies it elsewhere).
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))
+    os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])))
 
 STUDIES = list(config["studies"])
 CELLS = {study: [cell.id for cell in bw_config.cells(config, study)] for study in STUDIES}

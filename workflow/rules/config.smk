@@ -7,8 +7,11 @@ rule resolved_config:
         "Recording the resolved configuration (default config, overlays and --config merged)"
     output:
         "results/config.yaml",
+    log:
+        "logs/resolved_config.log",
     params:
         # The whole resolved config: any change to it rewrites this record, and nothing else.
         text=bw_config.dump(config),
     run:
         Path(output[0]).write_text(params.text)
+        Path(log[0]).write_text(f"wrote {output[0]}\n")

@@ -21,5 +21,5 @@ rule train_cell:
     conda:
         "../../envs/batchwise.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {PYTHON} -m batchwise train --spec {params.spec:q} "
+        "OMP_NUM_THREADS={threads} \"$BATCHWISE_PYTHON\" -m batchwise train --spec {params.spec:q} "
         "--data {input.data} --out $(dirname {output.metrics}) > {log} 2>&1"
