@@ -12,7 +12,7 @@ from batchwise import config
 from batchwise.report import fmt
 from conftest import REPO, run_env, snakemake_cmd
 
-SMOKE = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+SMOKE = config.load(REPO / "config" / "smoke.yaml")  # the overlay merged onto config/config.yaml
 
 
 def jobs_in_dry_run(output: str) -> dict[str, int]:
@@ -46,8 +46,7 @@ def test_smoke_run_report_holds_every_study_table(smoke_run):
         assert study["title"] in text, name
         summary = pd.read_csv(smoke_run / "results" / name / "summary.csv")
         acc = summary[summary["metric"] == "final_test_acc"]
-        assert len(acc) == len(config.cells(config.validate(yaml.safe_load(
-            (REPO / "config" / "smoke.yaml").read_text())), name)) // len(study["seeds"])
+        assert len(acc) == len(config.cells(SMOKE, name)) // len(study["seeds"])
         for mean in acc["mean"]:
             assert f"<td>{fmt(mean, 'final_test_acc')}" in page, (name, mean)
         for i, _ in enumerate(study.get("figures", [])):
