@@ -31,7 +31,7 @@ def spec_for(model="mlp", dataset="mnist", seed=0, device="cpu", graphs="off", *
 
 def test_run_cell_writes_complete_outputs(synthetic_caches, tmp_path):
     spec = spec_for(epochs=2, lr=0.05, target_acc=0.5, train_subset=640)
-    metrics = train.run_cell(spec, synthetic_caches["mnist"], tmp_path, log=lambda line: None)
+    metrics = train.run_cell(spec, synthetic_caches["mnist"], tmp_path, log=lambda line: None)[0]
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
     assert METRICS_KEYS <= set(on_disk) and ENV_KEYS <= set(on_disk["env"])
     assert on_disk["status"] == metrics["status"] == "ok" and on_disk["epochs_run"] == 2
@@ -51,14 +51,14 @@ def test_run_cell_writes_complete_outputs(synthetic_caches, tmp_path):
 
 def test_learns_above_chance_on_synthetic_data(synthetic_caches, tmp_path):
     spec = spec_for(model="cnn2", epochs=2, lr=0.1, momentum=0.9, bn=True)
-    metrics = train.run_cell(spec, synthetic_caches["mnist"], tmp_path, log=lambda line: None)
+    metrics = train.run_cell(spec, synthetic_caches["mnist"], tmp_path, log=lambda line: None)[0]
     assert metrics["final_test_acc"] > 0.5
 
 
 def test_unavailable_data_is_recorded_not_crashed(tmp_path):
     cache = tmp_path / "mnist.npz"
     data.prepare("mnist", cache, data_dir=tmp_path / "nothing-here", download=False)
-    metrics = train.run_cell(spec_for(), cache, tmp_path / "out", log=lambda line: None)
+    metrics = train.run_cell(spec_for(), cache, tmp_path / "out", log=lambda line: None)[0]
     assert metrics["status"] == "no-data" and "MNIST" in metrics["reason"]
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["status"] == "no-data"
 
@@ -126,7 +126,7 @@ def test_real_mnist_generalisation_gap_is_the_eval_mode_gap(tmp_path):
     cache = tmp_path / "mnist.npz"
     data.prepare("mnist", cache, data_dir=SHARED_DATA, download=False, strict=True)
     spec = spec_for(model="mnist_cnn", epochs=2, lr=0.01, momentum=0.9, batch_size=1000, train_subset=6000)
-    metrics = train.run_cell(spec, cache, tmp_path / "out", log=lambda line: None)
+    metrics = train.run_cell(spec, cache, tmp_path / "out", log=lambda line: None)[0]
     gap = aggregate.runs_table([tmp_path / "out" / "metrics.json"], ["batch_size"])["generalisation_gap"].iloc[0]
     assert gap == pytest.approx(metrics["final_train_acc"] - metrics["final_test_acc"])
     assert gap > 0 > metrics["final_running_acc"] - metrics["final_test_acc"]
@@ -139,7 +139,7 @@ def test_real_mnist_learns(tmp_path):
     data.prepare("mnist", cache, data_dir=SHARED_DATA, download=False, strict=True)
     spec = spec_for(model="cnn2", epochs=1, lr=0.05, momentum=0.9, bn=True, batch_size=32,
                     train_subset=9600, test_subset=2000)
-    metrics = train.run_cell(spec, cache, tmp_path / "out", log=lambda line: None)
+    metrics = train.run_cell(spec, cache, tmp_path / "out", log=lambda line: None)[0]
     assert metrics["steps_per_epoch"] == 300
     assert metrics["final_test_acc"] > 0.85
 
