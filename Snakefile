@@ -1,14 +1,15 @@
 # Batchwise: re-run four homework hyper-parameter studies and report on them.
 #   data -> one training job per cell -> per-study tables -> figures -> HTML + PDF report
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.27")
 
-# A --configfile on the command line replaces the default config rather than merging into it,
-# so that the smaller configs (quick, smoke) never inherit studies from the full one.
-if not workflow.overwrite_configfiles:
-
-    configfile: "config/config.yaml"
+# The default config; a --configfile on the command line (config/quick.yaml, config/smoke.yaml,
+# your own) is an overlay merged onto it, as Snakemake merges config files: mappings key by key,
+# lists replaced. An overlay drops studies with `only_studies: [...]` or `<study>: null`.
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 report: "workflow/report/workflow.rst"
@@ -19,6 +20,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/config.smk"
 
 
 rule all:

@@ -84,6 +84,7 @@ def runs_table(metrics_files: list[str | Path], grid_keys: list[str], failure_ma
         if m["setting"] in solo and m.get("status") == "ok":
             row.update({f"wall_{k}": row[k] for k in TIME_METRICS})
             row.update(solo_times(m, solo[m["setting"]]), time_basis="solo")
+        row.update(prediction_columns(m))
         row["device"] = m.get("env", {}).get("device_name")
         row["cuda_graphs"], row["cuda_graphs_note"] = m.get("cuda_graphs"), m.get("cuda_graphs_note")
         rows.append(row)
@@ -91,6 +92,18 @@ def runs_table(metrics_files: list[str | Path], grid_keys: list[str], failure_ma
     for key in RUN_METRICS:
         runs[key] = pd.to_numeric(runs[key], errors="coerce")
     return runs.sort_values([*grid_keys, "seed"], kind="stable").reset_index(drop=True)
+
+
+def prediction_columns(metrics: dict) -> dict:
+    """The final test-set prediction histogram of a run (JSON lists, one count per class), its most
+    predicted class, and that class's share of the test labels: what a model that always answers that
+    class would score (the collapsed-model check of `extensions`)."""
+    preds, labels = metrics.get("test_pred_counts"), metrics.get("test_label_counts")
+    top = metrics.get("top_pred_class")
+    return {"top_pred_class": top,
+            "top_class_test_share": labels[top] / sum(labels) if labels and top is not None else None,
+            "test_pred_counts": json.dumps(preds) if preds else None,
+            "test_label_counts": json.dumps(labels) if labels else None}
 
 
 def measured_runs(group: pd.DataFrame) -> tuple[pd.DataFrame, str]:

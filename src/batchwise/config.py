@@ -6,6 +6,7 @@ A *cell* is one point of the grid with one seed: one training run, one job, one 
 """
 from __future__ import annotations
 
+import copy
 import functools
 import itertools
 import math
@@ -18,6 +19,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+# The default config; every other config file is an overlay merged onto it (as Snakemake merges
+# --configfile onto the Snakefile's `configfile:`).
+BASE_CONFIG = REPO / "config" / "config.yaml"
 
 # Values every run gets unless the study sets them.
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -49,7 +53,9 @@ MODEL_PARAMS: dict[str, dict[str, Any]] = {
 }
 # Training-set sizes, to reject a batch larger than the data before any job starts.
 TRAIN_SIZES = {"mnist": 60000, "cifar10": 50000, "cifar10_grey": 50000}
-SYNTHETIC_TRAIN_SIZE = 1200  # must match data.SYNTHETIC_SIZES' training count
+TEST_SIZES = {"mnist": 10000, "cifar10": 10000, "cifar10_grey": 10000}
+SYNTHETIC_TRAIN_SIZE = 1200  # must match data._synthetic's n_train
+SYNTHETIC_TEST_SIZE = 400    # and its n_test
 
 # Per-run results (the runs table's metric columns) and per-epoch curves: what figures may name.
 RUN_METRICS = (
@@ -228,9 +234,14 @@ def semantic_errors(config: dict) -> list[str]:
     non-finite numbers. One line per problem: key path, bad value, what is allowed."""
     lines = []
     defs = _schema()["$defs"]
+    homeworks = config.get("homeworks") or {}
     for name, study in config["studies"].items():
         where = f"config: studies.{name}"
         model, params, grid = study["model"], study["params"], study["grid"]
+        if study["homework"] not in homeworks:
+            lines.append(f"{where}.homework: {_show(study['homework'])} is not declared under homeworks; "
+                         f"allowed: {', '.join(map(repr, homeworks)) or 'an id declared under homeworks (none is)'}")
+        lines += _subset_errors(config, name, study)
         for path, key, value in _numbers(study):
             # YAML's .nan passes every schema bound (NaN compares false) and .inf passes lower bounds.
             if isinstance(value, float) and not math.isfinite(value):
@@ -278,9 +289,48 @@ def semantic_errors(config: dict) -> list[str]:
     return lines
 
 
+def _subset_errors(config: dict, name: str, study: dict) -> list[str]:
+    """train_subset / test_subset larger than the data set: training would silently use all of it."""
+    synthetic = bool(config.get("synthetic_data"))
+    lines = []
+    for key, sizes, fixed, kind in (("train_subset", TRAIN_SIZES, SYNTHETIC_TRAIN_SIZE, "training"),
+                                    ("test_subset", TEST_SIZES, SYNTHETIC_TEST_SIZE, "test")):
+        size = fixed if synthetic else sizes[study["dataset"]]
+        what = f"the {size} {kind} images of {'synthetic ' if synthetic else ''}'{study['dataset']}'"
+        if key in study["grid"]:
+            values = [(f"grid.{key}[{i}]", v) for i, v in enumerate(study["grid"][key])]
+        else:
+            values = [(f"params.{key}", study["params"].get(key))]
+        for path, value in values:
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value > size:
+                lines.append(f"config: studies.{name}.{path}: {slug_value(value)} is larger than {what}; "
+                             f"allowed: at most {size}")
+    return lines
+
+
+def select_studies(config: dict) -> list[str]:
+    """Apply an overlay's choice of studies, in place: a study set to null is dropped, and
+    `only_studies` keeps just the studies it names (in the config's order). Returns error lines."""
+    studies = config.get("studies")
+    if not isinstance(studies, dict):
+        return []  # the schema check says what is wrong
+    for name in [n for n, spec in studies.items() if spec is None]:
+        del studies[name]
+    only = config.get("only_studies")
+    if not isinstance(only, list):
+        return []
+    lines = [f"config: only_studies[{i}]: {_show(name)} is not a study of this config; "
+             f"allowed: {', '.join(studies)}" for i, name in enumerate(only) if name not in studies]
+    if not lines:
+        for name in [n for n in studies if n not in only]:
+            del studies[name]
+    return lines
+
+
 def validate(config: dict) -> dict:
-    """Fill defaults and check `config`; raise ConfigError with every problem, one per line."""
-    errors = schema_errors(config)
+    """Select studies, fill defaults and check `config`; raise ConfigError with every problem, one per line."""
+    errors = select_studies(config)
+    errors += schema_errors(config)
     if not errors:
         _apply_defaults(config)
         errors = semantic_errors(config)
@@ -289,11 +339,57 @@ def validate(config: dict) -> dict:
     return config
 
 
-def load(path: str | Path, overrides: dict | None = None) -> dict:
-    """Read a YAML config, apply `overrides` (top-level keys), validate and return it."""
-    config = yaml.safe_load(Path(path).read_text()) or {}
-    config.update(overrides or {})
-    return validate(config)
+def merge(base: dict, overlay: dict) -> dict:
+    """Merge `overlay` into `base` in place, as Snakemake merges several config files: mappings key by
+    key, every other value (a list too) replaced; a study set to null is dropped later, by validate."""
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def order_like(config: dict, template: dict) -> dict:
+    """Reorder `config`'s keys in place, at every level, as in `template` (its new keys last).
+
+    Snakemake merges the --configfile overlays before the Snakefile's default config, so a merged
+    mapping lists the overlay's keys first; grid key order makes cell ids, so restore the default's."""
+    for key in [k for k in template if k in config] + [k for k in config if k not in template]:
+        value = config.pop(key)
+        if isinstance(value, dict) and isinstance(template.get(key), dict):
+            order_like(value, template[key])
+        config[key] = value
+    return config
+
+
+def read(path: str | Path) -> dict:
+    """One config file as a mapping; ConfigError (one line) where it is missing or not a mapping."""
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except OSError as err:
+        raise ConfigError(f"config: {path}: cannot be read ({err.strerror}); allowed: a YAML config file") from None
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where else ""
+        raise ConfigError(f"config: {path}: not valid YAML{line}; allowed: a YAML mapping") from None
+    if not isinstance(doc, (dict, type(None))):
+        raise ConfigError(f"config: {path}: {_show(doc)} is not a mapping; allowed: a YAML mapping of config keys")
+    return doc or {}
+
+
+def resolve_files(*paths: str | Path, overrides: dict | None = None) -> dict:
+    """The config Snakemake resolves for `--configfile paths... --config overrides`: config/config.yaml
+    with each file merged onto it in turn, then `overrides`; not yet validated."""
+    config = read(BASE_CONFIG)
+    for path in paths:
+        merge(config, read(path))
+    return merge(config, overrides or {})
+
+
+def load(*paths: str | Path, overrides: dict | None = None) -> dict:
+    """The resolved config (see resolve_files), validated, with defaults filled in."""
+    return validate(resolve_files(*paths, overrides=overrides))
 
 
 def cells(config: dict, study: str | None = None) -> list[Cell]:
@@ -368,3 +464,9 @@ def resolve(config: dict, cell: Cell) -> dict:
         "cuda_graphs": config["cuda_graphs"],
         "deterministic": config["deterministic"],
     }
+
+
+def dump(config: dict) -> str:
+    """The resolved config as YAML, as the run records it (results/config.yaml)."""
+    head = "# The resolved configuration of this run: config/config.yaml, overlays and --config merged.\n"
+    return head + yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=120)

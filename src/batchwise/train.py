@@ -31,17 +31,23 @@ class TrainingError(RuntimeError):
 
 
 def pick_device(wanted: str) -> tuple[torch.device, str]:
-    """`auto` takes CUDA when present, else CPU (and says so); `cuda` without a GPU is an error."""
+    """`auto` takes CUDA when present, else Apple's MPS (many students' laptops), else CPU (and says
+    so); `cuda` without a GPU is an error."""
     if wanted == "cuda" and not torch.cuda.is_available():
         raise TrainingError("device: cuda was asked for but no CUDA GPU is visible; "
                             "set device: auto (falls back to CPU) or device: cpu")
-    if wanted == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu"), "cpu (no CUDA GPU visible)" if wanted == "auto" else "cpu"
-    return torch.device("cuda"), "cuda"
+    if wanted == "cpu":
+        return torch.device("cpu"), "cpu"
+    if torch.cuda.is_available():
+        return torch.device("cuda"), "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if wanted == "auto" and mps is not None and mps.is_available():
+        return torch.device("mps"), "mps (Apple GPU, eager: no CUDA graphs)"
+    return torch.device("cpu"), "cpu (no CUDA GPU visible)"
 
 
 def use_graphs(setting: str, device: torch.device) -> bool:
-    """CUDA graphs are a CUDA feature: `auto` and `on` use them there, never on CPU."""
+    """CUDA graphs are a CUDA feature: `auto` and `on` use them there, never on CPU or MPS (eager)."""
     return device.type == "cuda" and setting in ("auto", "on")
 
 

@@ -1,5 +1,7 @@
-# Helpers shared by the rule files, and the config check that runs before any job.
+# Helpers shared by the rule files, the Python the jobs run, and the gate that runs before any job.
 import json
+import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -8,17 +10,35 @@ from snakemake.utils import validate
 REPO = Path(workflow.basedir)
 
 try:
-    from batchwise import config as bw_config
+    from batchwise import checks as bw_checks, config as bw_config
 except ModuleNotFoundError:
     sys.exit("The batchwise package is not installed in this Python: run `make report` (sets up .venv), "
              "or `pip install -e .` in the repository, and run snakemake from that environment.")
 
-# One line per mistake, naming the key, before anything runs; then the catalog-standard check.
+# One gate, one line per mistake naming the key, before anything runs: the config, the claims and
+# homework-tables files against it; then the catalog-standard schema check.
 try:
-    bw_config.validate(config)
+    bw_config.order_like(config, bw_config.read(bw_config.BASE_CONFIG))
+    bw_checks.check(config)
 except bw_config.ConfigError as err:
     sys.exit(f"Invalid configuration:\n{err}")
 validate(config, "../schemas/config.schema.yaml")
+
+
+def job_python() -> str:
+    """The interpreter of the shell rules' `python -m batchwise`: this workflow's own Python (so that
+    `.venv/bin/snakemake` works without activating the venv), unless a software-deployment method
+    (conda, apptainer, env modules) supplies its own `python` on PATH."""
+    if workflow.deployment_settings.deployment_method:
+        return "python"
+    return shlex.quote(sys.executable)
+
+
+PYTHON = job_python()
+if workflow.deployment_settings.deployment_method:
+    # The rule's environment holds the dependencies; the package itself is this checkout's src/
+    # (a conda env file cannot point pip at the repository: Snakemake copies it elsewhere).
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))
 
 STUDIES = list(config["studies"])
 # A cell is a grid point: one training job trains all of its seeds (results/<study>/<cell>/seed=<n>/).
@@ -72,4 +92,4 @@ def all_figures() -> list[str]:
 
 
 def final_outputs() -> list[str]:
-    return ["reports/report.html", "reports/report.pdf"]
+    return ["reports/report.html", "reports/report.pdf", "results/config.yaml"]

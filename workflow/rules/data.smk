@@ -20,5 +20,5 @@ rule prepare_data:
     conda:
         "../../envs/batchwise.yaml"
     shell:
-        "python -m batchwise prepare --dataset {wildcards.dataset} --out {output} "
+        "{PYTHON} -m batchwise prepare --dataset {wildcards.dataset} --out {output} "
         "--data-dir {params.data_dir:q} {params.flags} {params.colour} > {log} 2>&1"

@@ -20,7 +20,7 @@ rule train_cell:
     conda:
         "../../envs/batchwise.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} python -m batchwise train --spec {params.spec:q} "
+        "OMP_NUM_THREADS={threads} {PYTHON} -m batchwise train --spec {params.spec:q} "
         "--data {input.data} --out {output} > {log} 2>&1"
 
 
@@ -45,5 +45,5 @@ rule time_study:
     conda:
         "../../envs/batchwise.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} python -m batchwise time --specs {params.specs:q} "
+        "OMP_NUM_THREADS={threads} {PYTHON} -m batchwise time --specs {params.specs:q} "
         "--data {input.data} --out {output} --steps {params.steps} > {log} 2>&1"
