@@ -21,7 +21,8 @@ ENV_KEYS = {"python", "torch", "cuda", "cudnn", "device_name", "hostname", "cpu"
 
 
 def spec_for(model="mlp", dataset="mnist", seed=0, device="cpu", graphs="off", **params):
-    cfg = {"data_dir": "data", "device": device, "cuda_graphs": graphs, "studies": {"t": {
+    cfg = {"data_dir": "data", "device": device, "cuda_graphs": graphs, "homeworks": {"x": {"title": "x"}},
+           "studies": {"t": {
         "homework": "x", "title": "t", "dataset": dataset, "model": model, "seeds": [seed],
         "params": {k: v for k, v in params.items() if k != "batch_size"},
         "grid": {"batch_size": [params.get("batch_size", 64)]}}}}

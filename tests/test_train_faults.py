@@ -32,7 +32,8 @@ def spec_for(model="mlp", dataset="mnist", seed=0, device="cpu", study="t", grap
     study_spec = {"homework": "x", "title": "t", "dataset": dataset, "model": model, "seeds": [seed],
                   "params": params, "grid": {"batch_size": [bs]}}
     cfg = config.validate({"data_dir": "data", "device": device, "cuda_graphs": graphs,
-                           "deterministic": deterministic, "studies": {study: study_spec}})
+                           "deterministic": deterministic, "homeworks": {"x": {"title": "x"}},
+                           "studies": {study: study_spec}})
     return config.resolve(cfg, config.cells(cfg)[0])
 
 
