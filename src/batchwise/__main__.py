@@ -34,7 +34,7 @@ def _time(args: argparse.Namespace) -> None:
     from . import train
 
     specs = json.loads(args.specs)
-    train.time_settings(specs, Path(args.data), Path(args.out), args.steps,
+    train.time_settings(specs, Path(args.data), Path(args.out), args.steps, args.warmup,
                         lambda line: print(f"[timing] {line}", flush=True))
 
 
@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--data", required=True, help="the data set's cache (.npz)")
     s.add_argument("--out", required=True, help="the timing file (.json)")
     s.add_argument("--steps", type=int, default=100, help="timed steps per setting")
+    s.add_argument("--warmup", type=int, default=10, help="untimed steps before them")
     s.set_defaults(func=_time)
     c = sub.add_parser("check", help="validate a config file")
     c.add_argument("configfile")

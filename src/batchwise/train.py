@@ -499,13 +499,13 @@ def train(spec: dict, cache: data.Cache, log: Callable[[str], None] = print, sta
     return train_seeds(spec, cache, [spec["seed"]], log, startup)[0]
 
 
-def solo_timing(spec: dict, cache: data.Cache, steps: int = 100) -> dict:
+def solo_timing(spec: dict, cache: data.Cache, steps: int = 100, warm_up: int = 10) -> dict:
     """The setting's speed measured alone (the job holds the whole device): seconds per step and per
     evaluation, and from them seconds per epoch. Runs that share a GPU measure the crowd, not the
     setting; time tables and time claims use these figures instead."""
     device, _ = pick_device(spec["device"])
     run = SeedRun(spec, spec["seed"], load_data(cache, spec["params"], device), device, log=lambda line: None)
-    timing = run.time_steps(steps)
+    timing = run.time_steps(steps, warm_up)
     return {"study": spec["study"], "setting": spec["setting"], **timing, "steps_per_epoch": run.steps,
             "epoch_s": timing["step_s"] * run.steps, "device": str(device), "env": provenance.environment(device)}
 
@@ -554,7 +554,7 @@ def run_cell(spec: dict, cache_path: Path, out_dir: Path, log: Callable[[str], N
     return [_write_run(folder(seed), bases[seed], result) for seed, result in zip(seeds, results)]
 
 
-def time_settings(specs: list[dict], cache_path: Path, out: Path, steps: int,
+def time_settings(specs: list[dict], cache_path: Path, out: Path, steps: int, warm_up: int = 10,
                   log: Callable[[str], None] = print) -> list[dict]:
     """The solo timing pass of a study's settings, in one process (start-up paid once), written to
     `out` as JSON: one record per setting (see `solo_timing`)."""
@@ -564,9 +564,9 @@ def time_settings(specs: list[dict], cache_path: Path, out: Path, steps: int,
         if not cache.meta.get("available", True):
             break
         try:
-            records.append(solo_timing(spec, cache, steps))
+            records.append(solo_timing(spec, cache, steps, warm_up))
         except torch.cuda.OutOfMemoryError:  # recorded, not fatal: the training jobs say the same
             records.append({"study": spec["study"], "setting": spec["setting"], "error": "CUDA out of memory"})
         log(f"{spec['setting']}: {records[-1].get('step_s', float('nan')) * 1000:.3f} ms/step")
-    atomic_write_json(out, {"steps": steps, "settings": records})
+    atomic_write_json(out, {"steps": steps, "warmup": warm_up, "settings": records})
     return records

@@ -38,6 +38,7 @@ rule time_study:
     params:
         specs=lambda w: timing_specs(w.study),
         steps=config["timing"]["steps"],
+        warmup=config["timing"]["warmup"],
     resources:
         # Every GPU slot: no training job shares the device while a setting's speed is measured.
         gpu=GPU_SLOTS,
@@ -46,4 +47,4 @@ rule time_study:
         "../../envs/batchwise.yaml"
     shell:
         "OMP_NUM_THREADS={threads} {PYTHON} -m batchwise time --specs {params.specs:q} "
-        "--data {input.data} --out {output} --steps {params.steps} > {log} 2>&1"
+        "--data {input.data} --out {output} --steps {params.steps} --warmup {params.warmup} > {log} 2>&1"
