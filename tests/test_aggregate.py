@@ -122,3 +122,25 @@ def test_curves_keep_diverged_runs_apart(tables, tmp_path):
     mean_line = ax.get_lines()[0]
     assert mean_line.get_ydata().tolist() == pytest.approx([0.85])  # trained runs only, not the NaN one
     plt.close(fig)
+
+
+def test_solo_times_are_seconds_per_step_times_steps():
+    """Hand-computed: 2 ms/step, 0.5 s per evaluation; 3 epochs of 100 steps, target after 150 steps."""
+    m = {"steps_run": 300, "epochs_run": 3, "steps_per_epoch": 100, "steps_to_target": 150}
+    times = aggregate.solo_times(m, {"step_s": 0.002, "eval_s": 0.5})
+    assert times == pytest.approx({"train_time_s": 0.6, "eval_time_s": 1.5, "total_time_s": 2.1,
+                                   "mean_epoch_s": 0.2, "time_to_target_s": 0.3})
+    assert aggregate.solo_times({**m, "steps_to_target": None}, {"step_s": 0.002, "eval_s": 0.5})["time_to_target_s"] is None
+
+
+def test_runs_table_takes_solo_times_and_keeps_wall_times(tmp_path):
+    path = write_run(tmp_path, "lr=0.1", 0, acc=0.9, time_s=10.0)
+    m = json.loads(path.read_text())
+    path.write_text(json.dumps({**m, "steps_run": 1876, "epochs_run": 2, "steps_per_epoch": 938}))
+    timing = tmp_path / "timing.json"
+    timing.write_text(json.dumps({"steps": 100, "settings": [{"setting": "lr=0.1", "step_s": 0.001, "eval_s": 0.25}]}))
+    row = aggregate.runs_table([path], ["lr"], timing=timing).iloc[0]
+    assert row["time_basis"] == "solo" and row["wall_train_time_s"] == 10.0
+    assert row["train_time_s"] == pytest.approx(1.876) and row["total_time_s"] == pytest.approx(2.376)
+    assert row["mean_epoch_s"] == pytest.approx(0.938)
+    assert aggregate.runs_table([path], ["lr"]).iloc[0]["time_basis"] == "wall"  # no timing file

@@ -1,8 +1,9 @@
 """Kill the smoke workflow hard in the middle of training, then resume it.
 
 What must hold: every metrics.json on disk is complete JSON (writes are atomic); after
-`snakemake --unlock` the same command with `--rerun-incomplete` finishes; only cells that had not
-finished are trained again; finished cells' files are byte-identical afterwards.
+`snakemake --unlock` the same command with `--rerun-incomplete` finishes; only cells (grid points,
+one job each with all of their seeds) that had not finished are trained again; finished cells'
+files are byte-identical afterwards.
 """
 from __future__ import annotations
 
@@ -66,16 +67,24 @@ def test_sigkill_mid_training_then_resume(tmp_path):
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(work),
            "--cores", "2", "--resources", "gpu=2", "--set-threads", "train_cell=1", "--configfile", str(SMOKE)]
     cfg = config.load(SMOKE)
-    all_cells = {f"{c.study}/{c.id}" for c in config.cells(cfg)}
+    seeds = {name: study["seeds"] for name, study in cfg["studies"].items()}
+    all_cells = {f"{s.study}/{s.id}" for s in config.settings(cfg)}
+
+    def run_files(cell: str) -> list[Path]:
+        """Every file a finished cell holds: per seed, metrics, history and iterations."""
+        return [work / "results" / cell / f"seed={seed}" / name
+                for seed in seeds[cell.split("/")[0]] for name in CELL_FILES]
+
+    def complete(cell: str) -> bool:
+        return all(path.exists() for path in run_files(cell))
 
     # 1. Start the run in its own process group; kill it while a cell trains and a few are done.
     with (tmp_path / "run1.out").open("w") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 300
     while True:
-        done = list(work.glob("results/*/*/metrics.json"))
-        started = [p for p in work.glob("logs/train_cell/*/*.log")
-                   if not (work / "results" / p.parent.name / p.stem / "metrics.json").exists()]
+        done = [c for c in all_cells if complete(c)]
+        started = [p for p in work.glob("logs/train_cell/*/*.log") if f"{p.parent.name}/{p.stem}" not in done]
         if len(done) >= 3 and started:
             break
         assert proc.poll() is None, "the workflow ended before it could be interrupted:\n" + \
@@ -87,20 +96,19 @@ def test_sigkill_mid_training_then_resume(tmp_path):
     wait_group_gone(proc.pid)
 
     # 2. (a) Whatever is on disk is whole: every metrics.json parses, every CSV has its header.
-    for metrics in work.glob("results/*/*/metrics.json"):
+    for metrics in work.glob("results/*/*/seed=*/metrics.json"):
         record = json.loads(metrics.read_text())
         assert record["status"] in ("ok", "diverged", "no-data"), metrics
         for name in ("history.csv", "iterations.csv"):
             assert (metrics.parent / name).read_text().startswith(("epoch", "step")), metrics.parent / name
 
-    # (b) Finished cells: metrics.json present and not marked incomplete by Snakemake (a job killed
-    # between writing metrics.json and Snakemake recording it is incomplete and rightly re-run).
+    # (b) Finished cells: every seed's files present and the cell's folder not marked incomplete by
+    # Snakemake (a job killed after its last write but before Snakemake recorded it is re-run).
     incomplete = incomplete_outputs(work)
-    finished = {f"{p.parent.parent.name}/{p.parent.name}" for p in work.glob("results/*/*/metrics.json")
-                if str(p.relative_to(work)) not in incomplete}
+    finished = {c for c in all_cells if complete(c) and f"results/{c}" not in incomplete}
     assert finished and finished < all_cells
-    before = {(cell, name): sha(work / "results" / cell / name) for cell in finished for name in CELL_FILES}
-    mtimes = {cell: (work / "results" / cell / "metrics.json").stat().st_mtime_ns for cell in finished}
+    before = {path: sha(path) for cell in finished for path in run_files(cell)}
+    mtimes = {path: path.stat().st_mtime_ns for path in before}
 
     # 3. A SIGKILL leaves Snakemake's lock behind: the same command is refused until --unlock.
     locked = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
@@ -116,10 +124,9 @@ def test_sigkill_mid_training_then_resume(tmp_path):
     assert (work / "reports" / "report.html").exists()
 
     # (d) Exactly the unfinished cells were trained again; finished ones were left alone.
-    retrained = set(re.findall(r"^Job \d+: Training (\S+)$", output, re.M))
+    retrained = set(re.findall(r"^Job \d+: Training (\S+), all seeds$", output, re.M))
     assert retrained == all_cells - finished, (sorted(retrained), sorted(finished))
-    after = {(cell, name): sha(work / "results" / cell / name) for cell in finished for name in CELL_FILES}
-    assert after == before
-    assert all((work / "results" / c / "metrics.json").stat().st_mtime_ns == t for c, t in mtimes.items())
+    assert {path: sha(path) for path in before} == before
+    assert all(path.stat().st_mtime_ns == t for path, t in mtimes.items())
     for cell in all_cells:
-        json.loads((work / "results" / cell / "metrics.json").read_text())
+        assert complete(cell), cell

@@ -167,10 +167,11 @@ def test_smoke_run_on_slurm_matches_local_run(slurm_cluster, tmp_path):
     for jobid, log in SUBMITTED.findall(run.output):
         if "/rule_train_cell/" in log:
             train_jobs[jobid] = calls.get(str(Path(log).parent), "")
-    metrics = sorted(cluster.glob("results/*/*/metrics.json"))
-    assert metrics, "no results/<study>/<cell>/metrics.json after the slurm run"
-    assert len(train_jobs) >= len(metrics), (
-        f"{len(metrics)} cells but only {len(train_jobs)} train_cell SLURM submissions"
+    metrics = sorted(cluster.glob("results/*/*/seed=*/metrics.json"))
+    assert metrics, "no results/<study>/<cell>/seed=<n>/metrics.json after the slurm run"
+    cells = {path.parent.parent for path in metrics}
+    assert len(train_jobs) >= len(cells), (
+        f"{len(cells)} cells but only {len(train_jobs)} train_cell SLURM submissions"
     )
     no_gpu = [jobid for jobid, call in train_jobs.items() if not re.search(r"--gpus=(\S+:)?1\b|--gres=\S*gpu", call)]
     assert not no_gpu, f"train_cell jobs submitted without a GPU request: {no_gpu}\n{train_jobs}"
@@ -178,12 +179,12 @@ def test_smoke_run_on_slurm_matches_local_run(slurm_cluster, tmp_path):
     seen = {}
     for path in metrics:
         env = json.loads(path.read_text()).get("env", {})
-        cell = str(path.parent.relative_to(cluster / "results"))
+        cell = str(path.parent.parent.relative_to(cluster / "results"))  # a cell's seeds share its job
         assert "cuda_visible_devices" in env, f"{cell}: metrics.json records no env.cuda_visible_devices"
         assert env["cuda_visible_devices"], f"{cell}: CUDA_VISIBLE_DEVICES unset in the job (no GPU allocated?)"
         jobid = env.get("slurm_job_id")
         assert jobid in train_jobs, f"{cell}: ran in SLURM job {jobid!r}, not one the plugin submitted"
-        seen.setdefault(jobid, []).append(cell)
+        seen.setdefault(jobid, set()).add(cell)
     shared = {jobid: cells for jobid, cells in seen.items() if len(cells) > 1}
     assert not shared, f"cells that shared a SLURM job: {shared}"
 

@@ -32,7 +32,8 @@ def spec_for(model="mlp", dataset="mnist", seed=0, device="cpu", study="t", grap
     study_spec = {"homework": "x", "title": "t", "dataset": dataset, "model": model, "seeds": [seed],
                   "params": params, "grid": {"batch_size": [bs]}}
     cfg = config.validate({"data_dir": "data", "device": device, "cuda_graphs": graphs,
-                           "deterministic": deterministic, "studies": {study: study_spec}})
+                           "deterministic": deterministic, "homeworks": {"x": {"title": "x"}},
+                           "studies": {study: study_spec}})
     return config.resolve(cfg, config.cells(cfg)[0])
 
 
@@ -89,7 +90,7 @@ def test_cuda_asked_without_gpu_fails_before_training(synthetic_caches, tmp_path
 def test_auto_device_falls_back_to_cpu_and_says_so(synthetic_caches, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     metrics = train.run_cell(spec_for(device="auto", epochs=1, train_subset=320), synthetic_caches["mnist"],
-                             tmp_path, log=quiet)
+                             tmp_path, log=quiet)[0]
     on_disk = strict_json(tmp_path / "metrics.json")
     assert metrics["status"] == on_disk["status"] == "ok"
     assert on_disk["device"] == "cpu" and on_disk["cuda_graphs"] is False
@@ -114,7 +115,7 @@ def test_cuda_out_of_memory_names_cell_and_batch_size(synthetic_caches, tmp_path
         train.run_cell(spec, synthetic_caches["mnist"], tmp_path / "a", log=quiet)
     message = str(err.value)
     assert "\n" not in message
-    assert f"s4_big/{spec['cell']}" in message and "batch_size 64" in message and "out of memory" in message
+    assert f"s4_big/{spec['setting']}" in message and "batch_size 64" in message and "out of memory" in message
     assert not (tmp_path / "a" / "metrics.json").exists()
     # ... and through the CLI: exit 1, that one line.
     rc = cli(["train", "--spec", json.dumps(spec), "--data", str(synthetic_caches["mnist"]),
@@ -159,7 +160,7 @@ def test_failed_graph_capture_runs_eagerly_on_auto_and_stops_on_on(synthetic_cac
         assert not (tmp_path / "metrics.json").exists()
         return
     lines = []
-    metrics = train.run_cell(spec, synthetic_caches["mnist"], tmp_path, log=lines.append)
+    metrics = train.run_cell(spec, synthetic_caches["mnist"], tmp_path, log=lines.append)[0]
     assert metrics["cuda_graphs"] is False and metrics["cuda_graphs_note"].startswith("capture failed, ran eagerly")
     assert any("capture failed" in line for line in lines)
     assert metrics["final_test_loss"] == eager["metrics"]["final_test_loss"]
@@ -326,9 +327,11 @@ def test_every_config_cell_id_is_a_safe_slug():
     for name in ("config.yaml", "smoke.yaml", "quick.yaml"):
         path = REPO / "config" / name
         if path.exists():
-            for cell in config.cells(config.load(path)):
+            for cell in config.settings(config.load(path)):  # a cell: one grid point, all its seeds
                 assert config.SLUG_RE.fullmatch(cell.id) and constraint.fullmatch(cell.id), cell.id
                 assert re.fullmatch(r"[a-z][a-z0-9_]*", cell.study)
+    for sibling in ("runs.csv", "summary.csv", "history.csv", "iterations.csv", "timing.json"):
+        assert not constraint.fullmatch(sibling), sibling  # a study's tables are never taken for a cell
 
 
 def test_any_valid_grid_value_gives_a_safe_slug():

@@ -30,8 +30,9 @@ def test_default_config_dry_run_lists_every_training_job(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = jobs_in_dry_run(proc.stdout)
     cfg = config.load(REPO / "config" / "config.yaml")
-    assert jobs["train_cell"] == len(config.cells(cfg)) == 427
-    assert jobs["aggregate_study"] == len(cfg["studies"])
+    # One job per cell (grid point) with all of its seeds, one timing job per study.
+    assert jobs["train_cell"] == len(config.settings(cfg)) < len(config.cells(cfg))
+    assert jobs["aggregate_study"] == jobs["time_study"] == len(cfg["studies"])
     assert jobs["prepare_data"] == 3
     for study in cfg["studies"]:
         assert f"results/{study}/" in proc.stdout
@@ -60,11 +61,16 @@ def test_smoke_run_report_holds_every_study_table(smoke_run):
 def test_smoke_run_metrics_record_provenance(smoke_run):
     runs = pd.concat(pd.read_csv(p) for p in (smoke_run / "results").glob("*/runs.csv"))
     assert len(runs) == 39 and set(runs["status"]) <= {"ok", "diverged"}
-    for path in (smoke_run / "results").glob("*/*/metrics.json"):
+    runs = runs[runs["status"] == "ok"]
+    paths = list((smoke_run / "results").glob("*/*/seed=*/metrics.json"))
+    assert len(paths) == 39
+    for path in paths:
         m = yaml.safe_load(path.read_text())
         assert m["env"]["torch"] and m["env"]["python"] and m["seed"] == m["spec"]["seed"]
-        assert (smoke_run / "logs" / "train_cell" / m["study"] / f"{m['cell']}.log").exists()
-        assert (smoke_run / "benchmarks" / "train_cell" / m["study"] / f"{m['cell']}.tsv").exists()
+        assert path.parent.name == f"seed={m['seed']}" and path.parent.parent.name == m["setting"]
+        assert (smoke_run / "logs" / "train_cell" / m["study"] / f"{m['setting']}.log").exists()
+        assert (smoke_run / "benchmarks" / "train_cell" / m["study"] / f"{m['setting']}.tsv").exists()
+    assert set(runs["time_basis"]) == {"solo"}  # every completed run's times come from the timing pass
 
 
 @pytest.mark.slow

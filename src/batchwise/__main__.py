@@ -23,10 +23,19 @@ def _train(args: argparse.Namespace) -> None:
     from . import train
 
     spec = json.loads(args.spec)
-    log = lambda line: print(f"[{spec['study']}/{spec['cell']}] {line}", flush=True)  # noqa: E731
-    log(f"start: {spec['model']} on {spec['dataset']}, params {json.dumps(spec['params'])}")
-    metrics = train.run_cell(spec, Path(args.data), Path(args.out), log)
-    log(f"done: status {metrics['status']}")
+    log = lambda line: print(f"[{spec['study']}/{spec['setting']}] {line}", flush=True)  # noqa: E731
+    log(f"start: {spec['model']} on {spec['dataset']}, seeds {spec.get('seeds', [spec['seed']])}, "
+        f"params {json.dumps(spec['params'])}")
+    runs = train.run_cell(spec, Path(args.data), Path(args.out), log)
+    log(f"done: status {', '.join(m['status'] for m in runs)}")
+
+
+def _time(args: argparse.Namespace) -> None:
+    from . import train
+
+    specs = json.loads(args.specs)
+    train.time_settings(specs, Path(args.data), Path(args.out), args.steps, args.warmup,
+                        lambda line: print(f"[timing] {line}", flush=True))
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -48,11 +57,18 @@ def main(argv: list[str] | None = None) -> int:
     for flag in ("download", "synthetic", "strict"):
         p.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction, default=False)
     p.set_defaults(func=_prepare)
-    t = sub.add_parser("train", help="train one cell")
+    t = sub.add_parser("train", help="train one cell (a grid point, all of its seeds)")
     t.add_argument("--spec", required=True, help="the cell's resolved spec, as JSON")
     t.add_argument("--data", required=True, help="the data set's cache (.npz)")
-    t.add_argument("--out", required=True, help="the cell's results folder")
+    t.add_argument("--out", required=True, help="the cell's results folder (a seed=<n>/ folder per seed)")
     t.set_defaults(func=_train)
+    s = sub.add_parser("time", help="the solo timing pass of a study's settings")
+    s.add_argument("--specs", required=True, help="the settings' resolved specs, as a JSON list")
+    s.add_argument("--data", required=True, help="the data set's cache (.npz)")
+    s.add_argument("--out", required=True, help="the timing file (.json)")
+    s.add_argument("--steps", type=int, default=100, help="timed steps per setting")
+    s.add_argument("--warmup", type=int, default=10, help="untimed steps before them")
+    s.set_defaults(func=_time)
     c = sub.add_parser("check", help="check a config (overlays merged onto config/config.yaml, as "
                        "snakemake --configfile does) and the claims and homework-tables files against it")
     c.add_argument("configfile", nargs="*", help="overlays, in order (none: the default config alone)")

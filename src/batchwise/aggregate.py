@@ -42,8 +42,33 @@ def outcome_rule_text(failure_margin: float) -> str:
             f"diverged run's curve at its last finite epoch and mark it with ×.")
 
 
-def runs_table(metrics_files: list[str | Path], grid_keys: list[str], failure_margin: float = 0.02) -> pd.DataFrame:
-    """One row per run: identity, resolved parameters, outcome and final metrics."""
+TIME_METRICS = ("train_time_s", "eval_time_s", "total_time_s", "mean_epoch_s", "time_to_target_s")
+
+
+def solo_times(m: dict, timing: dict) -> dict:
+    """A run's times from its setting's solo timing pass: seconds per step x the steps it trained,
+    seconds per evaluation x its evaluations (one per epoch). Runs that share a GPU measure the crowd;
+    these figures measure the setting."""
+    step, evaluation = timing["step_s"], timing["eval_s"]
+    train, evals = step * m["steps_run"], evaluation * m["epochs_run"]
+    return {"train_time_s": train, "eval_time_s": evals, "total_time_s": train + evals,
+            "mean_epoch_s": step * m["steps_per_epoch"],
+            "time_to_target_s": step * m["steps_to_target"] if m.get("steps_to_target") else None}
+
+
+def load_timing(path: str | Path | None) -> dict[str, dict]:
+    """The solo timing records of a study, by setting ({} without a timing file)."""
+    if not path or not Path(path).exists():
+        return {}
+    return {r["setting"]: r for r in json.loads(Path(path).read_text())["settings"] if "step_s" in r}
+
+
+def runs_table(metrics_files: list[str | Path], grid_keys: list[str], failure_margin: float = 0.02,
+               timing: str | Path | None = None) -> pd.DataFrame:
+    """One row per run: identity, resolved parameters, outcome and final metrics. With the study's
+    timing file, the time metrics are the solo ones (`solo_times`) and the run's own wall-clock
+    figures move to `wall_*` columns (provenance)."""
+    solo = load_timing(timing)
     rows = []
     for path in metrics_files:
         m = json.loads(Path(path).read_text())
@@ -55,6 +80,10 @@ def runs_table(metrics_files: list[str | Path], grid_keys: list[str], failure_ma
         if m.get("final_train_acc") is not None and m.get("final_test_acc") is not None:
             row["generalisation_gap"] = m["final_train_acc"] - m["final_test_acc"]  # both eval mode
         row["time_until_stop_s"] = m.get("time_until_stop_s")  # provenance: wall time, diverged runs included
+        row["time_basis"] = "wall"
+        if m["setting"] in solo and m.get("status") == "ok":
+            row.update({f"wall_{k}": row[k] for k in TIME_METRICS})
+            row.update(solo_times(m, solo[m["setting"]]), time_basis="solo")
         row.update(prediction_columns(m))
         row["device"] = m.get("env", {}).get("device_name")
         row["cuda_graphs"], row["cuda_graphs_note"] = m.get("cuda_graphs"), m.get("cuda_graphs_note")
@@ -109,28 +138,29 @@ def summary_table(runs: pd.DataFrame, grid_keys: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def long_curves(cell_dirs: list[str | Path], filename: str, runs: pd.DataFrame) -> pd.DataFrame:
-    """Concatenate each cell's `history.csv` or `iterations.csv`, tagged with setting, seed and outcome.
-    A diverged run's rows stop at the epoch it diverged in."""
+def long_curves(run_dirs: list[str | Path], filename: str, runs: pd.DataFrame) -> pd.DataFrame:
+    """Concatenate each run's `history.csv` or `iterations.csv` (the files beside its metrics.json),
+    tagged with setting, seed and outcome. A diverged run's rows stop at the epoch it diverged in."""
     by_cell = runs.set_index("cell")
     frames = []
-    for folder in map(Path, cell_dirs):
+    for folder in map(Path, run_dirs):
         frame = pd.read_csv(folder / filename)
-        if frame.empty or folder.name not in by_cell.index:
+        cell = json.loads((folder / "metrics.json").read_text())["cell"]
+        if frame.empty or cell not in by_cell.index:
             continue
         for key in ("outcome", "seed", "setting"):
-            frame.insert(0, key, by_cell.loc[folder.name, key])
+            frame.insert(0, key, by_cell.loc[cell, key])
         frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["setting", "seed", "outcome"])
 
 
 def aggregate_study(metrics_files: list[str | Path], grid_keys: list[str], out_dir: str | Path,
-                    failure_margin: float = 0.02) -> None:
+                    failure_margin: float = 0.02, timing: str | Path | None = None) -> None:
     """Write runs.csv, summary.csv, history.csv and iterations.csv of one study into `out_dir`."""
     from .files import atomic_write_text
 
     out_dir = Path(out_dir)
-    runs = runs_table(metrics_files, grid_keys, failure_margin)
+    runs = runs_table(metrics_files, grid_keys, failure_margin, timing)
     cell_dirs = [Path(p).parent for p in metrics_files]
     tables = {
         "runs.csv": runs,

@@ -67,8 +67,10 @@ METRICS: dict[str, tuple[float, str, str, int]] = {
     "generalisation_gap": (100.0, " pp", " pp", 1),   # derived: train acc - test acc
     "final_test_loss": (1.0, "", "", 3),
     "final_train_loss": (1.0, "", "", 3),
-    "first_epoch_train_loss": (1.0, "", "", 3),
-    "train_loss_drop": (1.0, "", "", 3),              # derived: first-epoch - final train loss
+    "final_running_acc": (100.0, " %", " pp", 1),
+    "final_running_loss": (1.0, "", "", 3),
+    "first_epoch_running_loss": (1.0, "", "", 3),
+    "train_loss_drop": (1.0, "", "", 3),              # derived: first-epoch - final running loss
     "epochs_run": (1.0, " epochs", " epochs", 1),
     "epochs_to_target": (1.0, " epochs", " epochs", 1),
     "time_to_target_s": (1.0, " s", " s", 1),
@@ -287,7 +289,7 @@ def _metric_values(rows: pd.DataFrame, metric: str) -> np.ndarray:
     if metric == "generalisation_gap" and "final_train_acc" in rows.columns:
         return col("final_train_acc") - col("final_test_acc")
     if metric == "train_loss_drop":
-        return col("first_epoch_train_loss") - col("final_train_loss")
+        return col("first_epoch_running_loss") - col("final_running_loss")
     return col(metric)
 
 

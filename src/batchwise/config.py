@@ -125,6 +125,8 @@ def _apply_defaults(config: dict) -> dict:
     verdict.setdefault("resamples", 10000)
     verdict.setdefault("min_runs", 3)
     verdict.setdefault("failure_margin", 0.02)
+    config.setdefault("timing", {}).setdefault("steps", 100)
+    config["timing"].setdefault("warmup", 10)
     for study in config.get("studies", {}).values():
         # JSON Schema's integer accepts 2.0; training needs a Python int (range(), tensor shapes).
         for key in INTEGER_PARAMS:
@@ -419,6 +421,40 @@ def cells(config: dict, study: str | None = None) -> list[Cell]:
             for seed in spec["seeds"]:
                 out.append(Cell(name, setting, seed, tuple(zip(keys, values))))
     return out
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One grid point of a study with all of its seeds: one training job, one folder
+    `results/<study>/<setting>/` holding a `seed=<n>/` folder per seed."""
+
+    study: str
+    id: str  # grid point slug, e.g. bn=true_lr=0.1
+    seeds: tuple[int, ...]
+    grid_values: tuple[tuple[str, Any], ...]
+
+
+def settings(config: dict, study: str | None = None) -> list[Setting]:
+    """All grid points of one study (or of every study), in the order of `cells`."""
+    out: dict[tuple[str, str], Setting] = {}
+    for cell in cells(config, study):
+        seeds = tuple(config["studies"][cell.study]["seeds"])
+        out.setdefault((cell.study, cell.setting), Setting(cell.study, cell.setting, seeds, cell.grid_values))
+    return list(out.values())
+
+
+def setting_by_id(config: dict, study: str, setting_id: str) -> Setting:
+    """Look a grid point up by its id; ConfigError if the config has no such setting."""
+    for setting in settings(config, study):
+        if setting.id == setting_id:
+            return setting
+    raise ConfigError(f"config: studies.{study}: no setting '{setting_id}' in this config's grid")
+
+
+def resolve_setting(config: dict, setting: Setting) -> dict:
+    """The resolved spec of a grid point's job: one cell's spec (its first seed) plus all `seeds`."""
+    first = Cell(setting.study, setting.id, setting.seeds[0], setting.grid_values)
+    return {**resolve(config, first), "seeds": list(setting.seeds)}
 
 
 def cell_by_id(config: dict, study: str, cell_id: str) -> Cell:

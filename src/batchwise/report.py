@@ -39,13 +39,14 @@ METRIC_DEFINITIONS = [
      "the per-iteration loss figures plot its individual steps."),
     ("epoch", "every training image once: a fresh seeded permutation cut into batches, the last one "
      "taking the remainder, so an epoch is the same data at every batch size."),
-    ("training time", "wall time of the training steps only (no evaluation), summed over epochs; time per "
-     "epoch is that divided by the epochs run; 'train + test time' adds the per-epoch evaluations."),
-    ("epochs / time to target", "the first epoch after which test accuracy reaches the study's target_acc, "
-     "and the training time up to then; 'never (k/n)' where a run did not reach it."),
-    ("steps / images to target", "where a study stops its runs at the target (stop_at_target), test accuracy is "
-     "also checked target_checks_per_epoch times within each epoch; steps and training images up to the first "
-     "check at or above target_acc (exact to that resolution)."),
+    ("training time", "from the solo timing pass: each setting's seconds per step, measured with the device "
+     "to itself (10 untimed steps, then timing.steps timed ones, the same engine), times the steps the run "
+     "trained; time per epoch is seconds per step times steps per epoch; 'train + test time' adds one "
+     "evaluation (test set and training subset, also timed alone) per epoch. Runs share a GPU while they "
+     "train, so their own wall-clock times measure the crowd: runs.csv keeps them as wall_* columns."),
+    ("epochs / steps / time to target", "the first check (after an epoch, or within it where the study "
+     "checks more often) at which test accuracy reaches the study's target_acc: its epoch, the steps and "
+     "training images up to then, and their solo training time; 'never (k/n)' where a run did not reach it."),
     ("learning rate used", "lr, scaled with the batch size where lr_scaling asks: x B/base_batch_size (linear) "
      "or x (B/base_batch_size)^1/2 (sqrt); reached after warmup_epochs of linear warm-up."),
     ("gradient noise scale", "B_simple = tr(Σ)/|G|², from the mean squared norm of mini-batch gradients at the two "
@@ -150,7 +151,7 @@ def _setup(study: dict, meta: dict) -> list[tuple[str, str]]:
 
 def _study_meta(folder: Path) -> dict:
     """Facts the setup table shows, read from one finished cell's metrics.json."""
-    for path in sorted(folder.glob("*/metrics.json")):
+    for path in sorted(folder.glob("*/seed=*/metrics.json")):
         m = json.loads(path.read_text())
         if m.get("status") != "no-data":
             return {"n_params": m.get("n_params"), "weights": m.get("weights"), "data_note": m["data"].get("note"),
@@ -335,8 +336,19 @@ def _provenance(config: dict, runs: pd.DataFrame, env: dict, command: str) -> li
         ("device", ", ".join(sorted(done["device"].dropna().astype(str).unique())) or "–"),
         ("training runs", ", ".join(f"{int((done['outcome'] == o).sum())} {o}" for o in ("trained", "failed", "diverged"))),
         ("training step", _step_kind(done)),
-        ("total training + evaluation time", f"{done['time_until_stop_s'].sum():,.1f} s (diverged runs until they stopped)"),
+        ("total training + evaluation time", f"{done['time_until_stop_s'].sum():,.1f} s of wall time, summed over runs "
+                                             f"(diverged runs until they stopped; runs overlap on a shared device)"),
+        ("times in the tables", _time_basis(done)),
     ]
+
+
+def _time_basis(done: pd.DataFrame) -> str:
+    """Which times the tables show: solo timing pass, or (where a study has none) the runs' own."""
+    solo = int((done["time_basis"] == "solo").sum()) if "time_basis" in done else 0
+    trained = int((done["status"] == "ok").sum())
+    if solo == trained:
+        return f"solo timing pass for all {trained} completed runs"
+    return f"solo timing pass for {solo} of {trained} completed runs; the others' own wall time (device shared)"
 
 
 def _step_kind(done: pd.DataFrame) -> str:

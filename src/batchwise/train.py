@@ -431,7 +431,8 @@ class SeedRun:
             "train_time_s": final(self.train_time), "eval_time_s": final(self.eval_time),
             "total_time_s": final(self.train_time + self.eval_time), "mean_epoch_s": final(self.train_time / len(self.history)),
             "time_until_stop_s": self.train_time + self.eval_time,
-            "steps_per_epoch": self.steps, "images_per_epoch": self.n, "train_eval_images": len(self.x_train_eval),
+            "steps_per_epoch": self.steps, "steps_run": self.step_count, "images_per_epoch": self.n,
+            "train_eval_images": len(self.x_train_eval),
             "lr_effective": self.lr, "warmup_steps": self.warmup_steps,
             "noise_scale": float(np.median(noise)) if noise else None,
             "test_pred_counts": self.pred_counts if done else None, "test_label_counts": labels,
@@ -498,39 +499,19 @@ def train(spec: dict, cache: data.Cache, log: Callable[[str], None] = print, sta
     return train_seeds(spec, cache, [spec["seed"]], log, startup)[0]
 
 
-def solo_timing(spec: dict, cache: data.Cache, steps: int = 100) -> dict:
+def solo_timing(spec: dict, cache: data.Cache, steps: int = 100, warm_up: int = 10) -> dict:
     """The setting's speed measured alone (the job holds the whole device): seconds per step and per
     evaluation, and from them seconds per epoch. Runs that share a GPU measure the crowd, not the
     setting; time tables and time claims use these figures instead."""
     device, _ = pick_device(spec["device"])
     run = SeedRun(spec, spec["seed"], load_data(cache, spec["params"], device), device, log=lambda line: None)
-    timing = run.time_steps(steps)
+    timing = run.time_steps(steps, warm_up)
     return {"study": spec["study"], "setting": spec["setting"], **timing, "steps_per_epoch": run.steps,
             "epoch_s": timing["step_s"] * run.steps, "device": str(device), "env": provenance.environment(device)}
 
 
-def run_cell(spec: dict, cache_path: Path, out_dir: Path, log: Callable[[str], None] = print) -> dict:
-    """Train one cell and write metrics.json, history.csv and iterations.csv atomically to `out_dir`.
-
-    metrics.json is written last: its presence means the cell finished.
-    """
-    startup = {"imports_done": provenance.process_age_s()}
-    cache = data.load(cache_path)
-    startup["data_loaded"] = provenance.process_age_s()
-    base = {"schema": 1, "study": spec["study"], "cell": spec["cell"], "setting": spec["setting"],
-            "seed": spec["seed"], "spec": spec, "data": {k: v for k, v in cache.meta.items() if k not in ("mean", "std")}}
-    if not cache.meta.get("available", True):
-        log(f"data set '{spec['dataset']}' is not available: {cache.meta.get('reason')}")
-        metrics = {**base, "status": "no-data", "reason": cache.meta.get("reason"), "env": provenance.environment()}
-        atomic_write_text(out_dir / "history.csv", "epoch\n")
-        atomic_write_text(out_dir / "iterations.csv", "step,epoch,loss\n")
-        atomic_write_json(out_dir / "metrics.json", metrics)
-        return metrics
-    try:
-        result = train(spec, cache, log, startup)
-    except torch.cuda.OutOfMemoryError as exc:
-        raise TrainingError(f"cell {spec['study']}/{spec['cell']}: CUDA out of memory at batch_size "
-                            f"{spec['params']['batch_size']}; use a smaller batch or a larger GPU") from exc
+def _write_run(out_dir: Path, base: dict, result: dict) -> dict:
+    """One seed's history.csv, iterations.csv and, last, metrics.json (atomic writes)."""
     hist = result["history"]
     atomic_write_text(out_dir / "history.csv", ",".join(hist[0]) + "\n" + "".join(
         ",".join(repr(v) for v in row.values()) + "\n" for row in hist))
@@ -539,3 +520,53 @@ def run_cell(spec: dict, cache_path: Path, out_dir: Path, log: Callable[[str], N
     metrics = {**base, **result["metrics"], "env": provenance.environment(result["device"])}
     atomic_write_json(out_dir / "metrics.json", metrics)
     return metrics
+
+
+def run_cell(spec: dict, cache_path: Path, out_dir: Path, log: Callable[[str], None] = print) -> list[dict]:
+    """Train the seeds of one grid point (`spec["seeds"]`, else the one `spec["seed"]`) and write
+    each seed's metrics.json, history.csv and iterations.csv to `out_dir/seed=<n>/` (to `out_dir`
+    itself for a one-seed spec without `seeds`). metrics.json is written last: its presence means
+    that run finished. Returns the metrics, one per seed."""
+    startup = {"imports_done": provenance.process_age_s()}
+    cache = data.load(cache_path)
+    startup["data_loaded"] = provenance.process_age_s()
+    seeds = spec.get("seeds") or [spec["seed"]]
+    folder = (lambda seed: out_dir / f"seed={seed}") if "seeds" in spec else (lambda seed: out_dir)
+    bases = {seed: {"schema": 2, "study": spec["study"], "cell": f"{spec['setting']}_seed={seed}",
+                    "setting": spec["setting"], "seed": seed, "spec": {**spec, "seed": seed},
+                    "data": {k: v for k, v in cache.meta.items() if k not in ("mean", "std")}} for seed in seeds}
+    if not cache.meta.get("available", True):
+        log(f"data set '{spec['dataset']}' is not available: {cache.meta.get('reason')}")
+        out = []
+        for seed, base in bases.items():
+            atomic_write_text(folder(seed) / "history.csv", "epoch\n")
+            atomic_write_text(folder(seed) / "iterations.csv", "step,epoch,loss\n")
+            metrics = {**base, "status": "no-data", "reason": cache.meta.get("reason"), "env": provenance.environment()}
+            atomic_write_json(folder(seed) / "metrics.json", metrics)
+            out.append(metrics)
+        return out
+    try:
+        results = train_seeds(spec, cache, seeds, log, startup)
+    except torch.cuda.OutOfMemoryError as exc:
+        raise TrainingError(f"cell {spec['study']}/{spec['setting']}: CUDA out of memory at batch_size "
+                            f"{spec['params']['batch_size']} ({len(seeds)} seed(s) together); use a smaller batch, "
+                            f"fewer --resources gpu jobs or a larger GPU") from exc
+    return [_write_run(folder(seed), bases[seed], result) for seed, result in zip(seeds, results)]
+
+
+def time_settings(specs: list[dict], cache_path: Path, out: Path, steps: int, warm_up: int = 10,
+                  log: Callable[[str], None] = print) -> list[dict]:
+    """The solo timing pass of a study's settings, in one process (start-up paid once), written to
+    `out` as JSON: one record per setting (see `solo_timing`)."""
+    cache = data.load(cache_path)
+    records = []
+    for spec in specs:
+        if not cache.meta.get("available", True):
+            break
+        try:
+            records.append(solo_timing(spec, cache, steps, warm_up))
+        except torch.cuda.OutOfMemoryError:  # recorded, not fatal: the training jobs say the same
+            records.append({"study": spec["study"], "setting": spec["setting"], "error": "CUDA out of memory"})
+        log(f"{spec['setting']}: {records[-1].get('step_s', float('nan')) * 1000:.3f} ms/step")
+    atomic_write_json(out, {"steps": steps, "warmup": warm_up, "settings": records})
+    return records

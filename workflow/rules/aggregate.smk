@@ -6,7 +6,8 @@ rule aggregate_study:
     message:
         "Aggregating {wildcards.study}: runs, mean/std/n over seeds, curves"
     input:
-        lambda w: metrics_files(w.study),
+        cells=lambda w: cell_dirs(w.study),
+        timing="results/{study}/timing.json",
     output:
         runs=report("results/{study}/runs.csv", category="Tables", subcategory="{study}", labels={"study": "{study}", "table": "runs"}),
         summary=report("results/{study}/summary.csv", category="Tables", subcategory="{study}", labels={"study": "{study}", "table": "summary"}),
@@ -19,6 +20,7 @@ rule aggregate_study:
     params:
         grid_keys=lambda w: list(config["studies"][w.study]["grid"]),
         failure_margin=config["verdict"]["failure_margin"],
+        metrics=lambda w: metrics_files(w.study),
     conda:
         "../../envs/batchwise.yaml"
     script:

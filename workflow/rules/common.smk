@@ -42,15 +42,20 @@ if workflow.deployment_settings.deployment_method:
     os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])))
 
 STUDIES = list(config["studies"])
-CELLS = {study: [cell.id for cell in bw_config.cells(config, study)] for study in STUDIES}
+# A cell is a grid point: one training job trains all of its seeds (results/<study>/<cell>/seed=<n>/).
+CELLS = {study: [setting.id for setting in bw_config.settings(config, study)] for study in STUDIES}
+# The timing pass takes every GPU slot of `--resources gpu=N`, so Snakemake runs it alone.
+_gpu = workflow.resource_settings.resources.get("gpu")
+GPU_SLOTS = int(getattr(_gpu, "value", _gpu) or 1)
 DATASETS = sorted({spec["dataset"] for spec in config["studies"].values()})
 
 
 wildcard_constraints:
     study="|".join(STUDIES),
     dataset="|".join(DATASETS + ["cifar10"]),
-    # Cell ids are slugs made from config values: no slash, no leading or doubled dot.
-    cell=r"[a-z0-9_=+-]+(\.[a-z0-9_=+-]+)*",
+    # Cell ids are slugs made from config values, key=value[_key=value]: no slash, no leading or
+    # doubled dot, and an '=' (so results/<study>/runs.csv is never taken for a cell folder).
+    cell=r"[a-z0-9_+-]+=[a-z0-9_=+-]*(\.[a-z0-9_=+-]+)*",
     index=r"\d+",
 
 
@@ -60,12 +65,23 @@ def repo_file(path: str) -> str:
 
 
 def cell_spec(study: str, cell: str) -> str:
-    """The resolved training spec of one cell, as JSON for the job's command line."""
-    return json.dumps(bw_config.resolve(config, bw_config.cell_by_id(config, study, cell)), sort_keys=True)
+    """The resolved training spec of one cell (all of its seeds), as JSON for the job's command line."""
+    return json.dumps(bw_config.resolve_setting(config, bw_config.setting_by_id(config, study, cell)), sort_keys=True)
+
+
+def timing_specs(study: str) -> str:
+    """The resolved specs of a study's cells (first seed each), as JSON for the timing job."""
+    specs = [bw_config.resolve_setting(config, setting) for setting in bw_config.settings(config, study)]
+    return json.dumps([{k: v for k, v in spec.items() if k != "seeds"} for spec in specs], sort_keys=True)
+
+
+def cell_dirs(study: str) -> list[str]:
+    return [f"results/{study}/{cell}" for cell in CELLS[study]]
 
 
 def metrics_files(study: str) -> list[str]:
-    return [f"results/{study}/{cell}/metrics.json" for cell in CELLS[study]]
+    seeds = config["studies"][study]["seeds"]
+    return [f"results/{study}/{cell}/seed={seed}/metrics.json" for cell in CELLS[study] for seed in seeds]
 
 
 def figure_files(study: str) -> list[str]:

@@ -1,12 +1,11 @@
 rule train_cell:
     message:
-        "Training {wildcards.study}/{wildcards.cell}"
+        "Training {wildcards.study}/{wildcards.cell}, all seeds"
     input:
         data=lambda w: f"results/data/{config['studies'][w.study]['dataset']}.npz",
     output:
-        metrics="results/{study}/{cell}/metrics.json",
-        history="results/{study}/{cell}/history.csv",
-        iterations="results/{study}/{cell}/iterations.csv",
+        # seed=<n>/{metrics.json,history.csv,iterations.csv} per seed; an interrupted job is re-run whole.
+        directory("results/{study}/{cell}"),
     log:
         "logs/train_cell/{study}/{cell}.log",
     benchmark:
@@ -22,4 +21,30 @@ rule train_cell:
         "../../envs/batchwise.yaml"
     shell:
         "OMP_NUM_THREADS={threads} \"$BATCHWISE_PYTHON\" -m batchwise train --spec {params.spec:q} "
-        "--data {input.data} --out $(dirname {output.metrics}) > {log} 2>&1"
+        "--data {input.data} --out {output} > {log} 2>&1"
+
+
+rule time_study:
+    message:
+        "Timing each cell of {wildcards.study} with the device to itself"
+    input:
+        data=lambda w: f"results/data/{config['studies'][w.study]['dataset']}.npz",
+    output:
+        "results/{study}/timing.json",
+    log:
+        "logs/time_study/{study}.log",
+    benchmark:
+        "benchmarks/time_study/{study}.tsv"
+    params:
+        specs=lambda w: timing_specs(w.study),
+        steps=config["timing"]["steps"],
+        warmup=config["timing"]["warmup"],
+    resources:
+        # Every GPU slot: no training job shares the device while a setting's speed is measured.
+        gpu=GPU_SLOTS,
+    threads: 2
+    conda:
+        "../../envs/batchwise.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} \"$BATCHWISE_PYTHON\" -m batchwise time --specs {params.specs:q} "
+        "--data {input.data} --out {output} --steps {params.steps} --warmup {params.warmup} > {log} 2>&1"

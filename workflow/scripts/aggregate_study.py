@@ -5,5 +5,5 @@ from pathlib import Path
 from batchwise.aggregate import aggregate_study
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 - `snakemake` is injected by Snakemake
-aggregate_study(list(snakemake.input), snakemake.params.grid_keys, Path(snakemake.output.runs).parent,  # noqa: F821
-                snakemake.params.failure_margin)  # noqa: F821
+aggregate_study(snakemake.params.metrics, snakemake.params.grid_keys, Path(snakemake.output.runs).parent,  # noqa: F821
+                snakemake.params.failure_margin, timing=snakemake.input.timing)  # noqa: F821
