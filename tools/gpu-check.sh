@@ -5,8 +5,10 @@
 #   call 2  carry [".gpu/mnist", ".whl"]   command: bash tools/gpu-check.sh full     (within 30 s: warm)
 #   call 3  carry [".whl"]                 command: bash tools/gpu-check.sh measure  (bench, pytest -m gpu)
 # Call 1 builds the CIFAR-10 caches, which stay on the warm machine (ignored outputs are kept).
-# Call 2 runs the default config data to HTML (WeasyPrint needs Pango, absent there: the PDF is
-# rendered back here from the results: tar xzf results.tar.gz && snakemake reports/report.pdf).
+# Call 2 runs the default config data to HTML (WeasyPrint needs Pango, absent there). Back here:
+#   mkdir -p docs/results/full && tar xzf $FILES_AT/results.tar.gz -C /tmp/full
+#   .venv/bin/python -c "from batchwise.report import write_pdf; write_pdf('/tmp/full/reports/report.html', 'docs/results/full/report.pdf')"
+# then copy results/<study>/{runs,summary}.csv beside it and write its README (command, device, wall time).
 # GPU_JOBS (default 4) cell-jobs share the GPU; CONFIG picks another config (e.g. config/quick.yaml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
