@@ -13,35 +13,33 @@ Public API
 ``side_by_side(table, runs)``     homework numbers next to ours (strings; ``numeric=True``
                                   gives the same rows as numbers)
 ``claim_selectors(claim)``        every (study, selector) a claim uses, for config checks
+``RULE_KINDS``, ``METRICS``       what a claim may say (the config gate reads them too)
 
-Statistics
-----------
-Every comparison is a percentile bootstrap of a difference of means, each side
-resampled independently (numpy Generator seeded from ``seed`` and the claim id, so a
-claim's verdict does not depend on the order of the list). The interval is read from
-order statistics, never interpolated, so that infinite values stay well defined.
+Which runs a claim uses
+-----------------------
+The outcome rule of ``aggregate`` (column ``outcome``: trained, failed, diverged, no-data):
+a setting's numbers are those of its trained runs or, where none trained, of its failed runs
+(``aggregate.measured_runs``); diverged runs have no numbers and enter nothing. Every group
+also reports "k of n trained" with a Wilson interval, and a decisive verdict reads "reliably"
+when every run of every group trained, "in k of n runs" otherwise.
 
-Metrics with "never" semantics (``epochs_to_target``, ``time_to_target_s``): a NaN
-means the run never reached the target and counts as +inf. A side with any such run
-has an infinite mean (the expected time to target is unbounded); inf - inf is taken
-as 0 (both never reached: a tie). Hence an all-never side against an all-finite side
-gives an interval of [+inf, +inf], a decisive difference, and two all-never sides tie.
-
-Accuracy metrics of a diverged run whose value is missing count as chance
-(``CHANCE_ACC``: every data set here has 10 classes); any other missing value is
-dropped and the reason says how many.
+The statistics (Welch and t intervals, Wilson, the edge cases) live in ``stats``.
 """
 
 from __future__ import annotations
 
 import math
-import zlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
 import yaml
+
+from . import stats
+from .aggregate import measured_runs, outcome as run_outcome
+from .stats import Interval, side
 
 __all__ = [
     "load_claims",
@@ -62,25 +60,30 @@ PARAM_COLUMNS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "init
 # Metric -> (display scale, value unit, difference unit, digits).
 METRICS: dict[str, tuple[float, str, str, int]] = {
     "final_test_acc": (100.0, " %", " pp", 1),
-    "final_train_acc": (100.0, " %", " pp", 1),
+    "final_train_acc": (100.0, " %", " pp", 1),          # eval mode, on a fixed training subset
+    "final_running_acc": (100.0, " %", " pp", 1),        # in-epoch average, train mode
     "best_test_acc": (100.0, " %", " pp", 1),
-    "generalisation_gap": (100.0, " pp", " pp", 1),   # derived: train acc - test acc
+    "generalisation_gap": (100.0, " pp", " pp", 1),      # train acc - test acc, both eval mode
+    "top_pred_share": (100.0, " %", " pp", 1),
     "final_test_loss": (1.0, "", "", 3),
     "final_train_loss": (1.0, "", "", 3),
-    "final_running_acc": (100.0, " %", " pp", 1),
     "final_running_loss": (1.0, "", "", 3),
     "first_epoch_running_loss": (1.0, "", "", 3),
-    "train_loss_drop": (1.0, "", "", 3),              # derived: first-epoch - final running loss
+    "train_loss_drop": (1.0, "", "", 3),                 # derived: first-epoch - final running loss
     "epochs_run": (1.0, " epochs", " epochs", 1),
     "epochs_to_target": (1.0, " epochs", " epochs", 1),
+    "steps_to_target": (1.0, " steps", " steps", 0),
+    "examples_to_target": (1.0, " images", " images", 0),
     "time_to_target_s": (1.0, " s", " s", 1),
     "train_time_s": (1.0, " s", " s", 1),
+    "eval_time_s": (1.0, " s", " s", 1),
     "mean_epoch_s": (1.0, " s", " s", 2),
     "total_time_s": (1.0, " s", " s", 1),
+    "noise_scale": (1.0, "", "", 0),
 }
-NEVER_METRICS = frozenset({"epochs_to_target", "time_to_target_s"})
-ACC_METRICS = frozenset({"final_test_acc", "final_train_acc", "best_test_acc"})
-CHANCE_ACC = 0.10
+# To-target metrics: a run that never reached the target has no value and counts as +inf.
+NEVER_METRICS = frozenset({"epochs_to_target", "steps_to_target", "examples_to_target",
+                           "time_to_target_s"})
 
 # kind -> (required rule keys, optional rule keys); `kind` itself is implied.
 RULE_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -99,6 +102,7 @@ SELECTOR_RESERVED = ("study", "label")     # selector keys that are not paramete
 CLAIM_KEYS = ("id", "homework", "quote", "english", "study", "rule")
 _CHOICES = {"expect": ("less", "greater"), "goal": ("min", "max"),
             "direction": ("increasing", "decreasing")}
+FAILURE_MARGIN = 0.02  # only for a runs table without `outcome` (written before the outcome rule)
 
 
 # --------------------------------------------------------------------------- loading
@@ -227,39 +231,61 @@ def _is_true(value: Any) -> bool:
     return _norm(value) == 1.0
 
 
-def _done(runs: pd.DataFrame) -> pd.DataFrame:
-    """Runs that trained: the aggregation also writes "no-data" rows for skipped cells."""
-    if "status" not in runs.columns:
+def _with_outcome(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs table with its `outcome` column; a table written before the outcome rule gets
+    one from `status`, `diverged` and `final_test_acc` by that same rule (aggregate.outcome)."""
+    if "outcome" in runs.columns or runs.empty:
         return runs
-    return runs[runs["status"].astype(str).str.strip().str.lower() != "no-data"]
+    def row_outcome(row: pd.Series) -> str:
+        acc = pd.to_numeric(row.get("final_test_acc"), errors="coerce")
+        metrics = {"status": str(row.get("status", "ok")).strip().lower(),
+                   "diverged": _is_true(row.get("diverged", False)),
+                   "final_test_acc": math.inf if pd.isna(acc) else float(acc)}
+        return run_outcome(metrics, FAILURE_MARGIN)
+    return runs.assign(outcome=runs.apply(row_outcome, axis=1))
 
 
 def _study_runs(runs: pd.DataFrame, study: str) -> pd.DataFrame:
-    runs = _done(runs)
-    return runs[runs["study"].astype(str) == study]
+    """The runs of one study that ran (the aggregation also writes "no-data" rows for cells it
+    could not run)."""
+    return runs[(runs["study"].astype(str) == study) & (runs["outcome"] != "no-data")]
 
 
-# --------------------------------------------------------------------------- samples
+def _sort_key(v: Any) -> tuple:
+    return (0, v, "") if isinstance(v, float) else (1, 0.0, str(v))
 
-class _Sample:
-    """The values of one metric over a group of runs, with bookkeeping for the reason."""
 
-    def __init__(self, label: str, metric: str, rows: pd.DataFrame):
-        self.label, self.metric = label, metric
-        vals = _metric_values(rows, metric)
-        diverged = (np.array([_is_true(v) for v in rows["diverged"]], dtype=bool)
-                    if "diverged" in rows.columns else np.zeros(len(rows), dtype=bool))
-        self.n_chance = 0
+# --------------------------------------------------------------------------- groups
+
+@dataclass
+class Group:
+    """One setting's runs for one metric: the measured values and the outcome counts.
+
+    ``values`` come from the runs ``aggregate.measured_runs`` picks (``basis``: "trained", or
+    "failed" where none trained; "none" where every run diverged); for a to-target metric a
+    measured run without a value never reached the target and is +inf.
+    """
+
+    label: str
+    metric: str
+    values: np.ndarray
+    n_runs: int = 0
+    n_trained: int = 0
+    n_failed: int = 0
+    n_diverged: int = 0
+    basis: str = "none"
+    n_missing: int = 0     # measured runs without a value (not a to-target metric): dropped
+
+    @classmethod
+    def of(cls, label: str, metric: str, rows: pd.DataFrame) -> "Group":
+        counts = {f"n_{o}": int((rows["outcome"] == o).sum()) for o in ("trained", "failed", "diverged")}
+        chosen, basis = measured_runs(rows)
+        vals = _metric_values(chosen, metric)
         if metric in NEVER_METRICS:
             vals = np.where(np.isnan(vals), np.inf, vals)
-        elif metric in ACC_METRICS:
-            fill = np.isnan(vals) & diverged
-            self.n_chance = int(fill.sum())
-            vals = np.where(fill, CHANCE_ACC, vals)
         keep = ~np.isnan(vals)
-        self.n_dropped = int((~keep).sum())
-        self.values = vals[keep]
-        self.n_diverged = int(diverged.sum())
+        return cls(label, metric, vals[keep], n_runs=len(rows), basis=basis,
+                   n_missing=int((~keep).sum()), **counts)
 
     @property
     def n(self) -> int:
@@ -279,6 +305,10 @@ class _Sample:
     def n_reached(self) -> int:
         return int(np.isfinite(self.values).sum())
 
+    @property
+    def all_trained(self) -> bool:
+        return self.n_runs > 0 and self.n_trained == self.n_runs
+
 
 def _metric_values(rows: pd.DataFrame, metric: str) -> np.ndarray:
     def col(name: str) -> np.ndarray:
@@ -286,64 +316,40 @@ def _metric_values(rows: pd.DataFrame, metric: str) -> np.ndarray:
             return np.full(len(rows), np.nan)
         return pd.to_numeric(rows[name], errors="coerce").to_numpy(dtype=float)
 
-    if metric == "generalisation_gap" and "final_train_acc" in rows.columns:
+    if metric == "generalisation_gap" and "generalisation_gap" not in rows.columns:
         return col("final_train_acc") - col("final_test_acc")
     if metric == "train_loss_drop":
         return col("first_epoch_running_loss") - col("final_running_loss")
     return col(metric)
 
 
-# --------------------------------------------------------------------------- bootstrap
-
-def _boot_means(x: np.ndarray, rng: np.random.Generator, resamples: int) -> np.ndarray:
-    idx = rng.integers(0, len(x), size=(resamples, len(x)))
-    with np.errstate(invalid="ignore"):
-        return x[idx].mean(axis=1)
+def _select(claim: dict, runs: pd.DataFrame, selector: dict, metric: str) -> Group:
+    rows = _match(_study_runs(runs, selector.get("study", claim["study"])), selector)
+    return Group.of(_label(selector), metric, rows)
 
 
-def _sub(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
-    """a - b with inf - inf taken as 0 (both never reached the target: a tie)."""
-    with np.errstate(invalid="ignore"):
-        d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    return np.where(np.isnan(d), 0.0, d)
+def _sweep(claim: dict, rule: dict, runs: pd.DataFrame) -> list[Group]:
+    """Groups of the study's runs (after ``where``) by the ordered ``over`` value."""
+    over = rule["over"]
+    rows = _match(_study_runs(runs, claim["study"]), rule.get("where", {}))
+    if over not in rows.columns:
+        return []
+    keys = [_norm(v) for v in rows[over]]
+    values = sorted({k for k in keys if k is not None}, key=_sort_key)
+    name = _SHORT.get(over, over)
+    return [Group.of(f"{name} {_fmt_value(v)}", rule["metric"], rows[[k == v for k in keys]])
+            for v in values]
 
 
-def _interval(draws: np.ndarray, level: float) -> tuple[float, float]:
-    """Percentile interval from order statistics (no interpolation, so inf is safe)."""
-    d = np.sort(draws)
-    alpha = (1.0 - level) / 2.0
-    lo_i = int(math.floor(alpha * len(d)))
-    hi_i = max(int(math.ceil((1.0 - alpha) * len(d))) - 1, lo_i)
-    return float(d[lo_i]), float(d[min(hi_i, len(d) - 1)])
-
-
-def _diff_ci(a: _Sample, b: _Sample, rng: np.random.Generator, resamples: int,
-             level: float, factor: float = 1.0, relative: bool = False
-             ) -> tuple[float, float, float]:
-    """Point estimate and interval of mean(a) - factor*mean(b) (or mean(a)/mean(b) - 1)."""
-    da, db = _boot_means(a.values, rng, resamples), _boot_means(b.values, rng, resamples)
+def _difference(a: Group, b: Group, level: float, factor: float = 1.0,
+                relative: bool = False) -> Interval:
+    """The interval of mean(a) - factor * mean(b) (relative: a / b - 1) by the rules of `stats`."""
     if relative:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            draws = np.nan_to_num(da / db - 1.0, nan=0.0)
-            point = float(np.nan_to_num(a.mean / b.mean - 1.0, nan=0.0))
-    else:
-        draws = _sub(da, factor * db)
-        point = float(_sub(a.mean, factor * b.mean))
-    lo, hi = _interval(draws, level)
-    return point, lo, hi
+        return stats.ratio_interval(a.values, b.values, level)
+    return stats.censored_difference(a.values, b.values, level, factor)
 
 
-def _mean_ci(a: _Sample, rng: np.random.Generator, resamples: int, level: float
-             ) -> tuple[float, float]:
-    return _interval(_boot_means(a.values, rng, resamples), level)
-
-
-def _sign(lo: float, hi: float) -> int:
-    """+1: interval entirely above 0; -1: entirely below; 0: contains 0."""
-    return 1 if lo > 0 else (-1 if hi < 0 else 0)
-
-
-# --------------------------------------------------------------------------- formatting
+# --------------------------------------------------------------------------- wording
 
 def _num(x: float, digits: int, signed: bool = False) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
@@ -354,30 +360,51 @@ def _num(x: float, digits: int, signed: bool = False) -> str:
     return s.replace("-", "−")
 
 
-def _fmt_sample(s: _Sample) -> str:
-    scale, unit, _, dg = METRICS[s.metric]
-    if s.n == 0:
-        return f"{s.label}: no runs"
-    extra = f", {s.n_diverged} diverged" if s.n_diverged else ""
-    if s.metric in NEVER_METRICS and s.n_reached < s.n:
-        if s.n_reached == 0:
-            return f"{s.label}: never reached (0/{s.n} runs{extra})"
-        fin = s.values[np.isfinite(s.values)] * scale
-        return (f"{s.label}: reached in {s.n_reached}/{s.n} runs "
-                f"(those: {_num(float(fin.mean()), dg)}{unit}), counted as never{extra}")
-    body = _num(s.mean * scale, dg)
-    if not math.isnan(s.std):
-        body += f" ± {_num(s.std * scale, dg)}"
-    return f"{s.label}: {body}{unit} (n={s.n}{extra})"
+def _runs_note(g: Group) -> str:
+    """How many runs a group's numbers stand for, where that is not simply all of them."""
+    if g.basis == "failed":
+        return f"0 of {g.n_runs} trained: {g.n_failed} failed runs measured"
+    if g.all_trained:
+        return f"n={g.n}"
+    diverged = f", {g.n_diverged} diverged" if g.n_diverged else ""
+    return f"{g.n_trained} of {g.n_runs} trained{diverged}"
 
 
-def _fmt_diff(metric: str, point: float, lo: float, hi: float, level: float,
-              relative: bool = False, what: str = "difference") -> str:
+def _fmt_group(g: Group) -> str:
+    scale, unit, _, dg = METRICS[g.metric]
+    if g.n_runs == 0:
+        return f"{g.label}: no runs"
+    if g.n == 0:
+        why = f"all {g.n_runs} runs diverged" if g.n_diverged == g.n_runs else "no value in any run"
+        return f"{g.label}: {why}"
+    if g.metric in NEVER_METRICS and g.n_reached < g.n:
+        if g.n_reached == 0:
+            return f"{g.label}: never reached (0/{g.n} runs; {_runs_note(g)})"
+        fin = g.values[np.isfinite(g.values)] * scale
+        return (f"{g.label}: reached in {g.n_reached}/{g.n} runs "
+                f"(those: {_num(float(fin.mean()), dg)}{unit}), counted as never ({_runs_note(g)})")
+    body = _num(g.mean * scale, dg)
+    if not math.isnan(g.std):
+        body += f" ± {_num(g.std * scale, dg)}"
+    return f"{g.label}: {body}{unit} ({_runs_note(g)})"
+
+
+def _fmt_interval(metric: str, iv: Interval, level: float, what: str = "difference",
+                  relative: bool = False) -> str:
     scale, _, dunit, dg = METRICS[metric]
     if relative:
         scale, dunit, dg = 100.0, " %", 1
-    return (f"{what} {_num(point * scale, dg, True)}{dunit}, {level:.0%} interval "
-            f"[{_num(lo * scale, dg, True)}, {_num(hi * scale, dg, True)}]")
+    return (f"{what} {_num(iv.estimate * scale, dg, True)}{dunit}, {level:.0%} {_test_name(iv)} "
+            f"interval [{_num(iv.lo * scale, dg, True)}, {_num(iv.hi * scale, dg, True)}]")
+
+
+def _test_name(iv: Interval) -> str:
+    """The short name of the rule that made an interval, for the evidence sentence."""
+    if iv.method.startswith("exact"):
+        return "exact (no spread)"
+    if iv.method.startswith(("tie", "decisive")):
+        return "never-reached"
+    return "Welch t" if iv.method.startswith("Welch") else "t"
 
 
 def _fmt_value(v: Any) -> str:
@@ -407,21 +434,89 @@ def _label(selector: dict) -> str:
     return ", ".join(parts) or "all runs"
 
 
+def _verdict_words(verdict: str, groups: list[Group]) -> str:
+    """The verdict with how far it reaches: "reliably" when every run of every group trained,
+    "in k of n runs" (one group) or "in the runs that trained" otherwise."""
+    if verdict not in ("supported", "contradicted"):
+        return verdict
+    if all(g.all_trained for g in groups):
+        return f"{verdict} reliably (every run trained)"
+    if len(groups) == 1:
+        g = groups[0]
+        return f"{verdict} in {g.n_trained} of {g.n_runs} runs" + (
+            " (none trained: on its failed runs)" if g.basis == "failed" else "")
+    return f"{verdict} in the runs that trained"
+
+
+def _notes(groups: Iterable[Group], level: float) -> str:
+    """The outcome counts behind the numbers, with a Wilson interval of the trained share, for
+    every group in which not every run trained; and values that were missing."""
+    notes = []
+    for g in groups:
+        if g.n_runs and not g.all_trained:
+            lo, hi = stats.wilson_interval(g.n_trained, g.n_runs, level)
+            what = [f"{g.n_trained} of {g.n_runs} runs trained ({level:.0%} Wilson interval "
+                    f"{100 * lo:.0f}–{100 * hi:.0f} %)"]
+            what += [f"{n} {o}" for n, o in ((g.n_failed, "failed"), (g.n_diverged, "diverged")) if n]
+            basis = ("; none trained, so its failed runs are measured" if g.basis == "failed"
+                     else "; diverged runs are not measurements" if g.basis == "none" else "")
+            notes.append(f"{g.label}: {', '.join(what)}{basis}")
+        if g.n_missing:
+            notes.append(f"{g.n_missing} run(s) of {g.label} without a value dropped")
+    return (". " + "; ".join(notes)) if notes else ""
+
+
+def _group_fields(groups: list[Group], level: float) -> list[dict]:
+    out = []
+    for g in groups:
+        lo, hi = stats.wilson_interval(g.n_trained, g.n_runs, level)
+        out.append(dict(label=g.label, mean=g.mean, std=g.std, n=g.n, n_runs=g.n_runs,
+                        n_trained=g.n_trained, n_failed=g.n_failed, n_diverged=g.n_diverged,
+                        basis=g.basis, trained_lo=lo, trained_hi=hi))
+    return out
+
+
+def _ab_fields(a: Group, b: Group, iv: Interval | None = None) -> dict:
+    diff, lo, hi = (iv.estimate, iv.lo, iv.hi) if iv else (math.nan, math.nan, math.nan)
+    return dict(mean_a=a.mean, std_a=a.std, n_a=a.n, mean_b=b.mean, std_b=b.std, n_b=b.n,
+                diff=diff, lo=lo, hi=hi)
+
+
+def _comparison(a: Group, b: Group, iv: Interval) -> dict:
+    return dict(a=a.label, b=b.label, diff=iv.estimate, lo=iv.lo, hi=iv.hi, df=iv.df,
+                method=iv.method)
+
+
 # --------------------------------------------------------------------------- evaluation
 
+@dataclass(frozen=True)
+class Settings:
+    """What every evaluator needs besides the claim: the interval level and the runs a group needs."""
+
+    level: float = 0.95
+    min_runs: int = 3
+
+
 def evaluate_claims(claims: list[dict], runs: pd.DataFrame, *, level: float = 0.95,
-                    resamples: int = 10000, min_runs: int = 3, seed: int = 0) -> list[dict]:
+                    min_runs: int = 3, resamples: int | None = None,
+                    seed: int | None = None) -> list[dict]:
     """Evaluate every claim on the runs table; one result dict per claim, in order.
 
     Each result carries the claim's id, homework, quote, english and study, a
     ``verdict`` ("supported" | "contradicted" | "inconclusive" | "not run"), a one
-    sentence ``evidence`` with the numbers, a ``reason`` naming the rule, the numeric
-    fields ``mean_a, std_a, n_a, mean_b, std_b, n_b, diff, lo, hi`` (raw metric units;
-    for multi-group rules: the deciding comparison, NaN where not applicable) and
-    ``groups`` (label, mean, std, n per group) and ``comparisons`` (a, b, diff, lo, hi).
+    sentence ``evidence`` with the numbers, a ``reason`` naming the rule and the test, the
+    numeric fields ``mean_a, std_a, n_a, mean_b, std_b, n_b, diff, lo, hi`` (raw metric units;
+    for multi-group rules: the deciding comparison, NaN where not applicable), ``groups`` (label,
+    mean, std, n measured, n_runs, n_trained, n_failed, n_diverged, basis, trained_lo/hi: the
+    Wilson interval of the trained share) and ``comparisons`` (a, b, diff, lo, hi, df, method).
+
+    ``resamples`` and ``seed`` belonged to the bootstrap these rules replaced; they are accepted
+    and ignored, so that callers written for it keep working. The verdicts are deterministic.
     """
-    ctx = dict(level=level, resamples=resamples, min_runs=min_runs)
-    studies_present = set(_done(runs)["study"].astype(str)) if "study" in runs.columns else set()
+    settings = Settings(level=level, min_runs=min_runs)
+    runs = _with_outcome(runs)
+    ran = runs[runs["outcome"] != "no-data"] if "outcome" in runs.columns else runs
+    studies_present = set(ran["study"].astype(str)) if "study" in ran.columns else set()
     results = []
     for claim in claims:
         rule = claim["rule"]
@@ -437,128 +532,110 @@ def evaluate_claims(claims: list[dict], runs: pd.DataFrame, *, level: float = 0.
                        reason=f"not run: the runs table has no runs of study "
                               f"{', '.join(missing)} (e.g. its data set was not available)")
         else:
-            rng = np.random.default_rng([seed, zlib.crc32(str(claim["id"]).encode())])
-            res.update(_EVALUATORS[rule["kind"]](claim, rule, runs, rng, **ctx))
+            res.update(_EVALUATORS[rule["kind"]](claim, rule, runs, settings))
         results.append(res)
     return results
 
 
-def _select(claim: dict, runs: pd.DataFrame, selector: dict, metric: str,
-            label: str | None = None) -> _Sample:
-    rows = _match(_study_runs(runs, selector.get("study", claim["study"])), selector)
-    return _Sample(label or _label(selector), metric, rows)
-
-
-def _too_few(samples: Iterable[_Sample], min_runs: int) -> str | None:
-    few = [s for s in samples if s.n < min_runs]
+def _too_few(groups: Iterable[Group], min_runs: int) -> str | None:
+    few = [g for g in groups if g.n < min_runs]
     if not few:
         return None
-    what = "; ".join(f"{s.label} has {s.n} run{'s' if s.n != 1 else ''}" for s in few)
+    what = "; ".join(f"{g.label} has {g.n} measured run{'s' if g.n != 1 else ''}"
+                     + (f" ({_runs_note(g)})" if not g.all_trained and g.n_runs else "") for g in few)
     return f"inconclusive by rule: {what}, fewer than the {min_runs} required"
 
 
-def _group_fields(samples: list[_Sample]) -> list[dict]:
-    return [dict(label=s.label, mean=s.mean, std=s.std, n=s.n) for s in samples]
+def _inconclusive_by_rule(out: dict, groups: list[Group], evidence: str, s: Settings) -> dict | None:
+    """The early result of a rule whose groups have too few measured runs, else None."""
+    few = _too_few(groups, s.min_runs)
+    if few is None:
+        return None
+    return {**out, "verdict": "inconclusive", "evidence": evidence,
+            "reason": few + _notes(groups, s.level)}
 
 
-def _ab_fields(a: _Sample, b: _Sample, diff: float = math.nan, lo: float = math.nan,
-               hi: float = math.nan) -> dict:
-    return dict(mean_a=a.mean, std_a=a.std, n_a=a.n, mean_b=b.mean, std_b=b.std, n_b=b.n,
-                diff=diff, lo=lo, hi=hi)
+def _decide(sign: int, want: int) -> str:
+    """supported when the interval lies on the predicted side of the bound, contradicted when on
+    the other, inconclusive when it contains the bound."""
+    return "supported" if sign == want else "contradicted" if sign == -want else "inconclusive"
 
 
-def _notes(samples: Iterable[_Sample]) -> str:
-    notes = []
-    for s in samples:
-        if s.n_chance:
-            notes.append(f"{s.n_chance} diverged run(s) of {s.label} scored at chance "
-                         f"({CHANCE_ACC:.0%})")
-        if s.n_dropped:
-            notes.append(f"{s.n_dropped} run(s) of {s.label} without a value dropped")
-    return ("; " + "; ".join(notes)) if notes else ""
+_WHERE = {1: "lies entirely above", -1: "lies entirely below", 0: "contains"}
 
 
-def _eval_compare(claim, rule, runs, rng, *, level, resamples, min_runs) -> dict:
+def _eval_compare(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings) -> dict:
     metric, expect = rule["metric"], rule["expect"]
     factor = float(rule.get("factor", 1.0))
     a = _select(claim, runs, rule["a"], metric)
     b = _select(claim, runs, rule["b"], metric)
-    out = dict(groups=_group_fields([a, b]))
-    few = _too_few([a, b], min_runs)
-    if few:
-        out.update(_ab_fields(a, b), verdict="inconclusive",
-                   evidence=f"{_fmt_sample(a)} vs {_fmt_sample(b)}", reason=few + _notes([a, b]))
-        return out
-    point, lo, hi = _diff_ci(a, b, rng, resamples, level, factor)
-    want = -1 if expect == "less" else 1
-    sign = _sign(lo, hi)
-    verdict = ("supported" if sign == want else "contradicted" if sign == -want
-               else "inconclusive")
+    out = dict(groups=_group_fields([a, b], s.level), **_ab_fields(a, b))
+    listing = f"{_fmt_group(a)} vs {_fmt_group(b)}"
+    if early := _inconclusive_by_rule(out, [a, b], listing, s):
+        return early
+    iv = _difference(a, b, s.level, factor)
+    sign = side(iv)
+    verdict = _decide(sign, -1 if expect == "less" else 1)
     what = "difference" if factor == 1 else f"difference to {factor:g} × {b.label}"
     rel = "<" if expect == "less" else ">"
-    expected = (f"{a.label} {rel} {b.label}" if factor == 1
-                else f"{a.label} {rel} {factor:g} × {b.label}")
-    where = {1: "lies entirely above 0", -1: "lies entirely below 0", 0: "contains 0"}[sign]
-    out.update(_ab_fields(a, b, point, lo, hi), verdict=verdict,
-               comparisons=[dict(a=a.label, b=b.label, diff=point, lo=lo, hi=hi)],
-               evidence=f"{_fmt_sample(a)} vs {_fmt_sample(b)}; "
-                        f"{_fmt_diff(metric, point, lo, hi, level, what=what)}",
-               reason=f"{verdict}: expected {expected}; the {level:.0%} bootstrap interval "
-                      f"of the {what} {where}" + _notes([a, b]))
+    expected = f"{a.label} {rel} {b.label}" if factor == 1 else f"{a.label} {rel} {factor:g} × {b.label}"
+    out.update(_ab_fields(a, b, iv), verdict=verdict, comparisons=[_comparison(a, b, iv)],
+               evidence=f"{listing}; {_fmt_interval(metric, iv, s.level, what)}",
+               reason=f"{_verdict_words(verdict, [a, b])}: expected {expected}; the {s.level:.0%} "
+                      f"{_test_name(iv)} interval of the {what} {_WHERE[sign]} 0"
+                      + _notes([a, b], s.level))
     return out
 
 
-def _eval_compare_each(claim, rule, runs, rng, *, level, resamples, min_runs) -> dict:
+def _eval_compare_each(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings) -> dict:
     over = rule["over"]
     values = rule.get("values")
     if values is None:
         col = _study_runs(runs, claim["study"]).get(over, pd.Series(dtype=object))
         values = sorted({_norm(v) for v in col if _norm(v) is not None}, key=_sort_key)
-    parts, comps, verdicts, groups = [], [], [], []
-    first = None
-    for v in values:
-        sub = {k: rule[k] for k in ("metric", "expect")}
-        sub.update(kind="compare", a={**rule["a"], over: v}, b={**rule["b"], over: v})
-        r = _eval_compare(claim, sub, runs, rng, level=level, resamples=resamples,
-                          min_runs=min_runs)
-        verdicts.append(r["verdict"])
-        groups += r.get("groups", [])
-        comps += r.get("comparisons", [])
-        parts.append(f"at {_SHORT.get(over, over)} {_fmt_value(v)}: {r['evidence']} "
-                     f"({r['verdict']})")
-        # the deciding comparison: the first contradicted, else first inconclusive
-        rank = {"contradicted": 0, "supported": 2}.get(r["verdict"], 1)
-        if first is None or rank < first[0]:
-            first = (rank, r)
     if not values:
         return dict(verdict="inconclusive", evidence=f"no values of {over}",
                     reason=f"inconclusive: the study has no values of {over!r}")
+    parts, comps, verdicts, groups = [], [], [], []
+    decider = None   # the deciding comparison: the first contradicted, else first inconclusive
+    for v in values:
+        sub = dict(kind="compare", metric=rule["metric"], expect=rule["expect"],
+                   a={**rule["a"], over: v}, b={**rule["b"], over: v})
+        r = _eval_compare(claim, sub, runs, s)
+        verdicts.append(r["verdict"])
+        groups += r["groups"]
+        comps += r.get("comparisons", [])
+        parts.append(f"at {_SHORT.get(over, over)} {_fmt_value(v)}: {r['evidence']} ({r['verdict']})")
+        rank = {"contradicted": 0, "supported": 2}.get(r["verdict"], 1)
+        if decider is None or rank < decider[0]:
+            decider = (rank, r)
     verdict = ("contradicted" if "contradicted" in verdicts else
                "supported" if all(v == "supported" for v in verdicts) else "inconclusive")
-    out = {k: first[1].get(k) for k in ("mean_a", "std_a", "n_a", "mean_b", "std_b", "n_b",
-                                   "diff", "lo", "hi")}
+    every_run_trained = all(g["n_runs"] and g["n_trained"] == g["n_runs"] for g in groups)
+    reach = ("" if verdict == "inconclusive" else " reliably (every run trained)" if every_run_trained
+             else " in the runs that trained")
+    out = {k: decider[1].get(k) for k in ("mean_a", "std_a", "n_a", "mean_b", "std_b", "n_b",
+                                         "diff", "lo", "hi")}
     out.update(verdict=verdict, groups=groups, comparisons=comps, evidence="; ".join(parts),
-               reason=f"{verdict}: the comparison must hold at every {over} "
+               reason=f"{verdict}{reach}: the comparison must hold at every {over} "
                       f"(supported only if each is supported, contradicted if any is "
                       f"contradicted); per value: {', '.join(verdicts)}")
     return out
 
 
-def _eval_equivalent(claim, rule, runs, rng, *, level, resamples, min_runs) -> dict:
+def _eval_equivalent(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings) -> dict:
     metric, margin = rule["metric"], float(rule["margin"])
     relative = bool(rule.get("relative", False))
     a = _select(claim, runs, rule["a"], metric)
     b = _select(claim, runs, rule["b"], metric)
-    out = dict(groups=_group_fields([a, b]))
-    few = _too_few([a, b], min_runs)
-    if few:
-        out.update(_ab_fields(a, b), verdict="inconclusive",
-                   evidence=f"{_fmt_sample(a)} vs {_fmt_sample(b)}", reason=few + _notes([a, b]))
-        return out
-    point, lo, hi = _diff_ci(a, b, rng, resamples, level, relative=relative)
-    if -margin <= lo and hi <= margin:
+    out = dict(groups=_group_fields([a, b], s.level), **_ab_fields(a, b))
+    listing = f"{_fmt_group(a)} vs {_fmt_group(b)}"
+    if early := _inconclusive_by_rule(out, [a, b], listing, s):
+        return early
+    iv = _difference(a, b, s.level, relative=relative)
+    if -margin <= iv.lo and iv.hi <= margin:
         verdict, where = "supported", "lies within"
-    elif lo > margin or hi < -margin:
+    elif iv.lo > margin or iv.hi < -margin:
         verdict, where = "contradicted", "lies entirely outside"
     else:
         verdict, where = "inconclusive", "straddles the edge of"
@@ -567,120 +644,105 @@ def _eval_equivalent(claim, rule, runs, rng, *, level, resamples, min_runs) -> d
     else:
         scale, _, dunit, dg = METRICS[metric]
         m_txt, what = f"±{_num(margin * scale, dg)}{dunit}", "difference"
-    out.update(_ab_fields(a, b, point, lo, hi), verdict=verdict,
-               comparisons=[dict(a=a.label, b=b.label, diff=point, lo=lo, hi=hi)],
-               evidence=f"{_fmt_sample(a)} vs {_fmt_sample(b)}; "
-                        f"{_fmt_diff(metric, point, lo, hi, level, relative, what)}",
-               reason=f"{verdict}: 'about the same' means a {what} within {m_txt}; the "
-                      f"{level:.0%} bootstrap interval {where} that margin" + _notes([a, b]))
+    test = _test_name(iv) + (" (on log values: a ratio of geometric means)" if relative else "")
+    out.update(_ab_fields(a, b, iv), verdict=verdict, comparisons=[_comparison(a, b, iv)],
+               evidence=f"{listing}; {_fmt_interval(metric, iv, s.level, what, relative)}",
+               reason=f"{_verdict_words(verdict, [a, b])}: 'about the same' means a {what} within "
+                      f"{m_txt}; the {s.level:.0%} {test} interval {where} that margin"
+                      + _notes([a, b], s.level))
     return out
 
 
-def _eval_near(claim, rule, runs, rng, *, level, resamples, min_runs) -> dict:
-    metric = rule["metric"]
+def _one_group_start(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings,
+                     expected: str) -> tuple[Group, dict, dict | None]:
+    """The common start of the single-group rules (near, threshold): the group, the output
+    skeleton and an early 'inconclusive' result when it has too few measured runs."""
+    a = _select(claim, runs, rule["select"], rule["metric"])
+    out = dict(groups=_group_fields([a], s.level), mean_a=a.mean, std_a=a.std, n_a=a.n)
+    return a, out, _inconclusive_by_rule(out, [a], f"{_fmt_group(a)}; expected {expected}", s)
+
+
+def _mean_evidence(a: Group, iv: Interval, s: Settings, expected: str) -> str:
+    scale, unit, _, dg = METRICS[a.metric]
+    return (f"{_fmt_group(a)}; {s.level:.0%} {_test_name(iv)} interval of the mean "
+            f"[{_num(iv.lo * scale, dg)}, {_num(iv.hi * scale, dg)}]{unit}; expected {expected}")
+
+
+def _eval_near(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings) -> dict:
     target, tol = float(rule["target"]), float(rule["tolerance"])
-    a = _select(claim, runs, rule["select"], metric)
-    scale, unit, _, dg = METRICS[metric]
+    scale, unit, _, dg = METRICS[rule["metric"]]
     band = f"{_num(target * scale, dg)} ± {_num(tol * scale, dg)}{unit}"
-    out = dict(groups=_group_fields([a]), mean_a=a.mean, std_a=a.std, n_a=a.n)
-    few = _too_few([a], min_runs)
-    if few:
-        out.update(verdict="inconclusive", evidence=f"{_fmt_sample(a)}; expected {band}",
-                   reason=few + _notes([a]))
-        return out
-    lo, hi = _mean_ci(a, rng, resamples, level)
-    if target - tol <= lo and hi <= target + tol:
+    a, out, early = _one_group_start(claim, rule, runs, s, band)
+    if early:
+        return early
+    iv = stats.censored_mean(a.values, s.level)
+    if target - tol <= iv.lo and iv.hi <= target + tol:
         verdict, where = "supported", "lies inside"
-    elif hi < target - tol or lo > target + tol:
+    elif iv.hi < target - tol or iv.lo > target + tol:
         verdict, where = "contradicted", "lies entirely outside"
     else:
         verdict, where = "inconclusive", "overlaps the edge of"
-    out.update(lo=lo, hi=hi, diff=a.mean - target, verdict=verdict,
-               evidence=f"{_fmt_sample(a)}; {level:.0%} interval of the mean "
-                        f"[{_num(lo * scale, dg)}, {_num(hi * scale, dg)}]{unit}; "
-                        f"expected {band}",
-               reason=f"{verdict}: the {level:.0%} bootstrap interval of the mean {where} "
-                      f"the band {band}" + _notes([a]))
+    out.update(lo=iv.lo, hi=iv.hi, diff=a.mean - target, verdict=verdict,
+               evidence=_mean_evidence(a, iv, s, band),
+               reason=f"{_verdict_words(verdict, [a])}: the {s.level:.0%} {_test_name(iv)} interval "
+                      f"of the mean {where} the band {band}" + _notes([a], s.level))
     return out
 
 
-def _eval_threshold(claim, rule, runs, rng, *, level, resamples, min_runs) -> dict:
-    metric = rule["metric"]
+def _eval_threshold(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings) -> dict:
     above = "above" in rule
     bound = float(rule["above"] if above else rule["below"])
-    a = _select(claim, runs, rule["select"], metric)
-    scale, unit, _, dg = METRICS[metric]
+    scale, unit, _, dg = METRICS[rule["metric"]]
     txt = f"{'above' if above else 'below'} {_num(bound * scale, dg)}{unit}"
-    out = dict(groups=_group_fields([a]), mean_a=a.mean, std_a=a.std, n_a=a.n)
-    few = _too_few([a], min_runs)
-    if few:
-        out.update(verdict="inconclusive", evidence=f"{_fmt_sample(a)}; expected {txt}",
-                   reason=few + _notes([a]))
-        return out
-    lo, hi = _mean_ci(a, rng, resamples, level)
-    sign = _sign(lo - bound, hi - bound)
-    want = 1 if above else -1
-    verdict = ("supported" if sign == want else "contradicted" if sign == -want
-               else "inconclusive")
-    where = {1: "lies entirely above", -1: "lies entirely below", 0: "contains"}[sign]
-    out.update(lo=lo, hi=hi, diff=a.mean - bound, verdict=verdict,
-               evidence=f"{_fmt_sample(a)}; {level:.0%} interval of the mean "
-                        f"[{_num(lo * scale, dg)}, {_num(hi * scale, dg)}]{unit}; expected {txt}",
-               reason=f"{verdict}: expected the mean {txt}; its {level:.0%} bootstrap "
-                      f"interval {where} {_num(bound * scale, dg)}{unit}" + _notes([a]))
+    a, out, early = _one_group_start(claim, rule, runs, s, txt)
+    if early:
+        return early
+    iv = stats.censored_mean(a.values, s.level)
+    sign = side(iv, bound)
+    verdict = _decide(sign, 1 if above else -1)
+    out.update(lo=iv.lo, hi=iv.hi, diff=a.mean - bound, verdict=verdict,
+               evidence=_mean_evidence(a, iv, s, txt),
+               reason=f"{_verdict_words(verdict, [a])}: expected the mean {txt}; its {s.level:.0%} "
+                      f"{_test_name(iv)} interval {_WHERE[sign]} {_num(bound * scale, dg)}{unit}"
+                      + _notes([a], s.level))
     return out
 
 
-def _eval_never(claim, rule, runs, rng, *, level, resamples, min_runs) -> dict:
+def _eval_never(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings) -> dict:
+    """No finished run (trained or failed) reaches the target. A diverged run stopped early: it
+    "diverged first" and is not counted as never reaching the target within the budget."""
     metric = rule.get("metric", "epochs_to_target")
-    a = _select(claim, runs, rule["select"], metric)
-    rows = _match(_study_runs(runs, rule["select"].get("study", claim["study"])), rule["select"])
-    epochs = pd.to_numeric(rows.get("epochs_run", pd.Series(dtype=float)), errors="coerce")
+    select = rule["select"]
+    rows = _match(_study_runs(runs, select.get("study", claim["study"])), select)
+    finished = rows[rows["outcome"].isin(["trained", "failed"])]
+    values = _metric_values(finished, metric)
+    n, k = len(finished), int(np.isfinite(values).sum())
+    a = Group.of(_label(select), metric, rows)
+    epochs = pd.to_numeric(finished.get("epochs_run", pd.Series(dtype=float)), errors="coerce")
     within = f" within {int(epochs.max())} epochs" if epochs.notna().any() else ""
-    out = dict(groups=_group_fields([a]), mean_a=a.mean, std_a=a.std, n_a=a.n,
-               evidence=_fmt_sample(a) + within)
-    few = _too_few([a], min_runs)
-    if few:
-        return {**out, "verdict": "inconclusive", "reason": few}
-    if a.n_reached == 0:
-        verdict = "supported"
-    elif a.n_reached == a.n:
-        verdict = "contradicted"
-    else:
-        verdict = "inconclusive"
+    lo, hi = stats.wilson_interval(k, n, s.level)
+    diverged = a.n_diverged
+    evidence = (f"{a.label}: reached the target in {k} of {n} finished runs{within} "
+                f"({s.level:.0%} Wilson interval {100 * lo:.0f}–{100 * hi:.0f} %)"
+                + (f"; {diverged} diverged first (not counted)" if diverged else ""))
+    out = dict(groups=_group_fields([a], s.level), mean_a=k / n if n else math.nan, n_a=n,
+               lo=lo, hi=hi, evidence=evidence)
+    if n < s.min_runs:
+        return {**out, "verdict": "inconclusive",
+                "reason": f"inconclusive by rule: {a.label} has {n} finished run{'s' if n != 1 else ''}, "
+                          f"fewer than the {s.min_runs} required"}
+    verdict = "supported" if k == 0 else "contradicted" if k == n else "inconclusive"
+    how = ("reliably (no finished run reached it)" if k == 0 else
+           "reliably (every finished run reached it)" if k == n else f"in {k} of {n} runs")
     return {**out, "verdict": verdict,
-            "reason": f"{verdict}: the claim holds if no run reaches the target{within} and "
-                      f"fails if every run does; {a.n_reached} of {a.n} reached it"}
+            "reason": f"{verdict}: the claim holds if no finished run reaches the target{within} "
+                      f"and fails if every one does; it was reached {how}"}
 
 
-def _sort_key(v: Any) -> tuple:
-    return (0, v, "") if isinstance(v, float) else (1, 0.0, str(v))
-
-
-def _sweep(claim, rule, runs, metric) -> list[tuple[Any, _Sample]]:
-    """Groups of the study's runs (after ``where``) by the ordered ``over`` value."""
-    over = rule["over"]
-    rows = _match(_study_runs(runs, claim["study"]), rule.get("where", {}))
-    if over not in rows.columns:
-        return []
-    keys = [_norm(v) for v in rows[over]]
-    values = sorted({k for k in keys if k is not None}, key=_sort_key)
-    name = _SHORT.get(over, over)
-    return [(v, _Sample(f"{name} {_fmt_value(v)}", metric,
-                        rows[[k == v for k in keys]])) for v in values]
-
-
-def _better(a: _Sample, b: _Sample, goal: str, rng, resamples, level) -> dict:
-    """Compare a with b; ``sig`` is +1 if a is significantly better, -1 if worse."""
-    point, lo, hi = _diff_ci(a, b, rng, resamples, level)
-    sign = _sign(lo, hi) * (1 if goal == "max" else -1)
-    return dict(a=a.label, b=b.label, diff=point, lo=lo, hi=hi, sig=sign,
-                _a=a, _b=b)
-
-
-def _best_index(samples: list[_Sample], goal: str) -> int:
-    means = np.array([s.mean for s in samples])
-    return int(np.argmax(means) if goal == "max" else np.argmin(means))
+def _better(a: Group, b: Group, goal: str, level: float) -> dict:
+    """Compare a with b; ``sig`` is +1 if a is significantly better (by ``goal``), -1 if worse."""
+    iv = _difference(a, b, level)
+    return dict(_comparison(a, b, iv), sig=side(iv) * (1 if goal == "max" else -1), _a=a, _b=b, _iv=iv)
 
 
 def _decider(comps: list[dict], goal: str) -> dict:
@@ -691,148 +753,141 @@ def _decider(comps: list[dict], goal: str) -> dict:
 def _finish(out: dict, comps: list[dict], decider: dict | None) -> dict:
     out["comparisons"] = [{k: v for k, v in c.items() if not k.startswith("_")} for c in comps]
     if decider is not None:
-        out.update(_ab_fields(decider["_a"], decider["_b"], decider["diff"], decider["lo"],
-                              decider["hi"]))
+        out.update(_ab_fields(decider["_a"], decider["_b"], decider["_iv"]))
     return out
 
 
 def _comps_text(comps: list[dict], metric: str, level: float) -> str:
-    return "; ".join(f"{c['a']} − {c['b']}: "
-                     f"{_fmt_diff(metric, c['diff'], c['lo'], c['hi'], level)}" for c in comps)
+    return "; ".join(f"{c['a']} − {c['b']}: {_fmt_interval(metric, c['_iv'], level)}" for c in comps)
 
 
-def _eval_best(claim, rule, runs, rng, *, level, resamples, min_runs) -> dict:
-    metric, goal = rule["metric"], rule["goal"]
-    rows = _match(_study_runs(runs, claim["study"]), rule.get("where", {}))
-    at_rows = _match(rows, rule["at"])
-    at = _Sample(_label(rule["at"]), metric, at_rows)
-    rest = rows.drop(index=at_rows.index)
-    # competitors: one group per combination of the parameters that vary in the rest
-    # labelled in the order of the `at` selector, so "BN, lr 0.5" reads like its rivals
-    order = [k for k in rule["at"] if k in PARAM_COLUMNS] + list(PARAM_COLUMNS)
+def _rivals(rows: pd.DataFrame, at: dict, metric: str) -> list[Group]:
+    """One group per combination of the parameters that vary among the runs outside ``at``,
+    labelled in the order of the ``at`` selector, so that "BN, lr 0.5" reads like its rivals."""
+    rest = rows.drop(index=_match(rows, at).index)
+    order = [k for k in at if k in PARAM_COLUMNS] + list(PARAM_COLUMNS)
     varying = [c for c in dict.fromkeys(order) if c in rows.columns
                and len({_norm(v) for v in rows[c]}) > 1]
-    others: list[_Sample] = []
-    if len(rest) and varying:
-        keys = [tuple(_norm(r[c]) for c in varying) for _, r in rest.iterrows()]
-        for key in sorted(set(keys), key=lambda k: tuple(_sort_key(x) for x in k)):
-            sel = {c: rest[c].iloc[keys.index(key)] for c in varying}
-            others.append(_Sample(_label(sel), metric, rest[[k == key for k in keys]]))
-    samples = [at] + others
+    if not len(rest) or not varying:
+        return []
+    keys = [tuple(_norm(r[c]) for c in varying) for _, r in rest.iterrows()]
+    groups = []
+    for key in sorted(set(keys), key=lambda k: tuple(_sort_key(x) for x in k)):
+        sel = {c: rest[c].iloc[keys.index(key)] for c in varying}
+        groups.append(Group.of(_label(sel), metric, rest[[k == key for k in keys]]))
+    return groups
+
+
+def _eval_best(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings) -> dict:
+    metric, goal = rule["metric"], rule["goal"]
+    rows = _match(_study_runs(runs, claim["study"]), rule.get("where", {}))
+    at = Group.of(_label(rule["at"]), metric, _match(rows, rule["at"]))
+    others = _rivals(rows, rule["at"], metric)
+    groups = [at] + others
     word = "highest" if goal == "max" else "lowest"
-    out = dict(groups=_group_fields(samples))
-    listing = "; ".join(_fmt_sample(s) for s in samples)
+    out = dict(groups=_group_fields(groups, s.level))
+    listing = "; ".join(_fmt_group(g) for g in groups)
     if not others:
         return {**out, "verdict": "inconclusive", "evidence": listing,
                 "reason": "inconclusive: nothing to compare with"}
-    few = _too_few(samples, min_runs)
-    if few:
-        return {**out, **_ab_fields(at, others[0]), "verdict": "inconclusive",
-                "evidence": listing, "reason": few + _notes(samples)}
-    comps = [_better(at, o, goal, rng, resamples, level) for o in others]
-    is_best = _best_index(samples, goal) == 0
+    if early := _inconclusive_by_rule({**out, **_ab_fields(at, others[0])}, groups, listing, s):
+        return early
+    comps = [_better(at, o, goal, s.level) for o in others]
+    is_best = stats.best_index([g.mean for g in groups], goal) == 0
     beaten_by = [c["b"] for c in comps if c["sig"] == -1]
     if is_best and all(c["sig"] == 1 for c in comps):
         verdict, why = "supported", f"{at.label} has the {word} mean and is significantly " \
                                     f"better than every other setting"
     elif beaten_by:
-        verdict, why = "contradicted", f"{', '.join(beaten_by)} significantly better " \
-                                       f"than {at.label}"
+        verdict, why = "contradicted", f"{', '.join(beaten_by)} significantly better than {at.label}"
     else:
         verdict, why = "inconclusive", (f"{at.label} is not significantly better than every "
                                         f"other setting" if is_best else
                                         f"{at.label} does not have the {word} mean, but no "
                                         f"setting is significantly better")
-    out.update(verdict=verdict, evidence=f"{listing}; {_comps_text(comps, metric, level)}",
-               reason=f"{verdict}: {why} ({level:.0%} bootstrap intervals of the "
-                      f"differences)" + _notes(samples))
+    out.update(verdict=verdict, evidence=f"{listing}; {_comps_text(comps, metric, s.level)}",
+               reason=f"{_verdict_words(verdict, groups)}: {why} ({s.level:.0%} Welch t intervals "
+                      f"of the differences)" + _notes(groups, s.level))
     return _finish(out, comps, _decider(comps, goal))
 
 
-def _sweep_start(claim, rule, runs, min_runs: int, need: int, what: str):
-    """The common start of the sweep rules: the samples along `over`, the output skeleton, a
+def _sweep_start(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings, need: int, what: str
+                 ) -> tuple[list[Group], dict, str, dict | None]:
+    """The common start of the sweep rules: the groups along `over`, the output skeleton, a
     listing for the evidence, and an early 'inconclusive' result when there is too little data."""
-    samples = [s for _, s in _sweep(claim, rule, runs, rule["metric"])]
-    out = dict(groups=_group_fields(samples))
-    listing = "; ".join(_fmt_sample(s) for s in samples)
-    early = None
-    if len(samples) < need:
-        early = {**out, "verdict": "inconclusive", "evidence": listing or "no runs",
-                 "reason": f"inconclusive: {what} needs at least {need} values of "
-                           f"{rule['over']}, found {len(samples)}"}
-    elif few := _too_few(samples, min_runs):
-        early = {**out, "verdict": "inconclusive", "evidence": listing, "reason": few + _notes(samples)}
-    return samples, out, listing, early
+    groups = _sweep(claim, rule, runs)
+    out = dict(groups=_group_fields(groups, s.level))
+    listing = "; ".join(_fmt_group(g) for g in groups)
+    if len(groups) < need:
+        return groups, out, listing, {
+            **out, "verdict": "inconclusive", "evidence": listing or "no runs",
+            "reason": f"inconclusive: {what} needs at least {need} values of {rule['over']}, "
+                      f"found {len(groups)}"}
+    return groups, out, listing, _inconclusive_by_rule(out, groups, listing, s)
 
 
-def _eval_interior(claim, rule, runs, rng, *, level, resamples, min_runs) -> dict:
-    metric, goal, over = rule["metric"], rule["goal"], rule["over"]
-    samples, out, listing, early = _sweep_start(claim, rule, runs, min_runs, 3, "an interior optimum")
+def _never_note(metric: str) -> str:
+    return (" A run that never reached the target counts as never (+inf)."
+            if metric in NEVER_METRICS else "")
+
+
+def _eval_interior(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings) -> dict:
+    metric, goal = rule["metric"], rule["goal"]
+    groups, out, listing, early = _sweep_start(claim, rule, runs, s, 3, "an interior optimum")
     if early:
         return early
-    best = _best_index(samples, goal)
-    if goal == "min" and math.isinf(samples[best].mean):
+    best = stats.best_index([g.mean for g in groups], goal)
+    if goal == "min" and math.isinf(groups[best].mean):
         return {**out, "verdict": "inconclusive", "evidence": listing,
                 "reason": "inconclusive: no setting reached the target in every run"}
     word = "highest" if goal == "max" else "lowest"
-    top = samples[best]
-    if 0 < best < len(samples) - 1:
-        comps = [_better(top, samples[i], goal, rng, resamples, level)
-                 for i in (0, len(samples) - 1)]
-        ok = all(c["sig"] == 1 for c in comps)
+    top = groups[best]
+    interior = 0 < best < len(groups) - 1
+    rivals = (0, len(groups) - 1) if interior else range(1, len(groups) - 1)
+    comps = [_better(top, groups[i], goal, s.level) for i in rivals]
+    ok = all(c["sig"] == 1 for c in comps)
+    if interior:
         verdict = "supported" if ok else "inconclusive"
         why = (f"the {word} mean is at {top.label}, inside the sweep, and it is "
                f"{'' if ok else 'not '}significantly better than both endpoints")
     else:
-        comps = [_better(top, samples[i], goal, rng, resamples, level)
-                 for i in range(1, len(samples) - 1)]
-        ok = all(c["sig"] == 1 for c in comps)
         verdict = "contradicted" if ok else "inconclusive"
         why = (f"the {word} mean is at the endpoint {top.label}, and it is "
                f"{'' if ok else 'not '}significantly better than every interior setting")
-    never = (" A setting whose runs did not all reach the target counts as never (+inf)."
-             if metric in NEVER_METRICS else "")
-    out.update(verdict=verdict, evidence=f"{listing}; {_comps_text(comps, metric, level)}",
-               reason=f"{verdict}: {why} ({level:.0%} bootstrap intervals).{never}"
-                      + _notes(samples))
+    out.update(verdict=verdict, evidence=f"{listing}; {_comps_text(comps, metric, s.level)}",
+               reason=f"{_verdict_words(verdict, groups)}: {why} ({s.level:.0%} Welch t intervals)."
+                      f"{_never_note(metric)}" + _notes(groups, s.level))
     return _finish(out, comps, _decider(comps, goal))
 
 
-def _eval_monotonic(claim, rule, runs, rng, *, level, resamples, min_runs) -> dict:
+def _eval_monotonic(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings) -> dict:
     metric, over, direction = rule["metric"], rule["over"], rule["direction"]
-    samples, out, listing, early = _sweep_start(claim, rule, runs, min_runs, 2, "a trend")
+    groups, out, listing, early = _sweep_start(claim, rule, runs, s, 2, "a trend")
     if early:
         return early
-    means = [s.mean for s in samples]
     up = direction == "increasing"
-    # non-strict, so that two settings that never reached the target (inf, inf) tie
-    mono = all((m2 >= m1) if up else (m2 <= m1) for m1, m2 in zip(means, means[1:]))
-    last, first = samples[-1], samples[0]
-    point, lo, hi = _diff_ci(last, first, rng, resamples, level)
-    sign = _sign(lo, hi) * (1 if up else -1)
+    mono = stats.is_monotone([g.mean for g in groups], up)
+    last, first = groups[-1], groups[0]
+    iv = _difference(last, first, s.level)
+    sign = side(iv) * (1 if up else -1)
     if mono and sign == 1:
-        verdict, why = "supported", "the means are monotone and the endpoint difference " \
-                                    "is significant"
+        verdict, why = "supported", "the means are monotone and the endpoint difference is significant"
     elif sign == -1:
-        verdict, why = "contradicted", "the endpoint difference is significant in the " \
-                                       "opposite direction"
+        verdict, why = "contradicted", "the endpoint difference is significant in the opposite direction"
+    elif mono:
+        verdict, why = "inconclusive", "the endpoint difference is not significant"
     else:
-        verdict, why = "inconclusive", ("the endpoint difference is not significant"
-                                        if mono else "the means are not monotone")
-        if not mono and sign == 1:
-            why = "the endpoint difference is significant but the means are not monotone"
-    never = (" Runs that never reached the target count as +inf."
-             if metric in NEVER_METRICS else "")
-    comp = dict(a=last.label, b=first.label, diff=point, lo=lo, hi=hi)
-    out.update(_ab_fields(last, first, point, lo, hi), verdict=verdict, comparisons=[comp],
-               evidence=f"{listing}; {last.label} − {first.label}: "
-                        f"{_fmt_diff(metric, point, lo, hi, level)}",
-               reason=f"{verdict}: expected {metric} {direction} in {over}; {why} "
-                      f"({level:.0%} bootstrap interval).{never}" + _notes(samples))
+        verdict, why = "inconclusive", ("the endpoint difference is significant but the means are "
+                                        "not monotone" if sign == 1 else "the means are not monotone")
+    out.update(_ab_fields(last, first, iv), verdict=verdict, comparisons=[_comparison(last, first, iv)],
+               evidence=f"{listing}; {last.label} − {first.label}: {_fmt_interval(metric, iv, s.level)}",
+               reason=f"{_verdict_words(verdict, groups)}: expected {metric} {direction} in {over}; "
+                      f"{why} ({s.level:.0%} {_test_name(iv)} interval).{_never_note(metric)}"
+                      + _notes(groups, s.level))
     return out
 
 
-_EVALUATORS = {
+_EVALUATORS: dict[str, Callable[[dict, dict, pd.DataFrame, Settings], dict]] = {
     "compare": _eval_compare,
     "compare_each": _eval_compare_each,
     "equivalent": _eval_equivalent,
@@ -845,28 +900,37 @@ _EVALUATORS = {
 }
 
 
-def verdict_rule_text(level: float, resamples: int, min_runs: int) -> str:
-    """One paragraph for the report's methods section stating the verdict rule."""
+def verdict_rule_text(level: float, resamples: int | None = None, min_runs: int = 3) -> str:
+    """One paragraph for the report's methods section stating the verdict rule and its tests.
+
+    ``resamples`` belonged to the bootstrap these rules replaced; accepted and ignored.
+    """
     pct = f"{level:.0%}"
     return (
-        f"Each homework conclusion is stated as a rule over the runs and judged on a "
-        f"two-sided {pct} percentile bootstrap interval ({resamples:,} resamples, each "
-        f"group of runs resampled independently, fixed seed). A comparison of two "
-        f"settings is supported when the interval of the difference of their means lies "
-        f"entirely on the side the homework predicts, contradicted when it lies entirely "
-        f"on the other side, and inconclusive when it contains zero. 'About the same' "
-        f"claims are supported when the interval lies within a stated margin, 'about X' "
-        f"claims when the interval of the mean lies within the stated band (contradicted "
-        f"when entirely outside it). A claim that one setting is the best needs the best "
-        f"mean and a significant win over every other setting; an optimum inside a sweep "
-        f"needs a significant win over both endpoints (contradicted when an endpoint wins "
-        f"significantly over every interior setting); a monotone trend needs monotone "
-        f"means and a significant difference between the endpoints. A group with fewer "
-        f"than {min_runs} runs makes a claim inconclusive by rule, and a claim whose study "
-        f"was not run is marked 'not run'. For epochs and time to the target accuracy, a "
-        f"run that never reached the target counts as infinitely slow, so a setting in "
-        f"which no run reached it loses to any setting in which every run did. A diverged "
-        f"run without an accuracy counts at chance ({CHANCE_ACC:.0%})."
+        f"Each homework conclusion is stated as a rule over the runs and judged on two-sided {pct} "
+        f"intervals built for 3 to 5 runs per setting. A difference of two means gets Welch's t "
+        f"interval: settings differ in spread (a learning rate near the edge of stability scatters "
+        f"far more than a safe one), so the variances are not pooled, and the t quantile, not the "
+        f"normal one, carries the uncertainty of a spread estimated from so few runs. A single mean "
+        f"('about X', 'above X') gets the t interval, and 'about the same' time a Welch interval on "
+        f"log values (a ratio). A comparison is supported when its interval lies entirely on the side "
+        f"the homework predicts, contradicted when entirely on the other side, inconclusive when it "
+        f"contains zero; 'about the same' needs the interval within the stated margin, 'about X' within "
+        f"the stated band. 'Best' needs the best mean and a significant win over every other setting; "
+        f"an optimum inside a sweep, significant wins over both endpoints (contradicted when an "
+        f"endpoint beats every interior setting significantly); a monotone trend, monotone means and a "
+        f"significant difference between the endpoints. Claims use the runs that trained (the outcome "
+        f"rule above): where no run of a setting trained, its failed runs; diverged runs never. Each "
+        f"setting's 'k of n trained' carries a {pct} Wilson score interval, which stays inside 0-100 % "
+        f"at k = 0 and k = n. A verdict holds 'reliably' when every run of every setting involved "
+        f"trained, and 'in k of n runs' (or 'in the runs that trained') otherwise. Edge cases: a group "
+        f"with fewer than {min_runs} measured runs makes a claim inconclusive by rule; two groups "
+        f"whose runs all gave the same number differ by exactly their difference (an interval of width "
+        f"zero: decisive unless the difference is zero); equal means are a tie, which decides nothing. "
+        f"For epochs, steps and time to the target accuracy, a run that never reached it counts as "
+        f"infinitely slow: a setting in which no run reached it loses to one in which every run did, "
+        f"and a setting in which only some did is bounded only on the side its runs that reached the "
+        f"target can show. A claim whose study was not run is marked 'not run'."
     )
 
 
@@ -908,13 +972,16 @@ def load_homework_tables(path: Path) -> list[dict]:
 def side_by_side(table: dict, runs: pd.DataFrame, *, numeric: bool = False) -> pd.DataFrame:
     """Homework numbers next to ours, one row per homework row.
 
-    Default: a DataFrame of display strings with the key columns, then for each table
-    column "<label> — homework", "<label> — ours" ("mean ± std (n=k)", std ddof=1) and
-    "<label> — difference" (our mean − theirs, in the displayed unit); rows without any
-    run of ours read "not run". With ``numeric=True`` the same rows as numbers: key
-    columns, then "<metric>_homework", "_mean", "_std", "_n", "_diff" (displayed unit,
-    i.e. metric × scale; NaN where not run).
+    Ours are the means of the runs that trained (or, where none did, of the failed runs), by the
+    outcome rule. Default: a DataFrame of display strings with the key columns, then for each
+    table column "<label> — homework", "<label> — ours" ("mean ± std (n=k)", std ddof=1; "(k of
+    n trained)" where not every run trained) and "<label> — difference" (our mean − theirs, in
+    the displayed unit); rows without any run of ours read "not run". With ``numeric=True`` the
+    same rows as numbers: key columns, then "<metric>_homework", "_mean", "_std", "_n" (runs
+    measured), "_n_runs", "_n_trained", "_diff" (displayed unit, i.e. metric × scale; NaN where
+    not run).
     """
+    runs = _with_outcome(runs)
     study_rows = (_study_runs(runs, table["study"]) if "study" in runs.columns
                   else runs.iloc[0:0])
     shown, nums = [], []
@@ -924,26 +991,35 @@ def side_by_side(table: dict, runs: pd.DataFrame, *, numeric: bool = False) -> p
         disp: dict[str, Any] = {k: _fmt_value(row[k]) for k in table["key"]}
         num: dict[str, Any] = dict(sel)
         for col in table["columns"]:
-            metric, label = col["metric"], col["label"]
-            scale, dg = float(col["scale"]), int(col["digits"])
-            theirs = row.get(metric)
-            theirs = math.nan if theirs is None else float(theirs)
-            s = _Sample(label, metric, rows)
-            vals = s.values * scale
-            mean = float(vals.mean()) if s.n else math.nan
-            std = float(vals.std(ddof=1)) if s.n > 1 and np.isfinite(vals).all() else math.nan
-            diff = mean - theirs if s.n else math.nan
-            disp[f"{label} — homework"] = "—" if math.isnan(theirs) else f"{theirs:.{dg}f}"
-            if s.n == 0:
-                disp[f"{label} — ours"] = disp[f"{label} — difference"] = "not run"
-            else:
-                extra = f", {s.n_diverged} diverged" if s.n_diverged else ""
-                spread = "" if math.isnan(std) else f" ± {_num(std, dg)}"
-                disp[f"{label} — ours"] = f"{_num(mean, dg)}{spread} (n={s.n}{extra})"
-                disp[f"{label} — difference"] = ("—" if math.isnan(diff)
-                                                  else _num(diff, dg, signed=True))
-            num.update({f"{metric}_homework": theirs, f"{metric}_mean": mean,
-                        f"{metric}_std": std, f"{metric}_n": s.n, f"{metric}_diff": diff})
+            g = Group.of(col["label"], col["metric"], rows)
+            d, n = _side_by_side_cell(col, row.get(col["metric"]), g)
+            disp.update(d)
+            num.update(n)
         shown.append(disp)
         nums.append(num)
     return pd.DataFrame(nums if numeric else shown)
+
+
+def _side_by_side_cell(col: dict, theirs: Any, g: Group) -> tuple[dict, dict]:
+    """One homework column of one row: the display strings and the numbers."""
+    metric, label = col["metric"], col["label"]
+    scale, dg = float(col["scale"]), int(col["digits"])
+    theirs = math.nan if theirs is None else float(theirs)
+    vals = g.values * scale
+    mean = float(vals.mean()) if g.n else math.nan
+    std = float(vals.std(ddof=1)) if g.n > 1 and np.isfinite(vals).all() else math.nan
+    diff = mean - theirs if g.n else math.nan
+    disp = {f"{label} — homework": "—" if math.isnan(theirs) else f"{theirs:.{dg}f}"}
+    if g.n_runs == 0:
+        disp[f"{label} — ours"] = disp[f"{label} — difference"] = "not run"
+    elif g.n == 0:
+        disp[f"{label} — ours"] = f"— ({_runs_note(g)})"
+        disp[f"{label} — difference"] = "—"
+    else:
+        spread = "" if math.isnan(std) else f" ± {_num(std, dg)}"
+        disp[f"{label} — ours"] = f"{_num(mean, dg)}{spread} ({_runs_note(g)})"
+        disp[f"{label} — difference"] = "—" if math.isnan(diff) else _num(diff, dg, signed=True)
+    nums = {f"{metric}_homework": theirs, f"{metric}_mean": mean, f"{metric}_std": std,
+            f"{metric}_n": g.n, f"{metric}_n_runs": g.n_runs, f"{metric}_n_trained": g.n_trained,
+            f"{metric}_diff": diff}
+    return disp, nums

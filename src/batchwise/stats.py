@@ -1,0 +1,197 @@
+"""Small-sample statistics for the claim verdicts: 2 to 5 runs per setting.
+
+Why these tests
+---------------
+- **Difference of two means: Welch's t interval.** Settings differ in spread (a learning rate near
+  the edge of stability scatters far more than a safe one), so the pooled-variance t interval would
+  borrow the calm group's spread for the wild one; Welch's does not. The t quantile, not the normal
+  one, because with 3-5 runs the spread itself is uncertain (at n = 3 the 95 % t quantile is 4.30,
+  against 1.96). A percentile bootstrap at these n is too narrow: with 3 runs it has 10 distinct
+  means to draw from.
+- **One mean: the t interval** (n - 1 degrees of freedom), for the same reason.
+- **k of n runs (trained, reached the target): the Wilson score interval**
+  (``scipy.stats.binomtest(k, n).proportion_ci(method="wilson")``): unlike the Wald interval it
+  does not collapse to a point at k = 0 or k = n, and it stays inside [0, 1].
+
+Edge cases, decided here once
+-----------------------------
+- **A group of one run** has no spread estimate: its intervals are (-inf, +inf), so nothing is
+  decided on it (the claims also need ``min_runs`` runs per group).
+- **n = 2**: a valid t interval with 1 degree of freedom (95 % quantile 12.7): wide, as it should be.
+- **Zero variance** (every run of a group gave the same number, e.g. a collapsed model scoring the
+  share of one class): in a two-group comparison with *both* groups constant the standard error is
+  0 and Welch's degrees of freedom are 0/0. The difference is then taken as known exactly: an
+  interval of width zero at the observed difference. A non-zero difference is decisive (both
+  groups repeat their value run after run); a zero difference is a tie, which decides nothing.
+  With only one group constant, Welch's interval is well defined (its degrees of freedom are the
+  other group's n - 1). A single constant group's mean interval is likewise the point itself.
+- **Ties** (equal means): the interval of the difference contains 0 and decides nothing;
+  ``best_index`` picks the first of tied settings, ``is_monotone`` allows equal neighbours.
+- **Never reached the target** (to-target metrics): such a run has no value; it is +inf here. See
+  ``censored_difference``.
+- **k = 0 or n = 0**: Wilson handles k = 0 and k = n; n = 0 gives (0, 1): nothing is known.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy import stats as sps
+
+__all__ = ["Interval", "welch_interval", "mean_interval", "ratio_interval", "censored_difference",
+           "censored_mean", "wilson_interval", "side", "best_index", "is_monotone"]
+
+UNBOUNDED = (-math.inf, math.inf)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An estimate with its two-sided interval; ``df`` is the t distribution's degrees of freedom
+    (NaN where no t quantile was used) and ``method`` names the rule that produced it."""
+
+    estimate: float
+    lo: float
+    hi: float
+    df: float = math.nan
+    method: str = ""
+
+
+def _constant(x: np.ndarray) -> bool:
+    # exact test on the values, not var == 0: the mean of three equal floats can differ from them
+    # by one ulp, which would give a tiny non-zero variance and a meaningless df
+    return bool(np.ptp(x) == 0)
+
+
+def _var(x: np.ndarray) -> float:
+    return 0.0 if _constant(x) else float(np.var(x, ddof=1))
+
+
+def _t_quantile(level: float, df: float) -> float:
+    return float(sps.t.ppf((1.0 + level) / 2.0, df))
+
+
+def welch_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95,
+                   factor: float = 1.0) -> Interval:
+    """Welch's t interval of mean(a) - factor * mean(b).
+
+    ``factor`` scales every value of b (so its variance by factor²): "a is more than twice b" is
+    mean(a) - 2 mean(b) > 0. Both groups constant: a zero-width interval at the difference; either
+    group with fewer than 2 values: (-inf, +inf). Degrees of freedom by Welch-Satterthwaite.
+    """
+    a = np.asarray(a, dtype=float)
+    b = factor * np.asarray(b, dtype=float)
+    est = float(a.mean() - b.mean()) if len(a) and len(b) else math.nan
+    if len(a) < 2 or len(b) < 2:
+        return Interval(est, *UNBOUNDED, method="Welch t (a group of one run: unbounded)")
+    ua, ub = _var(a) / len(a), _var(b) / len(b)   # squared standard errors of the two means
+    if ua + ub == 0.0:
+        return Interval(est, est, est, method="exact (both groups constant)")
+    df = (ua + ub) ** 2 / (ua ** 2 / (len(a) - 1) + ub ** 2 / (len(b) - 1))
+    half = _t_quantile(level, df) * math.sqrt(ua + ub)
+    return Interval(est, est - half, est + half, df, "Welch t")
+
+
+def mean_interval(x: Sequence[float], level: float = 0.95) -> Interval:
+    """The t interval of a mean (n - 1 degrees of freedom); constant values: the point itself;
+    fewer than 2 values: (-inf, +inf)."""
+    x = np.asarray(x, dtype=float)
+    est = float(x.mean()) if len(x) else math.nan
+    if len(x) < 2:
+        return Interval(est, *UNBOUNDED, method="t (one run: unbounded)")
+    if _constant(x):
+        return Interval(est, est, est, method="exact (constant)")
+    df = len(x) - 1
+    half = _t_quantile(level, df) * math.sqrt(_var(x) / len(x))
+    return Interval(est, est - half, est + half, float(df), "t")
+
+
+def ratio_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Interval:
+    """Relative difference of two positive quantities, a / b - 1, as the ratio of geometric means.
+
+    Welch's interval of mean(log a) - mean(log b), exponentiated: times spread multiplicatively,
+    and on the log scale the ratio needs no separate treatment of its denominator. A value <= 0
+    has no logarithm: the interval is then (-inf, +inf).
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if (a <= 0).any() or (b <= 0).any():
+        return Interval(math.nan, *UNBOUNDED, method="ratio (a value <= 0: unbounded)")
+    iv = welch_interval(np.log(a), np.log(b), level)
+    # expm1 maps -inf to -1 (a ratio of 0) and +inf to +inf: unbounded intervals stay unbounded
+    return Interval(math.expm1(iv.estimate), math.expm1(iv.lo), math.expm1(iv.hi), iv.df,
+                    f"{iv.method} on log values")
+
+
+def censored_difference(a: Sequence[float], b: Sequence[float], level: float = 0.95,
+                        factor: float = 1.0) -> Interval:
+    """mean(a) - factor * mean(b) where +inf marks a run that never reached the target.
+
+    - no +inf on either side: Welch's interval;
+    - every run of both never reached: a tie, [0, 0];
+    - every run of one side never reached, every run of the other did: decisive, [+inf, +inf]
+      (or [-inf, -inf]): the never side is slower, whatever the numbers;
+    - otherwise (some runs of a side reached, some not): only what those runs cannot change is
+      kept. A never-run can only make its side slower, so with never-runs in a the upper bound is
+      +inf, with never-runs in b the lower bound is -inf; the other bound is Welch's bound over the
+      runs that reached the target (unbounded where a side has fewer than 2 such runs).
+    The estimate is the difference of means with +inf - +inf taken as 0.
+    """
+    a = np.asarray(a, dtype=float)
+    b = factor * np.asarray(b, dtype=float)
+    never_a, never_b = np.isinf(a), np.isinf(b)
+    if not never_a.any() and not never_b.any():
+        return welch_interval(a, b, level)
+    with np.errstate(invalid="ignore"):
+        est = float(a.mean() - b.mean())
+    est = 0.0 if math.isnan(est) else est  # +inf - +inf: both sides unbounded, taken as a tie
+    if never_a.all() and never_b.all():
+        return Interval(0.0, 0.0, 0.0, method="tie (no run of either reached the target)")
+    if never_a.all() and not never_b.any():
+        return Interval(math.inf, math.inf, math.inf, method="decisive (no run of a reached the target)")
+    if never_b.all() and not never_a.any():
+        return Interval(-math.inf, -math.inf, -math.inf, method="decisive (no run of b reached the target)")
+    reached = welch_interval(a[~never_a], b[~never_b], level)
+    lo = -math.inf if never_b.any() else reached.lo
+    hi = math.inf if never_a.any() else reached.hi
+    return Interval(est, lo, hi, reached.df, "Welch t over the runs that reached the target, one side unbounded")
+
+
+def censored_mean(x: Sequence[float], level: float = 0.95) -> Interval:
+    """The t interval of a mean where +inf marks a run that never reached the target: every run
+    never: [+inf, +inf]; some: the lower bound of the runs that reached it, the upper bound +inf."""
+    x = np.asarray(x, dtype=float)
+    never = np.isinf(x)
+    if not never.any():
+        return mean_interval(x, level)
+    if never.all():
+        return Interval(math.inf, math.inf, math.inf, method="decisive (no run reached the target)")
+    reached = mean_interval(x[~never], level)
+    return Interval(math.inf, reached.lo, math.inf, reached.df, "t over the runs that reached the target, upper bound unbounded")
+
+
+def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a share of k in n (scipy's binomtest); n = 0: (0, 1)."""
+    if n == 0:
+        return 0.0, 1.0
+    ci = sps.binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def side(iv: Interval, bound: float = 0.0) -> int:
+    """+1: the interval lies entirely above ``bound``; -1: entirely below; 0: it contains it (a
+    zero-width interval at the bound, a tie, contains it)."""
+    return 1 if iv.lo > bound else (-1 if iv.hi < bound else 0)
+
+
+def best_index(means: Sequence[float], goal: str) -> int:
+    """Index of the highest (goal "max") or lowest ("min") mean; the first of tied ones."""
+    m = np.asarray(means, dtype=float)
+    return int(np.argmax(m) if goal == "max" else np.argmin(m))
+
+
+def is_monotone(means: Sequence[float], increasing: bool) -> bool:
+    """Whether the means never step against the direction. Equal neighbours are allowed: two
+    settings in which no run reached the target (+inf, +inf) tie, and a plateau is not a reversal."""
+    pairs = list(zip(means, list(means)[1:]))
+    return all((m2 >= m1) if increasing else (m2 <= m1) for m1, m2 in pairs)
