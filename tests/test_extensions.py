@@ -287,3 +287,27 @@ def test_critical_batch_verdict_within_a_factor():
     far = runs.assign(noise_scale=runs["noise_scale"] * 100)
     assert ext.critical_batch_verdict(far, "batch_size", "lr_scaling", 4.0, 0.95, 1000,
                                       np.random.default_rng(0))["verdict"] == "contradicted"
+
+
+def test_new_rule_kinds_through_the_claims_machinery():
+    from batchwise.claims import evaluate_claims, load_claims
+    from conftest import REPO
+
+    def claim(cid, study, rule):
+        return {"id": cid, "homework": "002", "quote": "q", "english": "e", "study": study, "rule": rule}
+
+    runs = pd.concat([HAND.assign(study="x2"), collapse_runs().assign(study="x1", status="ok"),
+                      scaling_runs().assign(study="x3")], ignore_index=True)
+    results = evaluate_claims([
+        claim("hf", "x2", {"kind": "half_failure", "over": "lr", "a": {"bn": True}, "b": {"bn": False},
+                           "expect": "greater"}),
+        claim("co", "x1", {"kind": "collapse", "select": {"init": "zeros", "batch_size": 64}}),
+        claim("cb", "x3", {"kind": "critical_batch", "over": "batch_size", "by": "lr_scaling", "factor": 4}),
+    ], runs)
+    assert [r["verdict"] for r in results] == ["supported", "inconclusive", "supported"]
+    assert "3 of 3 runs collapsed" in results[1]["evidence"]  # Wilson [0.44, 1]: three runs are too few
+    again = evaluate_claims([claim("cb", "x3", {"kind": "critical_batch", "over": "batch_size",
+                                                "by": "lr_scaling", "factor": 4})], runs)
+    assert (again[0]["lo"], again[0]["hi"]) == (results[2]["lo"], results[2]["hi"])  # seeded by the claim id
+    shipped = [c for c in load_claims(REPO / "config" / "claims.yaml") if "source" in c]
+    assert {c["rule"]["kind"] for c in shipped} >= {"half_failure", "collapse", "critical_batch"}

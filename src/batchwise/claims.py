@@ -29,6 +29,7 @@ The statistics (Welch and t intervals, Wilson, the edge cases) live in ``stats``
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -37,6 +38,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from . import extensions as ext
 from . import stats
 from .aggregate import measured_runs, outcome as run_outcome
 from .stats import Interval, side
@@ -96,6 +98,10 @@ RULE_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "interior_optimum": (("metric", "over", "goal"), ("where",)),
     "monotonic": (("metric", "over", "direction"), ("where",)),
     "never_reaches": (("select",), ("metric",)),
+    # the extension studies' literature claims (statistics in extensions.py, shared with figures and report)
+    "half_failure": (("over", "a", "b", "expect"), ()),
+    "collapse": (("select",), ("share",)),
+    "critical_batch": (("over", "by", "factor"), ("where",)),
 }
 SELECTOR_FIELDS = ("a", "b", "select", "at", "where")
 SELECTOR_RESERVED = ("study", "label")     # selector keys that are not parameters
@@ -163,7 +169,7 @@ def _validate_claim(claim: Any, index: int) -> None:
     for key in SELECTOR_FIELDS:
         if key in rule and not isinstance(rule[key], dict):
             raise ValueError(f"claim {cid!r}: selector {key!r} must be a mapping")
-    for key in ("target", "tolerance", "margin", "factor", "above", "below"):
+    for key in ("target", "tolerance", "margin", "factor", "above", "below", "share"):
         if key in rule and not isinstance(rule[key], (int, float)):
             raise ValueError(f"claim {cid!r}: key {key!r} must be a number")
 
@@ -887,6 +893,34 @@ def _eval_monotonic(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings) ->
     return out
 
 
+# --------------------------------------------------------------------------- extension studies
+# The rules of the literature claims on the extension studies. Their statistics live beside the
+# analyses the figures and the report draw (extensions.py), so a verdict and a figure never compute
+# the same number two ways.
+
+def _eval_half_failure(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings) -> dict:
+    """a's half-failure value of `over` (where half of the runs fail to train) above / below b's: the
+    two Wilson-based intervals apart in the expected order."""
+    a, b = (_match(_study_runs(runs, rule[k].get("study", claim["study"])), rule[k]) for k in ("a", "b"))
+    return ext.half_failure_verdict(a, b, (_label(rule["a"]), _label(rule["b"])), rule["over"],
+                                    rule["expect"], s.level)
+
+
+def _eval_collapse(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings) -> dict:
+    """The selected runs collapse to one class: the Wilson interval of the collapsed share above 1/2."""
+    rows = _match(_study_runs(runs, rule["select"].get("study", claim["study"])), rule["select"])
+    return ext.collapse_verdict(rows, _label(rule["select"]), s.level, float(rule.get("share", ext.COLLAPSE_SHARE)))
+
+
+def _eval_critical_batch(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings) -> dict:
+    """The fitted bend of steps to target within `factor` of the measured noise scale. Its interval is a
+    bootstrap over a fit across every setting of the sweep (not a mean of 3 runs), seeded by the claim
+    id so that the verdict is the same on every evaluation."""
+    rows = _match(_study_runs(runs, claim["study"]), rule.get("where", {}))
+    rng = np.random.default_rng(zlib.crc32(str(claim["id"]).encode()))
+    return ext.critical_batch_verdict(rows, rule["over"], rule["by"], float(rule["factor"]), s.level, 1000, rng)
+
+
 _EVALUATORS: dict[str, Callable[[dict, dict, pd.DataFrame, Settings], dict]] = {
     "compare": _eval_compare,
     "compare_each": _eval_compare_each,
@@ -897,6 +931,9 @@ _EVALUATORS: dict[str, Callable[[dict, dict, pd.DataFrame, Settings], dict]] = {
     "interior_optimum": _eval_interior,
     "monotonic": _eval_monotonic,
     "never_reaches": _eval_never,
+    "half_failure": _eval_half_failure,
+    "collapse": _eval_collapse,
+    "critical_batch": _eval_critical_batch,
 }
 
 

@@ -25,18 +25,7 @@ import pandas as pd
 
 from .aggregate import measured_runs
 from .config import slug_value
-
-try:  # issue 11 part 1 puts the small-sample statistics in their own module
-    from .stats import wilson_interval
-except ImportError:  # pragma: no cover - until that module lands
-    def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
-        """Wilson score interval of k successes in n trials (temporary; replaced by stats')."""
-        from statistics import NormalDist
-
-        z = NormalDist().inv_cdf(0.5 + level / 2)
-        p, denom = k / n, 1 + z * z / n
-        centre, half = (p + z * z / (2 * n)) / denom, z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-        return max(0.0, centre - half), min(1.0, centre + half)
+from .stats import wilson_interval
 
 COLLAPSE_SHARE = 0.9   # a model that gives one class to >= 90 % of the test images has collapsed
 HALF = 0.5             # the trained share that defines the half-failure learning rate
