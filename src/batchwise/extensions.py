@@ -53,6 +53,16 @@ BEND_METHOD = (
     "epoch; a run's value is its median over epochs, and the study's is the median over the runs that "
     "trained, with its interquartile range.")
 
+LITERATURE_RULES = (
+    "Three rules are particular to these claims. 'Half-failure' compares the learning rates at which half "
+    "of the runs fail to train (method in each chapter): supported when the two {level:.0%} intervals lie "
+    "apart in the predicted order, contradicted when apart in the other, inconclusive when they overlap. "
+    "'Collapse' counts the runs that answer one class for at least 90 % of the test images: supported when "
+    "the {level:.0%} Wilson interval of that share lies above one half (they collapse reliably), "
+    "contradicted when below. 'Critical batch' compares the fitted bend of steps to target with the measured "
+    "noise scale: supported when a {level:.0%} percentile bootstrap interval of their ratio (1,000 "
+    "resamples of the runs within each setting, seeded by the claim) lies within the stated factor, "
+    "contradicted when entirely outside it.")
 
 # --------------------------------------------------------------------------- trained share
 

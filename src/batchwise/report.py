@@ -206,6 +206,7 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
         "homeworks": chapters,
         "claims": [c for c in claim_list if not c["source"]],
         "literature_claims": [c for c in claim_list if c["source"]],
+        "literature_rules": ext.LITERATURE_RULES.format(level=verdict["level"]),
         "verdict_counts": {v: sum(c["verdict"] == v for c in claim_list)
                            for v in ("supported", "contradicted", "inconclusive", "not run")},
         "not_run": [s for s in studies if s["meta"].get("no_data")],
