@@ -346,6 +346,17 @@ def test_compare_each_golden():
     assert (r["lo"], r["hi"]) == pytest.approx(welch_ref([1.0, 1.1, 1.0], [2.0, 2.1, 2.0])[1:3])
 
 
+def test_compare_each_is_reliable_when_its_deciding_comparisons_are():
+    groups = {(True, 0.5): [1.0, 1.1, 1.0], (False, 0.5): [0.5, 0.6, 0.5],
+              (True, 0.7): [1.0, 1.1, 1.0, "diverged"], (False, 0.7): [1.0, 1.2, ("failed", 1.1), 0.9]}
+    runs = make_runs("st", groups, ("bn", "lr"), metric="train_time_s")
+    each = dict(kind="compare_each", metric="train_time_s", over="lr", a={"bn": True},
+                b={"bn": False}, expect="less")
+    r = run_one(claim(each), runs)
+    assert r["verdict"] == "contradicted" and r["reason"].startswith("contradicted reliably")
+    assert "per value: contradicted, inconclusive" in r["reason"]
+
+
 # ------------------------------------------------------------------ equivalent
 
 def test_equivalent_golden_absolute():

@@ -240,8 +240,10 @@ def _is_true(value: Any) -> bool:
 def _with_outcome(runs: pd.DataFrame) -> pd.DataFrame:
     """The runs table with its `outcome` column; a table written before the outcome rule gets
     one from `status`, `diverged` and `final_test_acc` by that same rule (aggregate.outcome)."""
-    if "outcome" in runs.columns or runs.empty:
+    if "outcome" in runs.columns:
         return runs
+    if runs.empty:
+        return runs.assign(outcome=pd.Series(dtype=object))
     def row_outcome(row: pd.Series) -> str:
         acc = pd.to_numeric(row.get("final_test_acc"), errors="coerce")
         metrics = {"status": str(row.get("status", "ok")).strip().lower(),
@@ -602,13 +604,14 @@ def _eval_compare_each(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings)
     if not values:
         return dict(verdict="inconclusive", evidence=f"no values of {over}",
                     reason=f"inconclusive: the study has no values of {over!r}")
-    parts, comps, verdicts, groups = [], [], [], []
+    parts, comps, verdicts, groups, reliable = [], [], [], [], []
     decider = None   # the deciding comparison: the first contradicted, else first inconclusive
     for v in values:
         sub = dict(kind="compare", metric=rule["metric"], expect=rule["expect"],
                    a={**rule["a"], over: v}, b={**rule["b"], over: v})
         r = _eval_compare(claim, sub, runs, s)
         verdicts.append(r["verdict"])
+        reliable.append("reliably" in r["reason"])
         groups += r["groups"]
         comps += r.get("comparisons", [])
         parts.append(f"at {_SHORT.get(over, over)} {_fmt_value(v)}: {r['evidence']} ({r['verdict']})")
@@ -617,8 +620,9 @@ def _eval_compare_each(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings)
             decider = (rank, r)
     verdict = ("contradicted" if "contradicted" in verdicts else
                "supported" if all(v == "supported" for v in verdicts) else "inconclusive")
-    every_run_trained = all(g["n_runs"] and g["n_trained"] == g["n_runs"] for g in groups)
-    reach = ("" if verdict == "inconclusive" else " reliably (every run trained)" if every_run_trained
+    # reliably when every comparison that makes the verdict is itself reliable
+    deciding = [ok for v, ok in zip(verdicts, reliable) if v == verdict]
+    reach = ("" if verdict == "inconclusive" else " reliably (every run trained)" if all(deciding)
              else " in the runs that trained")
     out = {k: decider[1].get(k) for k in ("mean_a", "std_a", "n_a", "mean_b", "std_b", "n_b",
                                          "diff", "lo", "hi")}
@@ -650,11 +654,11 @@ def _eval_equivalent(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings) -
     else:
         scale, _, dunit, dg = METRICS[metric]
         m_txt, what = f"±{_num(margin * scale, dg)}{dunit}", "difference"
-    test = _test_name(iv) + (" (on log values: a ratio of geometric means)" if relative else "")
+    test = _test_name(iv) + " interval" + (" on log values (a ratio of geometric means)" if relative else "")
     out.update(_ab_fields(a, b, iv), verdict=verdict, comparisons=[_comparison(a, b, iv)],
                evidence=f"{listing}; {_fmt_interval(metric, iv, s.level, what, relative)}",
                reason=f"{_verdict_words(verdict, [a, b])}: 'about the same' means a {what} within "
-                      f"{m_txt}; the {s.level:.0%} {test} interval {where} that margin"
+                      f"{m_txt}; the {s.level:.0%} {test} {where} that margin"
                       + _notes([a, b], s.level))
     return out
 
