@@ -154,7 +154,8 @@ def censored_difference(a: Sequence[float], b: Sequence[float], level: float = 0
     reached = welch_interval(a[~never_a], b[~never_b], level)
     lo = -math.inf if never_b.any() else reached.lo
     hi = math.inf if never_a.any() else reached.hi
-    return Interval(est, lo, hi, reached.df, "Welch t over the runs that reached the target, one side unbounded")
+    return Interval(est, lo, hi, reached.df,
+                    "Welch t over the runs that reached the target, one side unbounded")
 
 
 def censored_mean(x: Sequence[float], level: float = 0.95) -> Interval:
@@ -167,7 +168,8 @@ def censored_mean(x: Sequence[float], level: float = 0.95) -> Interval:
     if never.all():
         return Interval(math.inf, math.inf, math.inf, method="decisive (no run reached the target)")
     reached = mean_interval(x[~never], level)
-    return Interval(math.inf, reached.lo, math.inf, reached.df, "t over the runs that reached the target, upper bound unbounded")
+    return Interval(math.inf, reached.lo, math.inf, reached.df,
+                    "t over the runs that reached the target, upper bound unbounded")
 
 
 def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
