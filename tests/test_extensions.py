@@ -281,12 +281,13 @@ def test_collapse_verdict_reliably_or_in_k_of_n():
 
 def test_critical_batch_verdict_within_a_factor():
     runs = scaling_runs()  # bend at 200, noise scale ~150-175
-    out = ext.critical_batch_verdict(runs, "batch_size", "lr_scaling", 4.0, 0.95, 1000, np.random.default_rng(0))
+    out = ext.critical_batch_verdict(runs, "batch_size", "lr_scaling", 4.0, 0.95, 1000, np.random.default_rng(0),
+                                     min_runs=2)
     assert out["verdict"] == "supported", out
     assert out["diff"] == pytest.approx(out["mean_a"] / out["mean_b"])
     far = runs.assign(noise_scale=runs["noise_scale"] * 100)
     assert ext.critical_batch_verdict(far, "batch_size", "lr_scaling", 4.0, 0.95, 1000,
-                                      np.random.default_rng(0))["verdict"] == "contradicted"
+                                      np.random.default_rng(0), min_runs=2)["verdict"] == "contradicted"
 
 
 def test_new_rule_kinds_through_the_claims_machinery():
@@ -303,11 +304,22 @@ def test_new_rule_kinds_through_the_claims_machinery():
                            "expect": "greater"}),
         claim("co", "x1", {"kind": "collapse", "select": {"init": "zeros", "batch_size": 64}}),
         claim("cb", "x3", {"kind": "critical_batch", "over": "batch_size", "by": "lr_scaling", "factor": 4}),
-    ], runs)
+    ], runs, min_runs=2)
     assert [r["verdict"] for r in results] == ["supported", "inconclusive", "supported"]
     assert "3 of 3 runs collapsed" in results[1]["evidence"]  # Wilson [0.44, 1]: three runs are too few
     again = evaluate_claims([claim("cb", "x3", {"kind": "critical_batch", "over": "batch_size",
-                                                "by": "lr_scaling", "factor": 4})], runs)
+                                                "by": "lr_scaling", "factor": 4})], runs, min_runs=2)
     assert (again[0]["lo"], again[0]["hi"]) == (results[2]["lo"], results[2]["hi"])  # seeded by the claim id
     shipped = [c for c in load_claims(REPO / "config" / "claims.yaml") if "source" in c]
     assert {c["rule"]["kind"] for c in shipped} >= {"half_failure", "collapse", "critical_batch"}
+
+
+def test_critical_batch_verdict_needs_runs_and_a_bend_inside_the_sweep():
+    rng = np.random.default_rng(0)
+    one_seed = scaling_runs().query("seed == 0")
+    out = ext.critical_batch_verdict(one_seed, "batch_size", "lr_scaling", 4.0, 0.95, 200, rng)
+    assert out["verdict"] == "inconclusive" and "1 run, fewer than the 3" in out["reason"]
+    runs = scaling_runs()
+    steep = runs.assign(steps_to_target=runs["steps_to_target"] * 0 + 5000 / runs["batch_size"] + 0.5)
+    out = ext.critical_batch_verdict(steep, "batch_size", "lr_scaling", 4.0, 0.95, 200, rng, min_runs=2)
+    assert out["verdict"] == "inconclusive" and "outside" in out["reason"]

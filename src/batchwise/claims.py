@@ -922,7 +922,8 @@ def _eval_critical_batch(claim: dict, rule: dict, runs: pd.DataFrame, s: Setting
     id so that the verdict is the same on every evaluation."""
     rows = _match(_study_runs(runs, claim["study"]), rule.get("where", {}))
     rng = np.random.default_rng(zlib.crc32(str(claim["id"]).encode()))
-    return ext.critical_batch_verdict(rows, rule["over"], rule["by"], float(rule["factor"]), s.level, 1000, rng)
+    return ext.critical_batch_verdict(rows, rule["over"], rule["by"], float(rule["factor"]), s.level, 1000, rng,
+                                      s.min_runs)
 
 
 _EVALUATORS: dict[str, Callable[[dict, dict, pd.DataFrame, Settings], dict]] = {

@@ -365,7 +365,7 @@ def _bend_ratio(cells: list[tuple[object, float, np.ndarray]], noise: np.ndarray
 
 
 def critical_batch_verdict(runs: pd.DataFrame, over: str, by: str, factor: float, level: float,
-                           resamples: int, rng: np.random.Generator) -> dict:
+                           resamples: int, rng: np.random.Generator, min_runs: int = 3) -> dict:
     """Rule `critical_batch`: the measured noise scale B_simple predicts the bend B_crit of steps to target
     (McCandlish et al. 2018) within `factor`. The ratio B_crit / B_simple gets a percentile bootstrap
     interval (runs resampled within each setting; at most 1,000 resamples); supported when it lies within
@@ -387,6 +387,15 @@ def critical_batch_verdict(runs: pd.DataFrame, over: str, by: str, factor: float
     if not math.isfinite(point):
         return {"verdict": "inconclusive", "evidence": evidence,
                 "reason": "inconclusive: no finite bend within the batch sizes tried, or no noise scale measured"}
+    if not best[over].min() <= b_crit <= best[over].max():
+        return {"verdict": "inconclusive", "evidence": evidence,
+                "reason": f"inconclusive: the fitted bend lies outside the {over} values tried "
+                          f"({best[over].min():g}–{best[over].max():g}), an extrapolation"}
+    few = min(len(s) for _, _, s in cells)
+    if few < min_runs:  # a resample of one run is that run: the interval would shrink to a point
+        return {"verdict": "inconclusive", "evidence": evidence,
+                "reason": f"inconclusive by rule: a setting has {few} run{'s' if few != 1 else ''}, fewer than "
+                          f"the {min_runs} required"}
     draws = []
     for _ in range(min(resamples, 1000)):
         pick = [rng.integers(0, len(s), len(s)) for _, _, s in cells]
