@@ -98,6 +98,9 @@ RULE_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "interior_optimum": (("metric", "over", "goal"), ("where",)),
     "monotonic": (("metric", "over", "direction"), ("where",)),
     "never_reaches": (("select",), ("metric",)),
+    # train-or-fail outcomes: the share of runs that trained (the outcome rule), not a mean
+    "trains_more": (("a", "b", "expect"), ()),
+    "trained_share": (("select",), ("above", "below")),
     # the extension studies' literature claims (statistics in extensions.py, shared with figures and report)
     "half_failure": (("over", "a", "b", "expect"), ()),
     "collapse": (("select",), ("share",)),
@@ -718,6 +721,66 @@ def _eval_threshold(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings) ->
     return out
 
 
+def _trained_text(g: Group) -> str:
+    others = [f"{n} {o}" for n, o in ((g.n_failed, "failed"), (g.n_diverged, "diverged")) if n]
+    return f"{g.label}: {g.n_trained} of {g.n_runs} trained" + (f" ({', '.join(others)})" if others else "")
+
+
+def _too_few_runs(out: dict, groups: list[Group], evidence: str, s: Settings) -> dict | None:
+    """A share rule counts every run, diverged ones included; fewer than min_runs: inconclusive."""
+    few = [g for g in groups if g.n_runs < s.min_runs]
+    if not few:
+        return None
+    return {**out, "verdict": "inconclusive", "evidence": evidence,
+            "reason": f"inconclusive by rule: {'; '.join(f'{g.label} has {g.n_runs} runs' for g in few)}, "
+                      f"fewer than the {s.min_runs} required"}
+
+
+def _eval_trains_more(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings) -> dict:
+    """The share of runs that trained is higher (or lower) in a than in b: Newcombe's interval of
+    the difference of the two shares."""
+    a = _select(claim, runs, rule["a"], "final_test_acc")
+    b = _select(claim, runs, rule["b"], "final_test_acc")
+    listing = f"{_trained_text(a)} vs {_trained_text(b)}"
+    out = dict(groups=_group_fields([a, b], s.level), n_a=a.n_runs, n_b=b.n_runs,
+               mean_a=a.n_trained / a.n_runs if a.n_runs else math.nan,
+               mean_b=b.n_trained / b.n_runs if b.n_runs else math.nan)
+    if early := _too_few_runs(out, [a, b], listing, s):
+        return early
+    iv = stats.share_difference_interval(a.n_trained, a.n_runs, b.n_trained, b.n_runs, s.level)
+    sign = side(iv)
+    verdict = _decide(sign, -1 if rule["expect"] == "less" else 1)
+    rel = "less" if rule["expect"] == "less" else "more"
+    out.update(diff=iv.estimate, lo=iv.lo, hi=iv.hi, verdict=verdict,
+               comparisons=[_comparison(a, b, iv)],
+               evidence=f"{listing}; {s.level:.0%} {iv.method} of the difference in the share that trained "
+                        f"[{100 * iv.lo:+.0f}, {100 * iv.hi:+.0f}] points",
+               reason=f"{verdict}: expected {a.label} to train {rel} often than {b.label}; the interval "
+                      f"{_WHERE[sign]} 0")
+    return out
+
+
+def _eval_trained_share(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings) -> dict:
+    """The share of runs that trained lies above (or below) a bound: its Wilson interval."""
+    above = "above" in rule
+    bound = float(rule["above"] if above else rule["below"])
+    a = _select(claim, runs, rule["select"], "final_test_acc")
+    out = dict(groups=_group_fields([a], s.level), n_a=a.n_runs,
+               mean_a=a.n_trained / a.n_runs if a.n_runs else math.nan)
+    expected = f"a share {'above' if above else 'below'} {100 * bound:g} %"
+    if early := _too_few_runs(out, [a], f"{_trained_text(a)}; expected {expected}", s):
+        return early
+    lo, hi = stats.wilson_interval(a.n_trained, a.n_runs, s.level)
+    sign = side(Interval(a.n_trained / a.n_runs, lo, hi), bound)
+    verdict = _decide(sign, 1 if above else -1)
+    out.update(diff=a.n_trained / a.n_runs - bound, lo=lo, hi=hi, verdict=verdict,
+               evidence=f"{_trained_text(a)} ({s.level:.0%} Wilson interval {100 * lo:.0f}–{100 * hi:.0f} %); "
+                        f"expected {expected}",
+               reason=f"{verdict}: the Wilson interval of the share that trained {_WHERE[sign]} "
+                      f"{100 * bound:g} %")
+    return out
+
+
 def _eval_never(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings) -> dict:
     """No finished run (trained or failed) reaches the target. A diverged run stopped early: it
     "diverged first" and is not counted as never reaching the target within the budget."""
@@ -927,6 +990,8 @@ def _eval_critical_batch(claim: dict, rule: dict, runs: pd.DataFrame, s: Setting
 
 
 _EVALUATORS: dict[str, Callable[[dict, dict, pd.DataFrame, Settings], dict]] = {
+    "trains_more": _eval_trains_more,
+    "trained_share": _eval_trained_share,
     "compare": _eval_compare,
     "compare_each": _eval_compare_each,
     "equivalent": _eval_equivalent,

@@ -41,7 +41,8 @@ import numpy as np
 from scipy import stats as sps
 
 __all__ = ["Interval", "welch_interval", "mean_interval", "ratio_interval", "censored_difference",
-           "censored_mean", "wilson_interval", "side", "best_index", "is_monotone"]
+           "censored_mean", "wilson_interval", "share_difference_interval", "side", "best_index",
+           "is_monotone"]
 
 UNBOUNDED = (-math.inf, math.inf)
 
@@ -178,6 +179,19 @@ def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
         return 0.0, 1.0
     ci = sps.binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="wilson")
     return float(ci.low), float(ci.high)
+
+
+def share_difference_interval(k1: int, n1: int, k2: int, n2: int, level: float = 0.95) -> Interval:
+    """The difference of two shares, k1/n1 - k2/n2, with Newcombe's hybrid score interval (1998,
+    method 10): built from the two Wilson intervals, so it stays inside [-1, 1] and keeps its
+    coverage at k = 0 and k = n, where the normal approximation collapses to a point."""
+    if n1 == 0 or n2 == 0:
+        return Interval(math.nan, -1.0, 1.0, method="no runs on one side")
+    p1, p2 = k1 / n1, k2 / n2
+    (l1, u1), (l2, u2) = wilson_interval(k1, n1, level), wilson_interval(k2, n2, level)
+    d = p1 - p2
+    return Interval(d, d - math.hypot(p1 - l1, u2 - p2), d + math.hypot(u1 - p1, p2 - l2),
+                    method="Newcombe's hybrid score interval")
 
 
 def side(iv: Interval, bound: float = 0.0) -> int:
