@@ -31,11 +31,11 @@ def test_cell_ids_are_readable_slugs(default):
 
 
 def test_resolve_merges_defaults_params_and_grid(default):
-    cell = config.cell_by_id(default, "s2_bn_lr_cnn", "bn=true_lr=0.5_seed=3")
-    spec = config.resolve(default, cell)
+    setting = config.setting_by_id(default, "s2_bn_lr_cnn", "bn=true_lr=0.5")
+    spec = config.resolve_setting(default, setting)
     assert spec["params"]["bn"] is True and spec["params"]["lr"] == 0.5
     assert spec["params"]["momentum"] == 0.01 and spec["params"]["weight_decay"] == 0.001
-    assert spec["seed"] == 3 and spec["model"] == "cnn2" and spec["dataset"] == "mnist"
+    assert spec["seeds"] == [0, 1, 2, 3, 4] and spec["model"] == "cnn2" and spec["dataset"] == "mnist"
     assert spec["params"]["eval_batch_size"] == config.DEFAULT_PARAMS["eval_batch_size"]
 
 
@@ -48,7 +48,7 @@ def test_adding_a_grid_value_needs_no_code(default):
 
 def test_unknown_cell_is_a_config_error(default):
     with pytest.raises(config.ConfigError, match="no cell"):
-        config.cell_by_id(default, "s1_batch_init", "batch_size=7_seed=0")
+        config.setting_by_id(default, "s1_batch_init", "batch_size=7")
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "quick.yaml", "smoke.yaml"])

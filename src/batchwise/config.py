@@ -448,21 +448,13 @@ def setting_by_id(config: dict, study: str, setting_id: str) -> Setting:
     for setting in settings(config, study):
         if setting.id == setting_id:
             return setting
-    raise ConfigError(f"config: studies.{study}: no setting '{setting_id}' in this config's grid")
+    raise ConfigError(f"config: studies.{study}: no cell '{setting_id}' in this config's grid")
 
 
 def resolve_setting(config: dict, setting: Setting) -> dict:
     """The resolved spec of a grid point's job: one cell's spec (its first seed) plus all `seeds`."""
     first = Cell(setting.study, setting.id, setting.seeds[0], setting.grid_values)
     return {**resolve(config, first), "seeds": list(setting.seeds)}
-
-
-def cell_by_id(config: dict, study: str, cell_id: str) -> Cell:
-    """Look a cell up by its id; ConfigError if the config has no such cell."""
-    for cell in cells(config, study):
-        if cell.id == cell_id:
-            return cell
-    raise ConfigError(f"config: studies.{study}: no cell '{cell_id}' in this config's grid")
 
 
 def resolve(config: dict, cell: Cell) -> dict:
