@@ -1,6 +1,6 @@
 # One command for the main job, one for the tests; each sets itself up in a virtual environment.
 #   make report              the four studies at homework settings (GPU recommended)
-#   make quick               real data, every study, reduced: ~6 min on 2 CPU cores
+#   make quick               real data, every study, reduced: ~15 min on 2 CPU cores
 #   make test                the test suite (includes the smoke workflow, data to PDF)
 #   make bench               training-speed benchmark -> docs/benchmarks.md
 # Variables: DATA_DIR (where MNIST/ and cifar10-jpeg/ or cifar-10-batches-py/ live), CORES, GPUS
