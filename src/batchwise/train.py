@@ -532,9 +532,10 @@ def run_cell(spec: dict, cache_path: Path, out_dir: Path, log: Callable[[str], N
     startup["data_loaded"] = provenance.process_age_s()
     seeds = spec.get("seeds") or [spec["seed"]]
     folder = (lambda seed: out_dir / f"seed={seed}") if "seeds" in spec else (lambda seed: out_dir)
-    bases = {seed: {"schema": 2, "study": spec["study"], "cell": f"{spec['setting']}_seed={seed}",
-                    "setting": spec["setting"], "seed": seed, "spec": {**spec, "seed": seed},
-                    "data": {k: v for k, v in cache.meta.items() if k not in ("mean", "std")}} for seed in seeds}
+    data_meta = {k: v for k, v in cache.meta.items() if k not in ("mean", "std")}
+    run_spec = lambda seed: {**spec, "seed": seed, "cell": f"{spec['setting']}_seed={seed}"}  # noqa: E731
+    bases = {seed: {"schema": 2, "study": spec["study"], "cell": run_spec(seed)["cell"], "setting": spec["setting"],
+                    "seed": seed, "spec": run_spec(seed), "data": data_meta} for seed in seeds}
     if not cache.meta.get("available", True):
         log(f"data set '{spec['dataset']}' is not available: {cache.meta.get('reason')}")
         out = []
