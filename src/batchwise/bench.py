@@ -142,6 +142,17 @@ def time_dataloader(model_name: str, cache: data.Cache, bs: int, options: dict, 
     return (time.perf_counter() - t0) / steps * 1000
 
 
+def bench_spec(model_name: str, dataset: str, bs: int, options: dict, epochs: int, steps: int, test_n: int,
+               device: torch.device, graphs: bool) -> dict:
+    """A one-seed training spec of `epochs` epochs of `steps` steps, as the engine takes it."""
+    params = {**config.DEFAULT_PARAMS, **config.MODEL_PARAMS[model_name], **options,
+              "epochs": epochs, "batch_size": bs, "lr": LR, "momentum": MOMENTUM,
+              "train_subset": steps * bs, "test_subset": test_n}
+    return {"study": "bench", "cell": f"{model_name}_bs{bs}", "setting": f"bs={bs}", "seed": 0,
+            "dataset": dataset, "model": model_name, "params": params, "device": device.type,
+            "cuda_graphs": "on" if graphs else "off", "deterministic": False}
+
+
 def time_engine(model_name: str, dataset: str, cache: data.Cache, bs: int, options: dict, graphs: bool,
                 steps: int, device: torch.device) -> dict:
     """The project engine, through train.train: a 1-epoch warm-up, then timed epochs of `steps`
@@ -150,12 +161,7 @@ def time_engine(model_name: str, dataset: str, cache: data.Cache, bs: int, optio
     per_epoch = max(1, min(steps, len(cache.x_train) // bs))
     epochs = 1 + max(1, math.ceil(3 / per_epoch))
     test_n = min(EVAL_IMAGES, len(cache.x_test))
-    params = {**config.DEFAULT_PARAMS, **config.MODEL_PARAMS[model_name], **options,
-              "epochs": epochs, "batch_size": bs, "lr": LR, "momentum": MOMENTUM,
-              "train_subset": per_epoch * bs, "test_subset": test_n}
-    spec = {"study": "bench", "cell": f"{model_name}_bs{bs}", "setting": f"bs={bs}", "seed": 0,
-            "dataset": dataset, "model": model_name, "params": params, "device": device.type,
-            "cuda_graphs": "on" if graphs else "off", "deterministic": False}
+    spec = bench_spec(model_name, dataset, bs, options, epochs, per_epoch, test_n, device, graphs)
     result = train.train(spec, cache, log=lambda line: None)
     timed = result["history"][1:]
     if not timed:
@@ -254,12 +260,12 @@ def mlp_cell(cfg: dict, device: torch.device, small: bool) -> dict:
     return spec
 
 
-def mnist_cache(data_dir: Path, tmp: Path) -> Path:
-    """An MNIST cache file for subprocess jobs: the real one, else the random images written to `tmp`
-    (full size, so a job trains as long as a real cell does)."""
-    cache, _, path = load_images("mnist", data_dir)
+def mnist_cache(data_dir: Path, tmp: Path, name: str = "mnist") -> Path:
+    """A cache file of data set `name` (MNIST by default) for subprocess jobs: the real one, else the
+    random images written to `tmp` (full size, so a job trains as long as a real cell does)."""
+    cache, _, path = load_images(name, data_dir)
     if path is None:
-        path = tmp / "mnist.npz"
+        path = tmp / f"{name}.npz"
         np.savez(path, meta=np.array(json.dumps(cache.meta)), x_train=cache.x_train, y_train=cache.y_train,
                  x_test=cache.x_test, y_test=cache.y_test)
     return path
@@ -503,6 +509,10 @@ def report(out: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if (sys.argv[1:] if argv is None else argv)[:1] == ["probe"]:
+        from .probe import main as probe_main  # the GPU window's throughput probe
+
+        return probe_main((sys.argv[1:] if argv is None else argv)[1:])
     parser = argparse.ArgumentParser(prog="python -m batchwise.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--small", action=argparse.BooleanOptionalAction, default=None,

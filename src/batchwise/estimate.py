@@ -10,11 +10,14 @@ so the estimate is a lower bound.
 """
 from __future__ import annotations
 
+import functools
+import json
 import math
 import time
+from pathlib import Path
 from typing import Any
 
-from .config import SYNTHETIC_TRAIN_SIZE, TRAIN_SIZES, Cell, resolve
+from .config import SYNTHETIC_TRAIN_SIZE, TRAIN_SIZES, Cell, Setting, resolve, resolve_setting
 
 # Below this many training examples in all (the quick and smoke configs) there is nothing to warn about.
 MIN_EXAMPLES = 5_000_000
@@ -142,3 +145,54 @@ def cpu_warning(config: dict, cells: list[Cell], cores: int, threads: int = 2) -
             f"({parallel} job(s) at a time, {threads} threads each; evaluation not counted). Measured per step "
             f"here: {shown}.\nFor every study reduced to minutes on a CPU, stop (Ctrl-C) and run `make quick` "
             f"(or snakemake --configfile config/quick.yaml). Going on with this config.")
+
+
+# ---------------------------------------------------------------------------------------------
+# the order of the jobs: longest first
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.json"
+DEFAULT_STEP_S = 0.001  # a model docs/benchmarks.json has never timed: 1 ms per step
+
+
+@functools.cache
+def device_step_table(path: Path = BENCHMARKS) -> dict[str, dict[int, float]]:
+    """Seconds per training step on a GPU, {model: {batch size: seconds}}, from the engine's CUDA-graph
+    timings recorded in docs/benchmarks.json (the smallest figure where a setting was timed twice);
+    empty when the file is absent or unreadable."""
+    try:
+        records = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    table: dict[str, dict[int, float]] = {}
+    for r in records if isinstance(records, list) else []:
+        if r.get("variant") == "graph" and r.get("model") and r.get("batch_size") and r.get("ms_per_step"):
+            sizes = table.setdefault(r["model"], {})
+            b = int(r["batch_size"])
+            sizes[b] = min(sizes.get(b, math.inf), r["ms_per_step"] / 1000)
+    return {m: dict(sorted(s.items())) for m, s in table.items()}
+
+
+def job_seconds(config: dict, setting: Setting) -> float:
+    """Estimated GPU seconds of training of one job (a grid point, all of its seeds, one after another):
+    steps x step time at the nearest timed batch sizes (linear in between). Only the order matters:
+    the scheduler starts the longest jobs first, so the last job to finish is a short one."""
+    spec = resolve_setting(config, setting)
+    batch = spec["params"]["batch_size"]
+    steps = spec["params"]["epochs"] * math.ceil(_train_size(config, spec) / batch) * len(setting.seeds)
+    timed = device_step_table().get(spec["model"])
+    if not timed:
+        return steps * DEFAULT_STEP_S
+    below = [b for b in timed if b <= batch]
+    above = [b for b in timed if b >= batch]
+    if not below:
+        return steps * timed[above[0]]
+    if not above:
+        return steps * timed[below[-1]] * batch / below[-1]
+    return steps * _step_s({below[-1]: timed[below[-1]], above[0]: timed[above[0]]}, batch)
+
+
+def job_priority(config: dict, setting: Setting) -> float:
+    """Snakemake priority of a training job: its estimated length mapped into [0, 1) (longer: higher),
+    so that any rule given an integer priority of 1 or more still runs before every training job."""
+    seconds = job_seconds(config, setting)
+    return round(seconds / (seconds + 3600), 9)

@@ -69,6 +69,13 @@ def cell_spec(study: str, cell: str) -> str:
     return json.dumps(bw_config.resolve_setting(config, bw_config.setting_by_id(config, study, cell)), sort_keys=True)
 
 
+def cell_priority(study: str, cell: str) -> float:
+    """The training job's priority: its estimated length, in [0, 1) (longest first)."""
+    from batchwise import estimate as bw_estimate
+
+    return bw_estimate.job_priority(config, bw_config.setting_by_id(config, study, cell))
+
+
 def timing_specs(study: str) -> str:
     """The resolved specs of a study's cells (first seed each), as JSON for the timing job."""
     specs = [bw_config.resolve_setting(config, setting) for setting in bw_config.settings(config, study)]

@@ -13,6 +13,8 @@ rule train_cell:
     params:
         # The full resolved spec: changing any value of a cell re-runs that cell, and only it.
         spec=lambda w: cell_spec(w.study, w.cell),
+    # The longest jobs first (estimated from docs/benchmarks.json), so the last to finish is short.
+    priority: lambda w: cell_priority(w.study, w.cell)
     resources:
         # Concurrent training processes per GPU: `--resources gpu=4` runs four cells on one GPU.
         gpu=1,
