@@ -94,7 +94,7 @@ fetch_wheels() {  # Snakemake at this venv's version, with its dependencies, for
   $PY -m pip wheel -q -w "$build" "snakemake==$version" || { say "pip wheel snakemake==$version failed"; return 1; }
   for whl in "$build"/*.whl; do
     name=$(basename "$whl" | cut -d- -f1 | tr 'A-Z_.' 'a-z--')
-    case "$IN_IMAGE" in *" $name "*) continue ;; esac
+    case " $(echo $IN_IMAGE) " in *" $name "*) continue ;; esac  # echo: one line, single spaces
     case "$whl" in
       *-none-any.whl) cp "$whl" "$WHEEL_DIR/" || return 1 ;;
       *) pin=$(basename "$whl" | cut -d- -f1-2 | sed 's/-/==/')
