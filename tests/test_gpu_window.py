@@ -133,6 +133,8 @@ def test_call2_trains_longest_first_stops_at_deadline_and_exports(window_run):
     assert got["data"]["note"] == "built: nothing"  # the caches of call 1 were kept, as on a warm machine
     assert got["train"]["status"] == "ok" and "stopped at the deadline (120s)" in got["train"]["note"], got
     summary = json.loads((out / "summary.json").read_text())
+    assert summary["train_plan"]["jobs"] == 3 and not summary["train_plan"]["skipped_studies"]
+    assert summary["train_plan"]["longest_first"][0] == "results/s4_mobilenet/batch_size=32"
     done = summary["runs_finished"]
     assert done["s4_mobilenet"] == [0, 1]  # the 500-epoch job was stopped
     assert done["s3_batch_convergence"][0] + done["x3_scaled_lr"][0] >= 1, done

@@ -22,10 +22,15 @@
 #           (510 s) after the command began; exports what finished (and the unfinished runs'
 #           checkpoints). Back: summary.json, logs.tar.gz, bundle-*.tar.xz (parts <= 16 MiB).
 #   more    while device time is left, call 2 again on the warm machine: it resumes from checkpoints.
+# Budget: 15 device-minutes per session, the machine's start (1-2 min) included. Call 1 takes about
+# 3-4 min, so call 2 gets what status's budget_left_s leaves: set DEADLINE_S to that minus ~90 s
+# (e.g. `DEADLINE_S=420 bash tools/gpu-window.sh data train`, timeout_s 540). The 64 MiB limit is why
+# CIFAR-10 (53 MiB) and MNIST + wheels (21 MiB) travel in two calls.
 # Back here: python -m batchwise results publish <the bundle parts> --source "GPU window (device, date)"
 #
-# Every command writes $OUT/summary.json: each stage's outcome (ok, failed, skipped) with its note; a
-# failed stage does not stop the next. At the end every file under $OUT is checked against what comes
+# Every command writes $OUT/summary.json: each stage's outcome (ok or failed) with its note, the jobs
+# planned and the studies skipped (no data cache: run data with it carried), the runs finished per
+# study; a failed stage does not stop the next. At the end every file under $OUT is checked against what comes
 # back (<= 8 files, <= 16 MiB each); logs go into one tarball.
 # Variables: OUT (/tmp/gpu-window-out), CONFIG (config/config.yaml), STUDIES ("s4_mobilenet
 # s3_batch_convergence x3_scaled_lr"), GPU_JOBS (4), CORES (all), DEADLINE_S (510), CHECKS_S (120),
@@ -194,7 +199,8 @@ stage_train() {
   elif [ -e "${bundles[0]}" ]; then
     $PY -m batchwise results import "${bundles[@]}" --configfile "$CONFIG" || imported=1
   fi
-  targets=$($PY -m batchwise.window targets --configfile "$CONFIG" --studies $STUDIES --plan "$LOGS/plan.json") \
+  targets=$($PY -m batchwise.window targets --configfile "$CONFIG" --studies $STUDIES --plan "$LOGS/plan.json" \
+    --summary "$SUMMARY") \
     || { NOTE="could not list the targets"; return 1; }
   if [ -n "$targets" ]; then
     run_snakemake $targets

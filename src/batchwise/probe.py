@@ -12,7 +12,8 @@ For LeNet-5 (MNIST) and MobileNetV2 (CIFAR-10) at batch 16, through the engine i
             with the CUDA MPS daemon (`nvidia-cuda-mps-control -d`, where it exists; stopped after):
             each job's ms per step (its own training time) and the steps per second of them all
 A deadline bounds the whole probe: a measurement that would not end before it (by the one before it,
-or by its own 1-epoch run) is skipped and named in `skipped`. OUT.json is rewritten after every measurement, so a probe cut short keeps what it measured.
+or by its own 1-epoch run) is skipped and named in `skipped`. OUT.json is rewritten after every
+measurement, so a probe cut short keeps what it measured.
 On the CPU (no CUDA) it runs tiny: a few steps, 1 and 2 jobs, no MPS.
 """
 from __future__ import annotations
@@ -178,8 +179,8 @@ def probe(device: torch.device, data_dir: Path, path: Path, deadline_s: float, s
     deadline = Deadline(deadline_s)
     out = {"kind": "throughput-probe", "machine": bench.machine(device), "device": str(device),
            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "deadline_s": deadline_s,
-           "steps_per_epoch": steps, "extra_epochs": EXTRA_EPOCHS.get(device.type, 1), "data": {}, "seeds": [], "jobs": [],
-           "skipped": [], "notes": []}
+           "steps_per_epoch": steps, "extra_epochs": EXTRA_EPOCHS.get(device.type, 1), "data": {}, "seeds": [],
+           "jobs": [], "skipped": [], "notes": []}
     write(out, path)
     bench.log(f"probe on {out['machine']['device']}, {deadline_s:.0f} s at most -> {path}")
     for workload in WORKLOADS:

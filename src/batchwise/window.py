@@ -164,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--configfile", nargs="+", required=True)
         p.add_argument("--studies", nargs="+", required=True)
     t.add_argument("--plan", required=True, help="write the plan (jobs, skipped studies) here as JSON")
+    t.add_argument("--summary", help="also note the jobs planned and the studies skipped in this summary")
     f.add_argument("summary")
     r = sub.add_parser("record", help="a stage's outcome, into the summary")
     r.add_argument("summary")
@@ -191,6 +192,11 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.plan).write_text(json.dumps(got, indent=1) + "\n")
         for study, why in got["skipped_studies"].items():
             print(f"skipped {study}: {why}", file=sys.stderr)
+        if args.summary:
+            summary = read_summary(Path(args.summary))
+            summary["train_plan"] = {"jobs": len(got["jobs"]), "longest_first": [j["target"] for j in got["jobs"][:5]],
+                                     "skipped_studies": got["skipped_studies"]}
+            write_summary(Path(args.summary), summary)
         print("\n".join(j["target"] for j in got["jobs"]))
         return 0
     summary = read_summary(Path(args.summary))
