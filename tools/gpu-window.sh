@@ -182,8 +182,12 @@ stage_checks() {  # pytest -m gpu, then the throughput probe, within CHECKS_S se
     NOTE="pytest -m gpu rc $pytest_rc; probe: no time left"; return 1
   fi
   # the probe stops itself at its deadline; timeout is the backstop (probe.json is written as it goes)
-  timeout $((left + 60)) $PY -m batchwise.bench probe --deadline "$left" --out "$OUT/probe.json" \
-    --data results/data || rc=1
+  timeout --kill-after=10 $((left + 60)) $PY -m batchwise.bench probe --deadline "$left" \
+    --out "$OUT/probe.json" --data results/data || rc=1
+  if [ -S /tmp/nvidia-mps/control ]; then  # the probe stops the MPS daemon it starts; if it was cut short
+    say "an MPS daemon is still up: stopping it, so that training runs without it"
+    echo quit | nvidia-cuda-mps-control || rc=1
+  fi
   NOTE="pytest -m gpu rc $pytest_rc (0 passed, 5 none selected); probe rc $([ $rc = 0 ] && echo 0 || echo 1)"
   return $rc
 }

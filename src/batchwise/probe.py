@@ -104,13 +104,17 @@ def mps(on: bool) -> str | None:
     return None
 
 
-def jobs_at_once(spec: dict, cache: Path, tmp: Path, n: int) -> dict:
-    """`n` one-seed training processes started together: each one's ms per step, the batch's wall."""
+def jobs_at_once(spec: dict, cache: Path, tmp: Path, n: int, timeout_s: float) -> dict:
+    """`n` one-seed training processes started together: each one's ms per step, the batch's wall.
+    RuntimeError when one fails; subprocess.TimeoutExpired when they outlast `timeout_s` (a client of a
+    broken MPS server can hang)."""
     t0 = time.perf_counter()
     procs = [bench.train_job(spec, cache, tmp / f"job{i}") for i in range(n)]
     try:
         for proc in procs:
-            bench.finish(proc)
+            _, err = proc.communicate(timeout=max(1.0, timeout_s - (time.perf_counter() - t0)))
+            if proc.returncode != 0:
+                raise RuntimeError(f"`python -m batchwise train` exited with {proc.returncode}: {err[-1000:]}")
     finally:
         for proc in procs:  # only left running when one failed
             if proc.poll() is None:
@@ -147,14 +151,19 @@ def time_jobs(device: torch.device, data_dir: Path, steps: int, widths: list[int
                     out["skipped"].append(f"{name} jobs with MPS: {why}")
                     continue
                 try:
-                    last = 0.0
+                    last, last_n = 0.0, 1
                     for n in widths:
                         label = f"{name} bs {bs}: {n} job(s) at once, MPS {'on' if with_mps else 'off'}"
-                        if not deadline.fits(1.5 * last * max(1.0, n / max(1, widths[0])) + 5):
+                        if not deadline.fits(1.5 * last * max(1.0, n / last_n) + 5):  # as if they shared nothing
                             out["skipped"].append(f"{label}: deadline")
                             continue
-                        got = jobs_at_once(spec, cache, Path(tmp) / f"w{n}", n)
-                        last = got["wall_s"]
+                        try:
+                            got = jobs_at_once(spec, cache, Path(tmp) / f"w{n}", n, deadline.left() + 30)
+                        except (RuntimeError, subprocess.SubprocessError) as exc:
+                            out["notes"].append(f"{label}: failed ({type(exc).__name__}: {exc})")
+                            bench.log(f"  {label}: FAILED ({type(exc).__name__})")
+                            break
+                        last, last_n = got["wall_s"], n
                         out["jobs"].append({"workload": name, "model": model_name, "batch_size": bs, "jobs": n,
                                             "mps": with_mps, **got})
                         bench.log(f"  {label:45s} {got['ms_per_step_per_job']:8.3f} ms/step/job, "
