@@ -9,6 +9,7 @@ of a cell share one copy of the data; on CUDA they train together, each on its o
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import time
@@ -21,9 +22,14 @@ import torch
 import torch.nn.functional as F
 
 from . import data, models, provenance
+from .checkpoint import Checkpoints
 from .files import atomic_write_json, atomic_write_text
 
 MAX_LOSS_POINTS = 2000  # per-iteration losses kept per run, for the loss-evolution figures
+# What a run records as it goes, saved with its state after each epoch (see `SeedRun.state`).
+RESUMED = ("epoch", "step_count", "images_seen", "history", "iterations", "train_time", "eval_time",
+           "diverged_epoch", "epochs_to_target", "steps_to_target", "examples_to_target", "time_to_target",
+           "stopped_at_target", "pred_counts")
 
 
 class TrainingError(RuntimeError):
@@ -217,6 +223,17 @@ def noise_scale_from_norms(sizes: tuple[int, int], mean_sq: tuple[float, float])
     return trace / g2 if g2 > 0 and trace > 0 else math.nan
 
 
+def _numpy_rng_state() -> tuple:
+    """NumPy's global generator state in types that `torch.load(weights_only=True)` accepts."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached
+
+
+def _set_numpy_rng_state(state: tuple) -> None:
+    name, keys, pos, has_gauss, cached = state
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+
+
 class SeedRun:
     """One seed of a cell: its model, optimiser, step graphs and records.
 
@@ -271,11 +288,38 @@ class SeedRun:
         self.every = max(1, math.ceil(self.steps * p["epochs"] / MAX_LOSS_POINTS))
         self.check_every = math.ceil(self.steps / p["target_checks_per_epoch"])
         self.epoch = self.step_count = self.images_seen = 0
-        self.history, self.iterations, self.noise = [], [], []
+        self.history, self.iterations, self.pred_counts = [], [], []
         self.train_time = self.eval_time = 0.0
         self.diverged_epoch = self.epochs_to_target = self.steps_to_target = None
         self.examples_to_target = self.time_to_target = None
         self.stopped_at_target = False
+
+    def state(self) -> dict:
+        """Everything the rest of the run depends on, after a finished epoch: weights and buffers,
+        momentum, every random generator, records, counters and target bookkeeping."""
+        cuda = self.device.type == "cuda"
+        return {"device_type": self.device.type, "model": self.model.state_dict(),
+                "momentum": [b.detach().clone() for b in self.opt.buffers],
+                "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(),
+                        "cuda": torch.cuda.get_rng_state(self.device) if cuda else None,
+                        "shuffle": self.shuffle.get_state(), "probe": self.probe.get_state()},
+                "records": {k: getattr(self, k) for k in RESUMED}}
+
+    @torch.no_grad()
+    def load_state(self, state: dict) -> None:
+        """Continue from `state()`; tensors are copied in place (captured graphs keep pointing at them)."""
+        self.model.load_state_dict(state["model"])
+        for b, s in zip(self.opt.buffers, state["momentum"]):
+            b.copy_(s)
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        _set_numpy_rng_state(rng["numpy"])
+        if rng["cuda"] is not None:
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        self.shuffle.set_state(rng["shuffle"])
+        self.probe.set_state(rng["probe"])
+        for k, v in state["records"].items():
+            setattr(self, k, v)
 
     def _step_on(self, idx: torch.Tensor) -> None:
         d = self.d
@@ -295,7 +339,7 @@ class SeedRun:
         fns = [lambda: self._step_on(self.order.index_select(0, self.k * bs + self.offsets))]
         return fns + [lambda: self._step_on(self.order[full * bs:])] if self.steps > full else fns
 
-    def _advance(self, i: int) -> None:
+    def advance(self, i: int) -> None:
         """Step i of the epoch: a graph replay, or eagerly during warm-up (its rate changes every step)."""
         shape = int(i >= self.full)
         if self.step_count < self.warmup_steps or not self.graphs:
@@ -317,7 +361,7 @@ class SeedRun:
             self.k.zero_()
             self.correct.zero_()
             for i in range(self.steps):
-                self._advance(i)
+                self.advance(i)
                 if self.p["target_acc"] and self.epochs_to_target is None and (i + 1) % self.check_every == 0 \
                         and i + 1 < self.steps and self._check_target(mid_epoch=True):
                     break
@@ -334,7 +378,7 @@ class SeedRun:
             for j in range(count):
                 if j % self.full == 0:
                     self.k.zero_()  # stay within the epoch's full batches
-                self._advance(j % self.full)
+                self.advance(j % self.full)
         burst(warm_up)
         sync()
         t0 = time.perf_counter()
@@ -445,52 +489,72 @@ class SeedRun:
 
 
 def train_seeds(spec: dict, cache: data.Cache, seeds: list[int], log: Callable[[str], None] = print,
-                startup: dict | None = None) -> list[dict]:
+                startup: dict | None = None, store: Checkpoints | None = None,
+                on_done: Callable[[int, dict], None] | None = None) -> list[dict]:
     """Train the seeds of one cell; returns one `SeedRun.result()` per seed, plus device facts.
 
     On the CPU the seeds run one after another, each exactly as it would alone. On CUDA they run
     together: each seed's epoch is queued on its own stream, so small runs fill the GPU together
     (dropout draws then differ from a lone run's: they share the device's generator).
+    With a `store`, each seed saves its state there after every epoch and resumes from it when the
+    job is started again; `on_done(seed, result)` is called as each seed finishes.
     """
     startup = {} if startup is None else startup
-    p = spec["params"]
     device, device_note = pick_device(spec["device"])
     if spec.get("deterministic"):
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read by cuBLAS before its first call
         # warn_only: a few kernels (MobileNetV2's pooling backward) have no deterministic CUDA version
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
-    d = load_data(cache, p, device)
+    d = load_data(cache, spec["params"], device)
     startup["data_on_device"] = provenance.process_age_s()  # on CUDA: includes creating the context
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     together = device.type == "cuda" and len(seeds) > 1
-    runs = [SeedRun(spec, s, d, device, log) for s in (seeds if together else seeds[:1])]
+
+    def start(seed: int) -> SeedRun:
+        run = SeedRun(spec, seed, d, device, log)
+        state = store.load(seed, device) if store else None
+        if state is not None:
+            run.load_state(state)
+            log(f"seed {seed}: resumed at epoch {run.epoch} (of {spec['params']['epochs']}) from {store.folder(seed)}")
+        return run
+
+    def epoch(run: SeedRun) -> bool:
+        """One epoch of `run`; its state saved when the run goes on, its result handed over when it ends."""
+        run.launch_epoch()
+        if run.finish_epoch():
+            if store:
+                store.save(run.seed, run.state())
+            return True
+        results.append(finish(run))
+        return False
+
+    def finish(run: SeedRun) -> dict:
+        out = run.result()
+        peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+        out["metrics"].update({"first_step_process_age_s": startup["first_step"], "startup_s": startup,
+                               "device": str(device), "device_note": device_note, "gpu_mem_peak_mb": peak,
+                               "seeds_together": len(seeds) if together else 1})
+        out["seed"], out["device"], out["model"] = run.seed, device, run.model
+        if on_done:
+            on_done(run.seed, out)
+        return out
+
+    results: list[dict] = []
+    runs = [start(s) for s in (seeds if together else seeds[:1])]
     startup["model_ready"] = provenance.process_age_s()
     startup["first_step"] = provenance.process_age_s()
     if together:
         active = list(runs)
         while active:
-            for run in active:
-                run.launch_epoch()
-            active = [run for run in active if run.finish_epoch()]
+            active = [run for run in active if epoch(run)]
+        results.sort(key=lambda out: seeds.index(out["seed"]))
     else:  # one after another, each built just before it trains: exactly as if it ran alone
         for i, seed in enumerate(seeds):
-            if i:
-                runs.append(SeedRun(spec, seed, d, device, log))
-            run = runs[-1]
-            run.launch_epoch()
-            while run.finish_epoch():
-                run.launch_epoch()
-    results = []
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-    for run in runs:
-        out = run.result()
-        out["metrics"].update({"first_step_process_age_s": startup["first_step"], "startup_s": startup,
-                               "device": str(device), "device_note": device_note, "gpu_mem_peak_mb": peak,
-                               "seeds_together": len(seeds) if together else 1})
-        out["device"], out["model"] = device, run.model
-        results.append(out)
+            run = runs[0] if i == 0 else start(seed)
+            while epoch(run):
+                pass
     return results
 
 
@@ -522,11 +586,14 @@ def _write_run(out_dir: Path, base: dict, result: dict) -> dict:
     return metrics
 
 
-def run_cell(spec: dict, cache_path: Path, out_dir: Path, log: Callable[[str], None] = print) -> list[dict]:
+def run_cell(spec: dict, cache_path: Path, out_dir: Path, log: Callable[[str], None] = print,
+             checkpoints: Path | None = None) -> list[dict]:
     """Train the seeds of one grid point (`spec["seeds"]`, else the one `spec["seed"]`) and write
     each seed's metrics.json, history.csv and iterations.csv to `out_dir/seed=<n>/` (to `out_dir`
     itself for a one-seed spec without `seeds`). metrics.json is written last: its presence means
-    that run finished. Returns the metrics, one per seed."""
+    that run finished. With `checkpoints` (a folder outside `out_dir`), every seed's state is saved
+    there after each epoch and finished seeds wait there until all are done: a job killed at any
+    moment and started again loses at most one epoch per seed. Returns the metrics, one per seed."""
     startup = {"imports_done": provenance.process_age_s()}
     cache = data.load(cache_path)
     startup["data_loaded"] = provenance.process_age_s()
@@ -546,13 +613,28 @@ def run_cell(spec: dict, cache_path: Path, out_dir: Path, log: Callable[[str], N
             atomic_write_json(folder(seed) / "metrics.json", metrics)
             out.append(metrics)
         return out
+    store = Checkpoints(checkpoints, spec, log) if checkpoints else None
+    staged = store.folder if store else folder
+
+    written: dict[int, dict] = {}
+
+    def write(seed: int, result: dict) -> None:
+        written[seed] = _write_run(staged(seed), bases[seed], result)
+        if store:
+            store.done(seed)
+
+    todo = [seed for seed in seeds if not (store and store.finished(seed))]
+    if len(todo) < len(seeds):
+        log(f"seeds {sorted(set(seeds) - set(todo))} finished before this job was interrupted; kept")
     try:
-        results = train_seeds(spec, cache, seeds, log, startup)
+        train_seeds(spec, cache, todo, log, startup, store, on_done=write)
     except torch.cuda.OutOfMemoryError as exc:
         raise TrainingError(f"cell {spec['study']}/{spec['setting']}: CUDA out of memory at batch_size "
-                            f"{spec['params']['batch_size']} ({len(seeds)} seed(s) together); use a smaller batch, "
+                            f"{spec['params']['batch_size']} ({len(todo)} seed(s) together); use a smaller batch, "
                             f"fewer --resources gpu jobs or a larger GPU") from exc
-    return [_write_run(folder(seed), bases[seed], result) for seed, result in zip(seeds, results)]
+    if store:
+        store.move_results(seeds, folder)
+    return [written.get(seed) or json.loads((folder(seed) / "metrics.json").read_text()) for seed in seeds]
 
 
 def time_settings(specs: list[dict], cache_path: Path, out: Path, steps: int, warm_up: int = 10,
