@@ -121,6 +121,17 @@ def finished(cfg: dict, studies: list[str]) -> dict:
     return out
 
 
+def checkpointed(studies: list[str], root: Path = Path(".")) -> dict:
+    """Per study, seeds waiting under checkpoints/ (their job was stopped): finished ones (results there,
+    moved into results/ when the job runs again) and partial ones (a saved state to resume from)."""
+    out = {}
+    for study in studies:
+        seeds = [p for p in (root / "checkpoints" / study).glob("*/seed=*") if p.is_dir()]
+        out[study] = {"finished": sum((p / "metrics.json").is_file() for p in seeds),
+                      "partial": sum((p / "state.pt").is_file() and not (p / "metrics.json").is_file() for p in seeds)}
+    return out
+
+
 def out_files(out: Path) -> list[dict]:
     """Every file under `out` with its size and what keeps it from coming back, if anything."""
     rows = []
@@ -208,8 +219,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "finished":
         summary["runs_finished"] = finished(load_config(args.configfile), args.studies)
+        summary["runs_in_checkpoints"] = checkpointed(args.studies)
         write_summary(Path(args.summary), summary)
-        print(json.dumps(summary["runs_finished"]))
+        print(json.dumps({k: summary[k] for k in ("runs_finished", "runs_in_checkpoints")}))
         return 0
     files = out_files(Path(args.out))  # outcheck: the summary counts itself, as it comes back too
     name = str(Path(args.summary).resolve().relative_to(Path(args.out).resolve()))
