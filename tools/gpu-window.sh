@@ -174,7 +174,8 @@ stage_checks() {  # pytest -m gpu, then the throughput probe, within CHECKS_S se
   else
     say "no nvidia-smi here: a CPU rehearsal"
   fi
-  timeout "$PYTEST_S" $PY -m pytest -q -m gpu -p no:cacheprovider tests
+  # a test module importing what the image lacks must not keep the gpu tests from running
+  timeout "$PYTEST_S" $PY -m pytest -q -m gpu -p no:cacheprovider --continue-on-collection-errors tests
   local pytest_rc=$?
   [ "$pytest_rc" = 0 ] || [ "$pytest_rc" = 5 ] || rc=1   # 5: no test selected
   left=$((CHECKS_S - (SECONDS - t0)))
