@@ -48,18 +48,19 @@ def add_bundles(paths: list[str | Path], folder: Path, source: str) -> list[str]
     return names
 
 
-def build_report(folder: Path, scratch: Path) -> tuple[dict, list[str]]:
+def build_report(folder: Path, scratch: Path, overlays: tuple[str | Path, ...] = ()) -> tuple[dict, list[str]]:
     """Import every bundle of `folder/bundles/` into `scratch` and build its report there (no data, no
-    training); returns the config used and the import's notes. ConfigError where a bundle is refused."""
+    training) under the default config (and `overlays`); returns the config used and the import's
+    notes. ConfigError where a bundle is refused."""
     overlay = scratch / "publish.yaml"
     overlay.write_text("# The published report: the default config, of whatever has run.\nmissing_runs: skip\n")
-    config = load(overlay)
+    config = load(*overlays, overlay)
     outcome = merge.plan_and_import([folder / "bundles"], config, root=scratch)
     if outcome.refused:
         raise ConfigError("\n".join(f"publish: bundle refused: {line}" for line in outcome.refused))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(scratch),
-           "--cores", "2", "--configfile", str(overlay), "--quiet", "rules"]
+           "--cores", "2", "--configfile", *map(str, overlays), str(overlay), "--quiet", "rules"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise ConfigError(f"publish: the report did not build; snakemake said: {(proc.stdout + proc.stderr)[-2000:]}")
@@ -151,15 +152,17 @@ Built {date}. Import notes:
 """
 
 
-def publish(paths: list[str | Path], source: str = "", folder: str | Path = "docs/results/full") -> str:
-    """Add `paths` (bundles) to `folder` and rebuild its report, CSVs and README; returns a summary."""
+def publish(paths: list[str | Path], source: str = "", folder: str | Path = "docs/results/full",
+            overlays: tuple[str | Path, ...] = ()) -> str:
+    """Add `paths` (bundles) to `folder` and rebuild its report, CSVs and README under the default
+    config (`overlays` merged onto it: the tests' smoke config); returns a summary."""
     folder = Path(folder)
     added = add_bundles(paths, folder, source) if paths else []
     if not (folder / "bundles").is_dir() or not any((folder / "bundles").iterdir()):
         raise bw.BundleError(f"publish: no bundle in {folder / 'bundles'}; name the bundles to publish")
     with tempfile.TemporaryDirectory(prefix="publish-") as tmp:
         scratch = Path(tmp)
-        config, notes = build_report(folder, scratch)
+        config, notes = build_report(folder, scratch, overlays)
         shutil.copyfile(scratch / "reports" / "report.pdf", folder / "report.pdf")
         for study in config["studies"]:
             for table in ("runs.csv", "summary.csv"):

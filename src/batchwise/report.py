@@ -157,8 +157,10 @@ def _setup(study: dict, meta: dict) -> list[tuple[str, str]]:
 
 
 def _study_meta(folder: Path) -> dict:
-    """Facts the setup table shows, read from one finished cell's metrics.json."""
-    for path in sorted(folder.glob("*/seed=*/metrics.json")):
+    """Facts the setup table shows, read from one finished cell's metrics.json (or, in a report of
+    whatever has run, one seed that finished in checkpoints/)."""
+    waiting = folder.parent.parent / "checkpoints" / folder.name
+    for path in sorted(folder.glob("*/seed=*/metrics.json")) + sorted(waiting.glob("*/seed=*/metrics.json")):
         m = json.loads(path.read_text())
         if m.get("status") != "no-data":
             return {"n_params": m.get("n_params"), "weights": m.get("weights"), "data_note": m["data"].get("note"),

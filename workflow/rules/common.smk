@@ -68,11 +68,24 @@ def repo_file(path: str) -> str:
     return path if Path(path).exists() else str(REPO / path)
 
 
-def file_digests(paths: list[str]) -> str:
-    """sha256 of each file (12 hex digits), for params that re-run a rule when a source file changes."""
-    import hashlib
+def data_cache(study: str, result: str) -> str:
+    """The data cache a training or timing job reads, as its input. Its file date does not count
+    (`ancient`): results imported from another machine (`results import`) are older than the caches
+    prepared here after them, and Snakemake 9.27 re-runs a job whose input is newer whatever
+    `--rerun-triggers` says. Except where the job's `result` says the data set was missing: preparing
+    the data then (or `--forcerun results/data/<ds>.npz`) re-runs exactly those jobs."""
+    path = f"results/data/{config['studies'][study]['dataset']}.npz"
+    return path if _ran_without_data(Path(result)) else ancient(path)
 
-    return " ".join(f"{Path(p).name}:{hashlib.sha256(Path(p).read_bytes()).hexdigest()[:12]}" for p in paths)
+
+def _ran_without_data(result: Path) -> bool:
+    """Whether a finished cell (its first seed's metrics.json) or timing pass (timing.json) ran
+    without its data set: a `no-data` run, or a timing file that timed no setting."""
+    try:
+        doc = json.loads(result.read_text())
+    except (OSError, ValueError):
+        return False  # not finished: the job runs anyway
+    return doc.get("status") == "no-data" if result.name == "metrics.json" else not doc.get("settings")
 
 
 def cell_spec(study: str, cell: str) -> str:
