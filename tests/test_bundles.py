@@ -163,4 +163,4 @@ def test_publish_rebuilds_report_csvs_and_ledger_from_all_bundles(partial_bundle
     row = next(line for line in readme.splitlines() if line.startswith("| s2_bn_lr_mlp |"))
     assert "CPU session (test)" in row and "nothing" in row
     left = next(line for line in readme.splitlines() if line.startswith("| s4_mobilenet |"))
-    assert f"0 of {len(bw_config.cells(cfg, 's4_mobilenet'))}" in left and " runs, " in left
+    assert f"0 of {len(bw_config.cells(cfg, 's4_mobilenet'))}" in left and " run(s), " in left

@@ -88,14 +88,18 @@ def ledger(config: dict, folder: Path) -> list[str]:
     and their sources, and what is left."""
     sources = json.loads((folder / "bundles" / SOURCES).read_text())
     done: dict[tuple[str, str, int], dict] = {}
+    timing: dict[str, str] = {}  # per study, the device of its timing pass (the first bundle's, as import keeps it)
     for parts in bw.group_parts([folder / "bundles"]):
         name = parts[0].name.split(".part-")[0]
-        for run in bw.read_manifest(parts)["runs"]:
+        doc = bw.read_manifest(parts)
+        for run in doc["runs"]:
             done.setdefault((run["study"], run["setting"], run["seed"]), {**run, "bundle": name})
+        for study, record in doc.get("timing", {}).items():
+            timing.setdefault(study, f"{record.get('device') or '?'} ({(record.get('date') or '')[:10]})")
     wanted = {(c.study, c.setting, c.seed) for c in cells(config)}
     left = left_cost(config, set(done) & wanted)
-    lines = ["| study | runs done | device(s) | finished | commit(s) | bundle (source) | left |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| study | runs done | device(s) | finished | commit(s) | bundle (source) | timing pass | left |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for study in config["studies"]:
         mine = [r for key, r in done.items() if key in wanted and key[0] == study]
         total = len(cells(config, study))
@@ -106,7 +110,7 @@ def ledger(config: dict, folder: Path) -> list[str]:
             study, f"{len(mine)} of {total}", ", ".join(sorted({str(r['device']) for r in mine})) or "–", when,
             ", ".join(sorted({(r["commit"] or "?")[:10] for r in mine})) or "–",
             "; ".join(f"`{b}` ({sources.get(b, {}).get('source', '–')})" for b in sorted({r["bundle"] for r in mine})) or "–",
-            f"{runs_left} runs, {steps_left:,} training steps" if runs_left else "nothing"]) + " |")
+            timing.get(study, "–"), f"{runs_left} run(s), {steps_left:,} training steps" if runs_left else "nothing"]) + " |")
     total_done = len(set(done) & wanted)
     lines.insert(0, f"**{total_done} of {len(wanted)} runs done.**\n")
     return lines
