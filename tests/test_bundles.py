@@ -164,3 +164,33 @@ def test_publish_rebuilds_report_csvs_and_ledger_from_all_bundles(partial_bundle
     assert "CPU session (test)" in row and "nothing" in row
     left = next(line for line in readme.splitlines() if line.startswith("| s4_mobilenet |"))
     assert f"0 of {len(bw_config.cells(cfg, 's4_mobilenet'))}" in left and " run(s), " in left
+
+
+def test_unfinished_runs_travel_with_checkpoints(smoke_run, tmp_path, monkeypatch, capsys):
+    """A cell job stopped mid-way: seed 0 finished (its files wait in checkpoints/), seed 1 has only
+    its training state. Without --checkpoints the finished seed travels; with it, the state too."""
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(smoke_run / "results" / "s2_bn_lr_mlp", src / "results" / "s2_bn_lr_mlp")
+    cell = sorted((src / "results" / "s2_bn_lr_mlp").glob("bn=*"))[0]
+    wait = src / "checkpoints" / "s2_bn_lr_mlp" / cell.name
+    wait.mkdir(parents=True)
+    shutil.move(cell / "seed=0", wait / "seed=0")
+    shutil.rmtree(cell)  # with Snakemake's .snakemake_timestamp
+    (wait / "seed=1").mkdir()
+    (wait / "seed=1" / "state.pt").write_bytes(b"opaque training state")
+    _, plain = bundles.export(tmp_path / "b" / "plain", root=src)
+    assert f"checkpoints/s2_bn_lr_mlp/{cell.name}/seed=0" in {r["path"] for r in plain["runs"]}
+    assert plain["checkpoints"] == 0
+    files, doc = bundles.export(tmp_path / "c" / "ck", root=src, with_checkpoints=True)
+    assert doc["checkpoints"] == 1
+    overlay = tmp_path / "two-seeds.yaml"
+    overlay.write_text("only_studies: [s2_bn_lr_mlp]\nstudies:\n  s2_bn_lr_mlp: {seeds: [0, 1]}\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    rc, out = _import(work, str(files[0]), "--configfile", SMOKE, str(overlay), monkeypatch=monkeypatch, capsys=capsys)
+    assert rc == 0, out
+    assert (work / "checkpoints" / "s2_bn_lr_mlp" / cell.name / "seed=1" / "state.pt").read_bytes() == b"opaque training state"
+    assert (work / "checkpoints" / "s2_bn_lr_mlp" / cell.name / "seed=0" / "metrics.json").exists()
+    assert not (work / "results" / "s2_bn_lr_mlp" / cell.name).exists()

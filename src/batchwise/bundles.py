@@ -49,22 +49,23 @@ def setting_hash(spec: dict) -> str:
 
 def finished_runs(root: Path, top: str = "results", studies: list[str] | None = None) -> list[Path]:
     """The seed folders under `root/top/<study>/<cell>/` that hold a metrics.json (a run counts only
-    once its metrics.json, written last, exists), sorted."""
+    once its metrics.json, written last, exists), sorted; runs that found no data set (`no-data`) are
+    not results and are left out."""
     base = root / top
     out = []
     for path in sorted(base.glob("*/*/seed=*/metrics.json")):
         study = path.relative_to(base).parts[0]
-        if studies is None or study in studies:
+        if (studies is None or study in studies) and json.loads(path.read_text()).get("status") != "no-data":
             out.append(path.parent)
     return out
 
 
-def run_record(seed_dir: Path, root: Path) -> dict:
+def run_record(seed_dir: Path, name: str) -> dict:
     """The manifest entry of one finished run, from its metrics.json."""
     m = json.loads((seed_dir / "metrics.json").read_text())
     env = m.get("env") or {}
     git = env.get("git") or {}
-    return {"path": seed_dir.relative_to(root).as_posix(), "study": m["study"], "setting": m["setting"],
+    return {"path": name, "study": m["study"], "setting": m["setting"],
             "seed": m["seed"], "status": m.get("status"), "setting_hash": setting_hash(m["spec"]),
             "commit": git.get("commit"), "dirty": git.get("dirty"),
             "device": env.get("device_name") or m.get("device"), "host": env.get("hostname"),
@@ -82,19 +83,19 @@ def timing_device(path: Path) -> str | None:
     return ", ".join(sorted(names)) or None
 
 
-def manifest(root: Path, runs: list[Path], timings: list[Path], checkpoint_files: list[Path], source: str) -> dict:
+def manifest(runs: dict[Path, str], timings: list[Path], checkpoint_files: list[Path], source: str) -> dict:
     """The bundle's manifest: per run its identity, setting hash, commit, device and date; per study
     its timing device; and the bundle's own date, commit, host and devices."""
     from .provenance import git_state
 
-    records = [run_record(d, root) for d in runs]
+    records = [run_record(d, name) for d, name in runs.items()]
     git = git_state()
     return {
         "format": 1, "created": utc(), "commit": git["commit"], "dirty": git["dirty"],
         "host": socket.gethostname(), "source": source,
         "devices": sorted({r["device"] for r in records if r["device"]}),
         "runs": records,
-        "timing": {p.parent.name: {"path": p.relative_to(root).as_posix(), "device": timing_device(p),
+        "timing": {p.parent.name: {"path": f"results/{p.parent.name}/timing.json", "device": timing_device(p),
                                    "date": utc(p.stat().st_mtime)} for p in timings},
         "checkpoints": len(checkpoint_files),
     }
@@ -251,7 +252,11 @@ def export(bundle: str | Path, root: str | Path = ".", studies: list[str] | None
     checkout at `root` into a bundle; returns the files written and the manifest."""
     root = Path(root)
     # Seeds that finished in a cell job still running (or stopped) wait in checkpoints/: finished runs too.
-    runs = finished_runs(root, results, studies) + finished_runs(root, "checkpoints", studies)
+    done, waiting = finished_runs(root, results, studies), finished_runs(root, "checkpoints", studies)
+    # Archive names keep the checkout's layout (results/, checkpoints/) whatever --results named here.
+    where = {d: f"results/{d.relative_to(root / results).as_posix()}" for d in done}
+    where.update({d: f"checkpoints/{d.relative_to(root / 'checkpoints').as_posix()}" for d in waiting})
+    runs = done + waiting
     timings = sorted(p for p in (root / results).glob("*/timing.json") if studies is None or p.parent.name in studies)
     ckpt = []
     if with_checkpoints and (root / "checkpoints").is_dir():
@@ -260,12 +265,10 @@ def export(bundle: str | Path, root: str | Path = ".", studies: list[str] | None
     if not runs and not timings and not ckpt:
         raise BundleError(f"export: no finished run under {root / results}"
                           + (f" for studies {', '.join(studies)}" if studies else "") + "; nothing to pack")
-    doc = manifest(root, runs, timings, ckpt, source)
-    # A bundle keeps the checkout's layout (results/, checkpoints/) whatever --results named here.
-    names = [(f"{d.relative_to(root).as_posix()}/{f}", d / f) for d in runs for f in RUN_FILES if (d / f).exists()]
-    names = [(n if n.startswith("checkpoints/") else "results/" + n.split("/", 1)[1], p) for n, p in names]
+    names = [(f"{where[d]}/{f}", d / f) for d in runs for f in RUN_FILES if (d / f).exists()]
     packed = {p for _, p in names}
     ckpt = [p for p in ckpt if p not in packed]
+    doc = manifest(where, timings, ckpt, source)
     names += [("results/" + p.relative_to(root / results).as_posix(), p) for p in timings]
     names += [(p.relative_to(root).as_posix(), p) for p in ckpt]
     return write_bundle(Path(bundle), names, doc, part_bytes), doc

@@ -4,7 +4,7 @@ Rules (docs/reliability.md, "Results that travel"):
 - a run whose resolved parameters (or data set, model) differ from this config's setting of the same
   id is refused: one line per cell naming the parameters, and nothing is written;
 - a run of a study, setting or seed this config does not have is skipped, and said so (a smaller
-  overlay must be able to import a bundle of the whole config);
+  overlay must be able to import a bundle of the whole config); so is a run that found no data set;
 - a finished run already here is kept: identical ones are a no-op, a different one is named and kept
   unless `replace`;
 - a cell whose every seed is then finished goes to results/<study>/<cell>/ (Snakemake plans no job
@@ -122,6 +122,9 @@ def plan_and_import(bundle_paths: list[str | Path], config: dict, root: str | Pa
                 m = json.loads(metrics.read_text())
                 study, setting, seed = m["study"], m["setting"], int(m["seed"])
                 where = f"{study}/{setting} seed={seed} ({name})"
+                if m.get("status") == "no-data":
+                    result.skipped.append(f"{where}: it ran without its data set (no-data)")
+                    continue
                 if study not in config["studies"]:
                     result.skipped.append(f"{where}: study {study} is not in this config")
                     continue
