@@ -34,8 +34,6 @@ def run_env(stub_dir: Path | None = None) -> dict:
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> Path:
     """The smoke config run end to end (data to PDF) once; returns its working directory."""
-    if os.environ.get("DEV_SMOKE"):  # TEMP-DEV
-        return Path(os.environ["DEV_SMOKE"])  # TEMP-DEV
     workdir = tmp_path_factory.mktemp("smoke")
     cmd = snakemake_cmd(workdir, "--cores", "2", "--resources", "gpu=2", "--set-threads", "train_cell=1",
                         "--configfile", str(REPO / "config" / "smoke.yaml"))
