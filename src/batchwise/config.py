@@ -113,6 +113,7 @@ def _apply_defaults(config: dict) -> dict:
     config.setdefault("download", True)
     config.setdefault("strict_data", False)
     config.setdefault("synthetic_data", False)
+    config.setdefault("missing_runs", "train")
     config.setdefault("device", "auto")
     config.setdefault("cuda_graphs", "auto")
     config.setdefault("deterministic", False)
