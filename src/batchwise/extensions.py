@@ -282,7 +282,7 @@ def collapse_paragraph(collapsed: list[dict], dataset: str, init_key: str = "ini
         f"{100 * c['test_acc']:.2f} %" + (f"; {shares}, exactly what a constant answer scores." if shares else "."))
 
 
-# --------------------------------------------------------------------------- verdicts (claims.py's rule kinds)
+# --------------------------------------------------------------------------- verdicts (rule kinds of the claims package)
 
 def _verdict(supported: bool, contradicted: bool) -> str:
     return "supported" if supported else "contradicted" if contradicted else "inconclusive"
