@@ -62,7 +62,10 @@ def wilson_ref(k: int, n: int, z: float = Z) -> tuple[float, float]:
 def make_runs(study: str, groups: dict[tuple, list], keys: tuple[str, ...],
               metric: str = "final_test_acc", **extra) -> pd.DataFrame:
     """One row per run. `groups` maps a tuple of key values to that setting's runs: a number is a
-    trained run with that value, ("failed", x) a failed run, "diverged" a diverged run (no value)."""
+    trained run with that value, ("failed", x) a failed run, "diverged" a diverged run (no value).
+    A time metric is each run's own wall time (time_basis "wall") unless `extra` says otherwise."""
+    if metric in ("train_time_s", "eval_time_s", "total_time_s", "mean_epoch_s", "time_to_target_s"):
+        extra.setdefault("time_basis", "wall")
     rows = []
     for values, runs in groups.items():
         params = dict(zip(keys, values))
@@ -318,7 +321,7 @@ def test_not_run_when_study_has_no_runs():
     gone = make_runs("gone", {(64,): [math.nan]}, ("batch_size",)).assign(status="no-data", outcome="no-data")
     r = run_one(claim(dict(kind="near", metric="final_test_acc", select={"batch_size": 64},
                            target=0.1, tolerance=0.02), study="gone"), pd.concat([runs, gone]))
-    assert r["verdict"] == "not run" and "gone" in r["reason"]
+    assert r["verdict"] == "not run yet" and "gone" in r["reason"]
 
 
 def test_runs_table_without_outcome_column_gets_the_outcome_rule():
@@ -340,9 +343,11 @@ def test_compare_each_golden():
     r = run_one(claim(each), runs)
     assert r["verdict"] == "contradicted" and len(r["comparisons"]) == 2
     assert r["reason"].startswith("contradicted reliably")
-    assert "per value: supported, contradicted" in r["reason"]
-    d, lo, hi, _ = welch_ref([1.0, 1.1, 1.0], [0.5, 0.6, 0.5])   # the deciding one: lr 0.5
+    assert "per value: supported, contradicted" in r["reason"] and "Holm" in r["reason"]
+    # two comparisons, both decided in Holm's first round: each at 1 - 0.05 / 2 = 97.5 %
+    d, lo, hi, _ = welch_ref([1.0, 1.1, 1.0], [0.5, 0.6, 0.5], level=0.975)   # the deciding one: lr 0.5
     assert (r["diff"], r["lo"], r["hi"]) == pytest.approx((d, lo, hi))
+    assert "97.5% Welch t interval" in r["evidence"]
     r = run_one(claim({**each, "values": [0.01]}), runs)
     assert r["verdict"] == "supported"
     assert (r["lo"], r["hi"]) == pytest.approx(welch_ref([1.0, 1.1, 1.0], [2.0, 2.1, 2.0])[1:3])
@@ -463,15 +468,17 @@ def test_best_golden():
     r = run_one(claim({**rule, "at": {"init": "default"}}), runs)
     assert r["verdict"] == "supported"
     assert [c["b"] for c in r["comparisons"]] == ["init xavier", "init zeros"]
+    # two rivals, both beaten in Holm's first round: each interval at 1 - 0.05 / 2 = 97.5 %
     for c, other in zip(r["comparisons"], ([0.98, 0.981, 0.979], [0.1135] * 3)):
-        d, lo, hi, _ = welch_ref(INIT[("default",)], other) if other[0] != other[1] else (None,) * 4
+        d, lo, hi, _ = welch_ref(INIT[("default",)], other, 0.975) if other[0] != other[1] else (None,) * 4
         if d is not None:
             assert (c["diff"], c["lo"], c["hi"]) == pytest.approx((d, lo, hi))
         else:  # against a constant group: df = 2, the spread of default alone
-            half = T975[2] * np.std(INIT[("default",)], ddof=1) / math.sqrt(3)
+            half = sps.t.ppf(0.9875, 2) * np.std(INIT[("default",)], ddof=1) / math.sqrt(3)
             assert (c["lo"], c["hi"]) == pytest.approx((0.99 - 0.1135 - half, 0.99 - 0.1135 + half))
     # the deciding comparison is the weakest win: against xavier
-    assert (r["lo"], r["hi"]) == pytest.approx(welch_ref(INIT[("default",)], INIT[("xavier",)])[1:3])
+    assert (r["lo"], r["hi"]) == pytest.approx(welch_ref(INIT[("default",)], INIT[("xavier",)], 0.975)[1:3])
+    assert "Holm" in r["reason"] and "97.5% Welch t interval" in r["evidence"]
     assert run_one(claim({**rule, "at": {"init": "xavier"}}), runs)["verdict"] == "contradicted"
     assert run_one(claim({**rule, "at": {"init": "zeros"}, "goal": "min"}), runs)["verdict"] == "supported"
 
@@ -608,7 +615,7 @@ def test_real_s2_claims_on_the_h100_pattern():
     assert (fails["lo"], fails["hi"]) == pytest.approx(wilson_ref(2, 5))
     best = got["s2-cnn-bn-lr-0.5-best"]   # no BN lr 0.5 has 2 measured runs: inconclusive by rule
     assert best["verdict"] == "inconclusive" and "by rule" in best["reason"]
-    assert got["s4-batch64-best"]["verdict"] == "not run"
+    assert got["s4-batch64-best"]["verdict"] == "not run yet"
     two = evaluate_claims([claims["s2-cnn-no-bn-fails-lr-0.5"]], s2_cnn_table(), level=0.95, min_runs=2)[0]
     assert two["verdict"] == "inconclusive"  # a share rule counts all 5 runs: min_runs is not what limits it
 

@@ -188,7 +188,8 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
               if {c["study"], *(s for s, _ in claims_mod.claim_selectors(c))} <= set(config["studies"])]
     claim_list = claims_mod.evaluate_claims(
         wanted, done,
-        level=verdict["level"], resamples=verdict["resamples"], min_runs=verdict["min_runs"])
+        level=verdict["level"], resamples=verdict["resamples"], min_runs=verdict["min_runs"],
+        grid_keys={name: list(s["grid"]) for name, s in config["studies"].items()})
     sources = {c["id"]: c.get("source", "") for c in wanted}  # a claim from the literature cites its paper
     chapter_of = {s["id"]: s["chapter"] for s in studies}
     for c in claim_list:
@@ -208,7 +209,7 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
         "literature_claims": [c for c in claim_list if c["source"]],
         "literature_rules": ext.LITERATURE_RULES.format(level=verdict["level"]),
         "verdict_counts": {v: sum(c["verdict"] == v for c in claim_list)
-                           for v in ("supported", "contradicted", "inconclusive", "not run")},
+                           for v in ("supported", "contradicted", "inconclusive", "not run yet")},
         "not_run": [s for s in studies if s["meta"].get("no_data")],
         "verdict_rule": claims_mod.verdict_rule_text(verdict["level"], verdict["resamples"], verdict["min_runs"]),
         "data_notes": sorted({s["meta"]["data_note"] for s in studies if s["meta"].get("data_note")}),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -14,6 +14,7 @@ import pandas as pd
 from .. import stats
 from ..aggregate import measured_runs, outcome as run_outcome
 from ..stats import Interval
+from .timing import log_terms, timing_terms
 
 # Resolved parameters the runs table may carry (one column each).
 PARAM_COLUMNS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "init",
@@ -47,7 +48,6 @@ METRICS: dict[str, tuple[float, str, str, int]] = {
 NEVER_METRICS = frozenset({"epochs_to_target", "steps_to_target", "examples_to_target",
                            "time_to_target_s"})
 
-# kind -> (required rule keys, optional rule keys); `kind` itself is implied.
 
 SELECTOR_FIELDS = ("a", "b", "select", "at", "where")
 SELECTOR_RESERVED = ("study", "label")     # selector keys that are not parameters
@@ -145,17 +145,26 @@ class Group:
     n_diverged: int = 0
     basis: str = "none"
     n_missing: int = 0     # measured runs without a value (not a to-target metric): dropped
+    timing: str = "none"   # time metrics: "wall", "bursts" or "single" (see claims.timing)
+    timing_terms: tuple = ()   # (variance, df) of the mean's shared timing error, per setting
 
     @classmethod
     def of(cls, label: str, metric: str, rows: pd.DataFrame) -> "Group":
-        counts = {f"n_{o}": int((rows["outcome"] == o).sum()) for o in ("trained", "failed", "diverged")}
+        tally = rows["outcome"].value_counts()
+        counts = {f"n_{o}": int(tally.get(o, 0)) for o in ("trained", "failed", "diverged")}
         chosen, basis = measured_runs(rows)
         vals = _metric_values(chosen, metric)
         if metric in NEVER_METRICS:
             vals = np.where(np.isnan(vals), np.inf, vals)
         keep = ~np.isnan(vals)
+        timing, terms = timing_terms(chosen[keep], metric, vals[keep])
         return cls(label, metric, vals[keep], n_runs=len(rows), basis=basis,
-                   n_missing=int((~keep).sum()), **counts)
+                   n_missing=int((~keep).sum()), timing=timing, timing_terms=tuple(terms), **counts)
+
+    @property
+    def timing_se(self) -> float:
+        """The standard error of the mean's shared timing error (0 without one)."""
+        return math.sqrt(sum(v for v, _ in self.timing_terms))
 
     @property
     def n(self) -> int:
@@ -213,10 +222,18 @@ def _sweep(claim: dict, rule: dict, runs: pd.DataFrame) -> list[Group]:
 
 def _difference(a: Group, b: Group, level: float, factor: float = 1.0,
                 relative: bool = False) -> Interval:
-    """The interval of mean(a) - factor * mean(b) (relative: a / b - 1) by the rules of `stats`."""
+    """The interval of mean(a) - factor * mean(b) (relative: a / b - 1) by the rules of `stats`, with
+    each group's shared timing error as a further variance term (claims.timing)."""
     if relative:
-        return stats.ratio_interval(a.values, b.values, level)
-    return stats.censored_difference(a.values, b.values, level, factor)
+        extra = log_terms(list(a.timing_terms), a.values) + log_terms(list(b.timing_terms), b.values)
+        return stats.ratio_interval(a.values, b.values, level, extra)
+    extra = list(a.timing_terms) + [(factor ** 2 * v, d) for v, d in b.timing_terms]
+    return stats.censored_difference(a.values, b.values, level, factor, extra)
+
+
+def _mean(a: Group, level: float) -> Interval:
+    """The interval of one group's mean (stats.censored_mean) with its shared timing error."""
+    return stats.censored_mean(a.values, level, list(a.timing_terms))
 
 
 def _fmt_value(v: Any) -> str:
@@ -248,7 +265,9 @@ def _label(selector: dict) -> str:
 
 @dataclass(frozen=True)
 class Settings:
-    """What every evaluator needs besides the claim: the interval level and the runs a group needs."""
+    """What every evaluator needs besides the claim: the interval level, the runs a group needs, and
+    each study's grid keys (from the config; None: not given)."""
 
     level: float = 0.95
     min_runs: int = 3
+    grid_keys: Mapping[str, tuple[str, ...]] | None = None

@@ -11,6 +11,7 @@ import numpy as np
 from .. import stats
 from ..stats import Interval
 from .selection import METRICS, NEVER_METRICS, Group, Settings
+from .timing import SINGLE_NOTE
 
 # --------------------------------------------------------------------------- wording
 
@@ -45,11 +46,28 @@ def _fmt_group(g: Group) -> str:
             return f"{g.label}: never reached (0/{g.n} runs; {_runs_note(g)})"
         fin = g.values[np.isfinite(g.values)] * scale
         return (f"{g.label}: reached in {g.n_reached}/{g.n} runs "
-                f"(those: {_num(float(fin.mean()), dg)}{unit}), counted as never ({_runs_note(g)})")
+                f"(those: {_num(float(fin.mean()), dg)}{unit}), counted as never ({_runs_note(g)}"
+                f"{_timing_note(g)})")
     body = _num(g.mean * scale, dg)
     if not math.isnan(g.std):
         body += f" ± {_num(g.std * scale, dg)}"
-    return f"{g.label}: {body}{unit} ({_runs_note(g)})"
+    return f"{g.label}: {body}{unit} ({_runs_note(g)}{_timing_note(g)})"
+
+
+def _timing_note(g: Group) -> str:
+    """How the times of a group were measured, where they share a timing pass."""
+    scale, unit, _, dg = METRICS[g.metric]
+    if g.timing == "bursts":
+        bursts = min(int(d) + 1 for _, d in g.timing_terms)
+        return f"; timing standard error {_num(g.timing_se * scale, dg + 1)}{unit}, ≥ {bursts} bursts"
+    if g.timing == "single":
+        return "; one timing, no spread"
+    return ""
+
+
+def _pct(level: float) -> str:
+    """95%, 97.5%, 98.75%: an interval's level with the digits it needs."""
+    return f"{100 * level:.4g}%"
 
 
 def _fmt_interval(metric: str, iv: Interval, level: float, what: str = "difference",
@@ -57,7 +75,7 @@ def _fmt_interval(metric: str, iv: Interval, level: float, what: str = "differen
     scale, _, dunit, dg = METRICS[metric]
     if relative:
         scale, dunit, dg = 100.0, " %", 1
-    return (f"{what} {_num(iv.estimate * scale, dg, True)}{dunit}, {level:.0%} {_test_name(iv)} "
+    return (f"{what} {_num(iv.estimate * scale, dg, True)}{dunit}, {_pct(level)} {_test_name(iv)} "
             f"interval [{_num(iv.lo * scale, dg, True)}, {_num(iv.hi * scale, dg, True)}]")
 
 
@@ -67,7 +85,9 @@ def _test_name(iv: Interval) -> str:
         return "exact (no spread)"
     if iv.method.startswith(("tie", "decisive")):
         return "never-reached"
-    return "Welch t" if iv.method.startswith("Welch") else "t"
+    name = "Welch t" if iv.method.startswith("Welch") else "t"
+    return name + (" (runs and timing bursts)" if "timing" in iv.method else "")
+
 
 def _verdict_words(verdict: str, groups: list[Group]) -> str:
     """The verdict with how far it reaches: "reliably" when every run of every group trained,
@@ -130,9 +150,18 @@ def _too_few(groups: Iterable[Group], min_runs: int) -> str | None:
     return f"inconclusive by rule: {what}, fewer than the {min_runs} required"
 
 
+def _single_timing(groups: Iterable[Group]) -> str | None:
+    """Why a time claim cannot be decided: a group's times rest on one timing of unknown error."""
+    single = [g.label for g in groups if g.timing == "single"]
+    if not single:
+        return None
+    return f"inconclusive: the times of {', '.join(single)} are a single measurement ({SINGLE_NOTE})"
+
+
 def _inconclusive_by_rule(out: dict, groups: list[Group], evidence: str, s: Settings) -> dict | None:
-    """The early result of a rule whose groups have too few measured runs, else None."""
-    few = _too_few(groups, s.min_runs)
+    """The early result of a rule whose groups have too few measured runs, or whose times are a single
+    measurement, else None."""
+    few = _too_few(groups, s.min_runs) or _single_timing(groups)
     if few is None:
         return None
     return {**out, "verdict": "inconclusive", "evidence": evidence,
@@ -177,5 +206,5 @@ def verdict_rule_text(level: float, resamples: int | None = None, min_runs: int 
         f"For epochs, steps and time to the target accuracy, a run that never reached it counts as "
         f"infinitely slow: a setting in which no run reached it loses to one in which every run did, "
         f"and a setting in which only some did is bounded only on the side its runs that reached the "
-        f"target can show. A claim whose study was not run is marked 'not run'."
+        f"target can show. A claim whose study, or a setting it names, has no runs yet is marked 'not run yet'."
     )
