@@ -188,7 +188,7 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
               if {c["study"], *(s for s, _ in claims_mod.claim_selectors(c))} <= set(config["studies"])]
     claim_list = claims_mod.evaluate_claims(
         wanted, done,
-        level=verdict["level"], resamples=verdict["resamples"], min_runs=verdict["min_runs"],
+        level=verdict["level"], min_runs=verdict["min_runs"],
         grid_keys={name: list(s["grid"]) for name, s in config["studies"].items()})
     sources = {c["id"]: c.get("source", "") for c in wanted}  # a claim from the literature cites its paper
     chapter_of = {s["id"]: s["chapter"] for s in studies}
@@ -211,7 +211,7 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
         "verdict_counts": {v: sum(c["verdict"] == v for c in claim_list)
                            for v in ("supported", "contradicted", "inconclusive", "not run yet")},
         "not_run": [s for s in studies if s["meta"].get("no_data")],
-        "verdict_rule": claims_mod.verdict_rule_text(verdict["level"], verdict["resamples"], verdict["min_runs"]),
+        "verdict_rule": claims_mod.verdict_rule_text(verdict["level"], min_runs=verdict["min_runs"]),
         "data_notes": sorted({s["meta"]["data_note"] for s in studies if s["meta"].get("data_note")}),
         "choices": [(s["id"], k, v) for s in studies for k, v in config["studies"][s["id"]].get("our_choices", {}).items()],
         "provenance": _provenance(config, runs, env, command),
