@@ -780,3 +780,35 @@ def test_documented_kinds_reads_only_the_header_list(tmp_path):
                     "#   best              at beats all\n# Derived metrics: x\n#   monotonic         later\nclaims: []\n")
     from batchwise.claims import documented_kinds
     assert documented_kinds(path) == ["compare", "best"]
+
+
+# Each literature quote as checked against the paper (abstract, or the section named in `source`); a
+# paraphrase where the exact words could not be checked. A quote edited in claims.yaml fails here.
+LITERATURE = {
+    "x1-zero-init-collapses": ("paraphrase", "section 8.4", None),
+    "x2-mlp-bn-raises-stable-lr": ("verbatim", "heading of section 3.3", "Batch Normalization enables higher learning rates"),
+    "x2-cnn-bn-raises-stable-lr": ("verbatim", "abstract", "We conduct several experiments, and show that BN primarily "
+                                   "enables training with larger learning rates, which is the cause for faster "
+                                   "convergence and better generalization."),
+    "x3-linear-scaling-perfect-below-critical": ("verbatim", "section 2.1", "Linear Scaling Rule: When the minibatch "
+                                                 "size is multiplied by k, multiply the learning rate by k."),
+    "x3-diminishing-returns-past-critical": ("verbatim", "arXiv:1811.03600v1", "Eventually, increasing the batch size "
+                                             "will no longer reduce the number of training steps required"),
+    "x3-scaled-rate-beats-fixed": ("verbatim", "section 2.1", "Linear Scaling Rule: When the minibatch size is "
+                                   "multiplied by k, multiply the learning rate by k."),
+    "x3-noise-scale-predicts-critical-batch": ("verbatim", "abstract", "a simple and easy-to-measure statistic called "
+                                               "the gradient noise scale predicts the largest useful batch size across "
+                                               "many domains and applications"),
+}
+
+
+def test_literature_quotes_are_the_checked_words_with_their_place():
+    shipped = {c["id"]: c for c in load_claims(ROOT / "config" / "claims.yaml") if "source" in c}
+    assert set(shipped) == set(LITERATURE)
+    for cid, (kind, place, words) in LITERATURE.items():
+        c = shipped[cid]
+        assert c.get("quote_kind", "verbatim") == kind and place in c["source"], cid
+        if words is not None:
+            assert c["quote"] == words, cid
+    assert "symmetry" not in shipped["x1-zero-init-collapses"]["english"].split(".")[0]
+    assert "dead saddle" in shipped["x1-zero-init-collapses"]["english"]

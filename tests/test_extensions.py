@@ -240,6 +240,8 @@ def test_beyond_chapters_follow_the_homework_chapters(tmp_path):
     assert "Ioffe &amp; Szegedy 2015" in page
     # collapse: detected in every study where it happens, explained where the prediction figure is asked for
     assert page.count("Collapsed models") == 2 and page.count("<b>Why.</b>") == 1
+    # the mechanism measured on the chapter's own network (an MLP here) when the report is built
+    assert "only the output bias (" in page and "gradient of exactly 0" in page and "dead saddle" in page
     assert "1,135 of 10,000 = 11.35 %" in page
 
 

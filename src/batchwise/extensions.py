@@ -264,8 +264,9 @@ def collapse_rows(collapsed: list[dict], dataset: str) -> list[list[str]]:
     return rows
 
 
-def collapse_paragraph(collapsed: list[dict], dataset: str, init_key: str = "init") -> str:
-    """Why a zero-initialised network collapses, in one paragraph, with the measured class and shares.
+def collapse_paragraph(collapsed: list[dict], dataset: str, init_key: str = "init", measured: str = "") -> str:
+    """Why a zero-initialised network collapses, in one paragraph, with the measured class and shares and
+    `measured`, the sentence of `saddle.gradient_sentence` (one backward pass at zero initialisation).
     Empty where no zero-initialised setting collapsed."""
     zeros = [c for c in collapsed if slug_value(c["values"].get(init_key, "")) == "zeros"]
     if not zeros:
@@ -275,11 +276,14 @@ def collapse_paragraph(collapsed: list[dict], dataset: str, init_key: str = "ini
     shares = (f"{c['label_count']:,} of the {c['test_size']:,} test images are \u201c{name}\u201d "
               f"({100 * c['label_share']:.2f} %)" if c["label_count"] is not None else "")
     return (
-        "With every weight and bias at zero, every hidden unit computes the same function of the input, zero, "
-        "and so receives the same gradient: the error reaching a hidden unit is its outgoing weights times the "
-        "output error, and those weights are zero, so no weight of any layer ever changes (ReLU's zero slope "
-        "at 0 closes the same door). Symmetry is never broken. The one parameter that learns is the output "
-        "bias: its gradient is the batch's softmax minus one-hot targets, so it settles near the log class "
+        "With every weight and bias at zero, every hidden activation is zero and every weight leaving a hidden "
+        "unit is zero. A weight's gradient is its input activation times the error reaching its unit, and the "
+        "error reaching a hidden unit is its outgoing weights times the error above: zero. So the network sits "
+        "on a dead saddle: no weight and no hidden bias ever receives a gradient. "
+        + (measured + " " if measured else "")
+        + "This is more than symmetry: a constant non-zero initialisation is just as symmetric, but its hidden "
+        "units carry signal and gradient, so it does not stall this way. The one parameter that learns is the "
+        "output bias: its gradient is the batch's softmax minus one-hot labels, so it settles near the log class "
         "frequencies of the training set, and the network answers the most frequent training class for every "
         f"image. Measured: {c['same_class']} of {c['n']} runs of {', '.join(f'{k}={slug_value(v)}' for k, v in c['values'].items())} "
         f"predict class \u201c{name}\u201d for {100 * c['pred_share']:.1f} % of the test images and score "

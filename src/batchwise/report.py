@@ -268,8 +268,21 @@ def study_analyses(study: dict, runs: pd.DataFrame, level: float) -> dict:
     explain = any(spec["kind"] == "predictions" for spec in study["figures"])
     return {"analyses": analyses,
             "collapse": {"rows": ext.collapse_rows(collapsed, study["dataset"]),
-                         "paragraph": ext.collapse_paragraph(collapsed, study["dataset"]) if explain else ""}
+                         "paragraph": ext.collapse_paragraph(collapsed, study["dataset"],
+                                                             measured=_zero_init_measurement(study))
+                         if explain else ""}
             if collapsed or explain else None}
+
+
+def _zero_init_measurement(study: dict) -> str:
+    """The zero-initialisation mechanism measured on the study's own network (saddle.zero_init_gradients),
+    for a study that trains a zero-initialised model; '' otherwise."""
+    if "zeros" not in [str(v) for v in study["grid"].get("init", [])] + [str(study.get("params", {}).get("init"))]:
+        return ""
+    from . import saddle   # torch: imported only for a report that needs the measurement
+    from .data import input_shape
+    measured = saddle.zero_init_gradients(study["model"], input_shape(study["dataset"]))
+    return saddle.gradient_sentence(measured, study["model"])
 
 
 def _half_failure_analysis(runs: pd.DataFrame, x: str, hue: str | None, level: float) -> dict:

@@ -42,6 +42,7 @@ def evaluate_claims(claims: list[dict], runs: pd.DataFrame, *, level: float = 0.
     for claim in claims:
         rule = claim["rule"]
         res = {k: claim.get(k) for k in ("id", "homework", "quote", "english", "study")}
+        res["quote_kind"] = claim.get("quote_kind", "verbatim")
         res.update(kind=rule["kind"], metric=rule.get("metric", "epochs_to_target"),
                    mean_a=math.nan, std_a=math.nan, n_a=0, mean_b=math.nan,
                    std_b=math.nan, n_b=0, diff=math.nan, lo=math.nan, hi=math.nan,
