@@ -624,7 +624,8 @@ def test_verdict_rule_text_names_each_test_and_drops_the_old_rules():
     text = verdict_rule_text(0.9, 10000, 4)
     for phrase in ("Welch's t interval", "variances are not pooled", "t quantile", "Wilson score",
                    "fewer than 4 measured runs", "90%", "'reliably'", "'in k of n runs'", "failed runs",
-                   "diverged runs never", "width zero"):
+                   "diverged runs never", "width zero", "Holm's step-down correction", "timing bursts",
+                   "'not run yet'"):
         assert phrase in text, phrase
     assert "bootstrap" not in text and "chance" not in text and "resamples" not in text
 

@@ -93,7 +93,7 @@ def eval_compare_each(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings) 
     out = {k: decider[1].get(k) for k in ("mean_a", "std_a", "n_a", "mean_b", "std_b", "n_b",
                                          "diff", "lo", "hi")}
     holm = (f"; the {len(live)} comparisons are judged together with Holm's step-down correction, so "
-            f"that the chance of any wrong decision stays at most {1 - s.level:.0%}" if len(live) > 1 else "")
+            f"that the probability of any wrong decision stays at most {1 - s.level:.0%}" if len(live) > 1 else "")
     out.update(verdict=verdict, groups=groups, comparisons=comps, evidence="; ".join(parts),
                reason=f"{verdict}{reach}: the comparison must hold at every {over} "
                       f"(supported only if each is supported, contradicted if any is "
@@ -279,4 +279,4 @@ def _intervals_named(comps: list[dict], level: float) -> str:
     alpha = 1 - level
     return (f"Welch t intervals of the {len(comps)} differences, Holm-corrected: each judged at 1 − "
             f"{alpha:.0%}/r with r comparisons still undecided (from {_pct(1 - alpha / len(comps))}), so that "
-            f"the chance of any wrong decision stays at most {alpha:.0%}")
+            f"the probability of any wrong decision stays at most {alpha:.0%}")
