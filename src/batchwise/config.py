@@ -123,7 +123,6 @@ def _apply_defaults(config: dict) -> dict:
     config.setdefault("homeworks", {})
     verdict = config.setdefault("verdict", {})
     verdict.setdefault("level", 0.95)
-    verdict.setdefault("resamples", 10000)
     verdict.setdefault("min_runs", 3)
     verdict.setdefault("failure_margin", 0.02)
     config.setdefault("timing", {}).setdefault("steps", 100)

@@ -202,7 +202,8 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
               if {c["study"], *(s for s, _ in claims_mod.claim_selectors(c))} <= set(config["studies"])]
     claim_list = claims_mod.evaluate_claims(
         wanted, done,
-        level=verdict["level"], resamples=verdict["resamples"], min_runs=verdict["min_runs"])
+        level=verdict["level"], min_runs=verdict["min_runs"],
+        grid_keys={name: list(s["grid"]) for name, s in config["studies"].items()})
     sources = {c["id"]: c.get("source", "") for c in wanted}  # a claim from the literature cites its paper
     chapter_of = {s["id"]: s["chapter"] for s in studies}
     for c in claim_list:
@@ -222,9 +223,9 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
         "literature_claims": [c for c in claim_list if c["source"]],
         "literature_rules": ext.LITERATURE_RULES.format(level=verdict["level"]),
         "verdict_counts": {v: sum(c["verdict"] == v for c in claim_list)
-                           for v in ("supported", "contradicted", "inconclusive", "not run")},
+                           for v in ("supported", "contradicted", "inconclusive", "not run yet")},
         "not_run": [s for s in studies if s["meta"].get("no_data")],
-        "verdict_rule": claims_mod.verdict_rule_text(verdict["level"], verdict["resamples"], verdict["min_runs"]),
+        "verdict_rule": claims_mod.verdict_rule_text(verdict["level"], min_runs=verdict["min_runs"]),
         "data_notes": sorted({s["meta"]["data_note"] for s in studies if s["meta"].get("data_note")}),
         "choices": [(s["id"], k, v) for s in studies for k, v in config["studies"][s["id"]].get("our_choices", {}).items()],
         "provenance": _provenance(config, runs, env, command),
@@ -314,8 +315,21 @@ def study_analyses(study: dict, runs: pd.DataFrame, level: float) -> dict:
     explain = any(spec["kind"] == "predictions" for spec in study["figures"])
     return {"analyses": analyses,
             "collapse": {"rows": ext.collapse_rows(collapsed, study["dataset"]),
-                         "paragraph": ext.collapse_paragraph(collapsed, study["dataset"]) if explain else ""}
+                         "paragraph": ext.collapse_paragraph(collapsed, study["dataset"],
+                                                             measured=_zero_init_measurement(study))
+                         if explain else ""}
             if collapsed or explain else None}
+
+
+def _zero_init_measurement(study: dict) -> str:
+    """The zero-initialisation mechanism measured on the study's own network (saddle.zero_init_gradients),
+    for a study that trains a zero-initialised model; '' otherwise."""
+    if "zeros" not in [str(v) for v in study["grid"].get("init", [])] + [str(study.get("params", {}).get("init"))]:
+        return ""
+    from . import saddle   # torch: imported only for a report that needs the measurement
+    from .data import input_shape
+    measured = saddle.zero_init_gradients(study["model"], input_shape(study["dataset"]))
+    return saddle.gradient_sentence(measured, study["model"])
 
 
 def _half_failure_analysis(runs: pd.DataFrame, x: str, hue: str | None, level: float) -> dict:
