@@ -1,8 +1,8 @@
 """The workflow on a real SLURM cluster, through snakemake-executor-plugin-slurm.
 
 tests/slurm/up.sh installs slurm-wlm and munge and starts a single-node cluster
-(munged, slurmctld, slurmd; no accounting database; one GPU backed by /dev/null,
-so SLURM sets CUDA_VISIBLE_DEVICES in jobs that ask for it). That needs root and
+(munged, slurmctld, slurmd; no accounting database; two GPUs backed by /dev/null
+and /dev/zero, so SLURM sets CUDA_VISIBLE_DEVICES in jobs that ask for one). That needs root and
 apt, so these tests only run where asked to: CI=true or BATCHWISE_SLURM_TESTS=1.
 
 The run uses the user's profile plus a small CI overlay:
