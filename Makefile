@@ -43,4 +43,4 @@ $(VENV)/.installed: pyproject.toml envs/cluster-requirements.txt
 	touch $@
 
 clean:
-	rm -rf results logs benchmarks reports/figures reports/report.html reports/report.pdf .snakemake
+	rm -rf results checkpoints logs benchmarks reports/figures reports/report.html reports/report.pdf .snakemake

@@ -26,7 +26,8 @@ def _train(args: argparse.Namespace) -> None:
     log = lambda line: print(f"[{spec['study']}/{spec['setting']}] {line}", flush=True)  # noqa: E731
     log(f"start: {spec['model']} on {spec['dataset']}, seeds {spec.get('seeds', [spec['seed']])}, "
         f"params {json.dumps(spec['params'])}")
-    runs = train.run_cell(spec, Path(args.data), Path(args.out), log)
+    runs = train.run_cell(spec, Path(args.data), Path(args.out), log,
+                          Path(args.checkpoints) if args.checkpoints else None)
     log(f"done: status {', '.join(m['status'] for m in runs)}")
 
 
@@ -61,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--spec", required=True, help="the cell's resolved spec, as JSON")
     t.add_argument("--data", required=True, help="the data set's cache (.npz)")
     t.add_argument("--out", required=True, help="the cell's results folder (a seed=<n>/ folder per seed)")
+    t.add_argument("--checkpoints", help="a folder outside --out where each seed's state is kept after every epoch, "
+                   "so that the job, killed and started again, resumes (at most one epoch lost per seed)")
     t.set_defaults(func=_train)
     s = sub.add_parser("time", help="the solo timing pass of a study's settings")
     s.add_argument("--specs", required=True, help="the settings' resolved specs, as a JSON list")

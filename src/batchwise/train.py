@@ -9,6 +9,7 @@ of a cell share one copy of the data; on CUDA they train together, each on its o
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import time
@@ -21,9 +22,14 @@ import torch
 import torch.nn.functional as F
 
 from . import data, models, provenance
+from .checkpoint import Checkpoints
 from .files import atomic_write_json, atomic_write_text
 
 MAX_LOSS_POINTS = 2000  # per-iteration losses kept per run, for the loss-evolution figures
+# What a run records as it goes, saved with its state after each epoch (see `SeedRun.state`).
+RESUMED = ("epoch", "step_count", "images_seen", "history", "iterations", "train_time", "eval_time",
+           "diverged_epoch", "epochs_to_target", "steps_to_target", "examples_to_target", "time_to_target",
+           "stopped_at_target", "pred_counts")
 
 
 class TrainingError(RuntimeError):
@@ -75,7 +81,8 @@ def evaluate(model, x, y, normalise: Callable, batch_size: int) -> tuple[torch.T
         loss_sum += F.cross_entropy(out, y[i:i + batch_size], reduction="sum")
         correct += (out.argmax(1) == y[i:i + batch_size]).sum()
         bad += (~torch.isfinite(out)).sum()
-        predicted += torch.bincount(out.argmax(1), minlength=10)
+        guess = out.argmax(1)
+        predicted.index_add_(0, guess, torch.ones_like(guess))  # bincount would sync with the host
     model.train()
     return loss_sum / len(x), correct.double() / len(x), bad, predicted
 
@@ -92,12 +99,23 @@ class SGD:
     """torch.optim.SGD's update (weight decay, momentum; no dampening, no Nesterov) in at most four
     multi-tensor ops. Written out because torch.optim's first call imports torch._dynamo, about
     1 s of every job's start-up, and so the momentum buffers exist before a CUDA graph is captured.
-    A zero buffer makes the first step equal to torch's (which starts the buffer at the gradient)."""
+    A zero buffer makes the first step equal to torch's (which starts the buffer at the gradient).
+    With `lr_on_device` the rate lives in a device tensor that a captured graph reads at each replay,
+    so warm-up (a new rate every step) replays the graph too; otherwise it is a Python float, which
+    keeps the CPU update bit-identical to torch.optim.SGD's."""
 
-    def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
+    def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0,
+                 lr_on_device: bool = False):
         self.params = [p for p in params if p.requires_grad]
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
         self.buffers = [torch.zeros_like(p) for p in self.params] if momentum else []
+        self.neg_lr = torch.tensor(-lr, device=self.params[0].device) if lr_on_device else None
+
+    def set_lr(self, lr: float) -> None:
+        """A new rate for the next steps (on the device: queued on the current stream, no sync)."""
+        self.lr = lr
+        if self.neg_lr is not None:
+            self.neg_lr.fill_(-lr)
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -112,7 +130,10 @@ class SGD:
             torch._foreach_mul_(self.buffers, self.momentum)
             torch._foreach_add_(self.buffers, grads)
             grads = self.buffers
-        torch._foreach_add_(self.params, grads, alpha=-self.lr)
+        if self.neg_lr is None:
+            torch._foreach_add_(self.params, grads, alpha=-self.lr)
+        else:
+            torch._foreach_add_(self.params, torch._foreach_mul(grads, self.neg_lr))
 
 
 def snapshot(model, opt: SGD, device: torch.device) -> dict:
@@ -136,26 +157,26 @@ def restore(state: dict, model, opt: SGD, device: torch.device) -> None:
         torch.set_rng_state(state["rng"])
 
 
-def capture(step: Callable, reset: Callable, model, opt: SGD, device) -> torch.cuda.CUDAGraph:
-    """Record `step` as a CUDA graph. Warm-up steps (required before capture) would move the
-    weights, so model, optimiser and RNG state are restored afterwards, also when capture fails:
-    the graph run (or the eager fallback) starts from exactly the state the eager run starts from."""
-    state = snapshot(model, opt, device)
-    try:
-        side = torch.cuda.Stream(device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):
+def capture(step: Callable, reset: Callable, model, opt: SGD, device, stream: torch.cuda.Stream) -> torch.cuda.CUDAGraph:
+    """Record `step` as a CUDA graph, warmed up and captured on `stream`, the seed's own: cuBLAS picks
+    its workspace per stream at capture, so graphs of seeds replayed side by side never share one.
+    Warm-up steps (required before capture) would move the weights, so model, optimiser and RNG state
+    are restored afterwards (on `stream` too), also when capture fails: the graph run (or the eager
+    fallback) starts from exactly the state the eager run starts from."""
+    stream.wait_stream(torch.cuda.current_stream(device))  # the model and data set-up come first
+    with torch.cuda.stream(stream):
+        state = snapshot(model, opt, device)
+        try:
             for _ in range(3):
                 reset()  # keeps the step counter in range: an epoch may hold a single step
                 opt.zero_grad()
                 step()
-        torch.cuda.current_stream(device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        opt.zero_grad()  # grads are then allocated, and overwritten, inside the graph
-        with torch.cuda.graph(graph):
-            step()
-    finally:
-        restore(state, model, opt, device)
+            graph = torch.cuda.CUDAGraph()
+            opt.zero_grad()  # grads are then allocated, and overwritten, inside the graph
+            with torch.cuda.graph(graph, stream=stream):
+                step()
+        finally:
+            restore(state, model, opt, device)
     return graph
 
 
@@ -217,14 +238,25 @@ def noise_scale_from_norms(sizes: tuple[int, int], mean_sq: tuple[float, float])
     return trace / g2 if g2 > 0 and trace > 0 else math.nan
 
 
+def _numpy_rng_state() -> tuple:
+    """NumPy's global generator state in types that `torch.load(weights_only=True)` accepts."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached
+
+
+def _set_numpy_rng_state(state: tuple) -> None:
+    name, keys, pos, has_gauss, cached = state
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+
+
 class SeedRun:
     """One seed of a cell: its model, optimiser, step graphs and records.
 
-    `launch_epoch` queues an epoch's steps (asynchronously on CUDA, on this run's stream, so the seeds
-    of a cell overlap on one GPU); `finish_epoch` reads the epoch back, evaluates and records, and
-    says whether the run goes on. Every epoch trains on every image: ceil(n / batch) steps, the last
-    one on the remainder, each step shape its own CUDA graph. Warm-up steps run eagerly (their
-    learning rate changes every step; a graph holds one).
+    `launch_epoch` queues an epoch's steps (asynchronously on CUDA, on this run's own stream;
+    `launch_together` interleaves several seeds step by step); `finish_epoch` reads the epoch back,
+    evaluates and records, and says whether the run goes on. `advance` is the one place where a step
+    happens. Every epoch trains on every image: ceil(n / batch) steps, the last one on the remainder,
+    each step shape its own CUDA graph. `state`/`load_state` save and restore the run between epochs.
     """
 
     def __init__(self, spec: dict, seed: int, d: DeviceData, device: torch.device, log: Callable[[str], None]):
@@ -239,7 +271,10 @@ class SeedRun:
         models.initialise(self.model, p["init"])
         self.model.to(device).train()
         self.lr = effective_lr(p)
-        self.opt = SGD(self.model.parameters(), lr=self.lr, momentum=p["momentum"], weight_decay=p["weight_decay"])
+        self.opt = SGD(self.model.parameters(), lr=self.lr, momentum=p["momentum"], weight_decay=p["weight_decay"],
+                       lr_on_device=device.type == "cuda")
+        # Dropout draws from the device's one generator: seeds replayed side by side would share it.
+        self.has_dropout = any(isinstance(m, torch.nn.Dropout) for m in self.model.modules())
 
         self.n, bs = len(d.x_train), p["batch_size"]
         if bs > self.n:
@@ -255,13 +290,16 @@ class SeedRun:
         self.correct = torch.zeros((), dtype=torch.long, device=device)
         self.shuffle = torch.Generator(device=device).manual_seed(seed)
         self.probe = torch.Generator(device=device).manual_seed(seed + 1)  # noise-scale batches only
-        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        graphs = use_graphs(spec["cuda_graphs"], device)
+        self.stream = torch.cuda.Stream(device) if device.type == "cuda" or graphs else None  # this seed's own
 
         self.fns = self._step_fns()
         self.graphs, self.graph_note = [], None
-        if use_graphs(spec["cuda_graphs"], device):
+        if graphs:
             try:
-                self.graphs = [capture(fn, self.k.zero_, self.model, self.opt, device) for fn in self.fns]
+                self.graphs = [capture(fn, self.k.zero_, self.model, self.opt, device, self.stream) for fn in self.fns]
+            except torch.cuda.OutOfMemoryError:
+                raise  # not an op that cannot be captured: the job says so (run_cell)
             except RuntimeError as exc:  # an op that cannot be captured: `auto` runs eagerly, `on` says so
                 if spec["cuda_graphs"] == "on":
                     raise TrainingError(f"cell {spec['study']}/{spec['cell']}: CUDA graph capture failed "
@@ -271,11 +309,38 @@ class SeedRun:
         self.every = max(1, math.ceil(self.steps * p["epochs"] / MAX_LOSS_POINTS))
         self.check_every = math.ceil(self.steps / p["target_checks_per_epoch"])
         self.epoch = self.step_count = self.images_seen = 0
-        self.history, self.iterations, self.noise = [], [], []
+        self.history, self.iterations, self.pred_counts = [], [], []
         self.train_time = self.eval_time = 0.0
         self.diverged_epoch = self.epochs_to_target = self.steps_to_target = None
         self.examples_to_target = self.time_to_target = None
         self.stopped_at_target = False
+
+    def state(self) -> dict:
+        """Everything the rest of the run depends on, after a finished epoch: weights and buffers,
+        momentum, every random generator, records, counters and target bookkeeping."""
+        cuda = self.device.type == "cuda"
+        return {"device_type": self.device.type, "model": self.model.state_dict(),
+                "momentum": [b.detach().clone() for b in self.opt.buffers],
+                "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(),
+                        "cuda": torch.cuda.get_rng_state(self.device) if cuda else None,
+                        "shuffle": self.shuffle.get_state(), "probe": self.probe.get_state()},
+                "records": {k: getattr(self, k) for k in RESUMED}}
+
+    @torch.no_grad()
+    def load_state(self, state: dict) -> None:
+        """Continue from `state()`; tensors are copied in place (captured graphs keep pointing at them)."""
+        self.model.load_state_dict(state["model"])
+        for b, s in zip(self.opt.buffers, state["momentum"]):
+            b.copy_(s)
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        _set_numpy_rng_state(rng["numpy"])
+        if rng["cuda"] is not None:
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        self.shuffle.set_state(rng["shuffle"])
+        self.probe.set_state(rng["probe"])
+        for k, v in state["records"].items():
+            setattr(self, k, v)
 
     def _step_on(self, idx: torch.Tensor) -> None:
         d = self.d
@@ -295,31 +360,49 @@ class SeedRun:
         fns = [lambda: self._step_on(self.order.index_select(0, self.k * bs + self.offsets))]
         return fns + [lambda: self._step_on(self.order[full * bs:])] if self.steps > full else fns
 
-    def _advance(self, i: int) -> None:
-        """Step i of the epoch: a graph replay, or eagerly during warm-up (its rate changes every step)."""
+    def advance(self, i: int) -> None:
+        """Step i of the epoch, on the current stream: a graph replay, else eagerly. Warm-up raises the
+        rate linearly over its steps (a graph reads it from the device tensor)."""
+        if self.step_count < self.warmup_steps:
+            self.opt.set_lr(self.lr * (self.step_count + 1) / self.warmup_steps)
+        elif self.step_count == self.warmup_steps and self.warmup_steps:
+            self.opt.set_lr(self.lr)
         shape = int(i >= self.full)
-        if self.step_count < self.warmup_steps or not self.graphs:
-            warm = self.step_count < self.warmup_steps
-            self.opt.lr = self.lr * (self.step_count + 1) / self.warmup_steps if warm else self.lr
+        if self.graphs:
+            self.graphs[shape].replay()
+        else:
             self.opt.zero_grad()
             self.fns[shape]()
-        else:
-            self.graphs[shape].replay()
         self.step_count += 1
         self.images_seen += self.sizes[i]
 
-    def launch_epoch(self) -> None:
-        """Queue one epoch of steps (checking the target mid-epoch where `target_checks_per_epoch` > 1)."""
+    def on_stream(self):
+        """The context that queues work on this seed's stream (a no-op off CUDA)."""
+        return torch.cuda.stream(self.stream) if self.stream else contextlib.nullcontext()
+
+    def begin_epoch(self) -> None:
+        """Start an epoch: a new permutation, counters zeroed, the clock started."""
         self.epoch += 1
-        with torch.cuda.stream(self.stream) if self.stream else contextlib.nullcontext():
+        if self.stream:  # set-up, restores and loaded state were queued on the default stream
+            self.stream.wait_stream(torch.cuda.current_stream(self.device))
+        with self.on_stream():
             self.t0 = time.perf_counter()
             self.order.copy_(torch.randperm(self.n, device=self.device, generator=self.shuffle))
             self.k.zero_()
             self.correct.zero_()
+
+    def check_due(self, i: int) -> bool:
+        """Whether a mid-epoch target check follows step i (not after the last: the epoch's end checks)."""
+        return bool(self.p["target_acc"]) and self.epochs_to_target is None and (i + 1) % self.check_every == 0 \
+            and i + 1 < self.steps
+
+    def launch_epoch(self) -> None:
+        """Queue one epoch of steps (checking the target mid-epoch where `target_checks_per_epoch` > 1)."""
+        self.begin_epoch()
+        with self.on_stream():
             for i in range(self.steps):
-                self._advance(i)
-                if self.p["target_acc"] and self.epochs_to_target is None and (i + 1) % self.check_every == 0 \
-                        and i + 1 < self.steps and self._check_target(mid_epoch=True):
+                self.advance(i)
+                if self.check_due(i) and check_targets([self]):
                     break
 
     def time_steps(self, steps: int, warm_up: int = 10) -> dict:
@@ -334,7 +417,7 @@ class SeedRun:
             for j in range(count):
                 if j % self.full == 0:
                     self.k.zero_()  # stay within the epoch's full batches
-                self._advance(j % self.full)
+                self.advance(j % self.full)
         burst(warm_up)
         sync()
         t0 = time.perf_counter()
@@ -346,21 +429,16 @@ class SeedRun:
         return {"step_s": (t1 - t0) / steps, "eval_s": time.perf_counter() - t1, "timed_steps": steps,
                 "cuda_graphs": bool(self.graphs)}
 
-    def _check_target(self, mid_epoch: bool) -> bool:
-        """Record the first time test accuracy reaches the target; True when the run should stop there."""
-        if mid_epoch:  # a check between steps: the test set only, time paused
-            elapsed = time.perf_counter() - self.t0
-            acc = evaluate(self.model, self.d.x_test, self.d.y_test, self.d.normalise, self.p["eval_batch_size"])[1]
-            reached = acc.item() >= self.p["target_acc"]
-            self.t0 = time.perf_counter() - elapsed
-        else:
-            reached = self.history[-1]["test_acc"] >= self.p["target_acc"]
-        if reached:
-            self.epochs_to_target, self.steps_to_target = self.epoch, self.step_count
-            self.examples_to_target = self.images_seen
-            self.time_to_target = self.train_time + (time.perf_counter() - self.t0 if mid_epoch else 0.0)
-            self.stopped_at_target = self.p["stop_at_target"]
-        return reached and self.p["stop_at_target"]
+    def _reached(self, acc: float, elapsed: float) -> bool:
+        """Record the first time test accuracy `acc` reaches the target, `elapsed` seconds into this
+        epoch's training; True when the run should stop there."""
+        if acc < self.p["target_acc"]:
+            return False
+        self.epochs_to_target, self.steps_to_target = self.epoch, self.step_count
+        self.examples_to_target = self.images_seen
+        self.time_to_target = self.train_time + elapsed
+        self.stopped_at_target = self.p["stop_at_target"]
+        return self.p["stop_at_target"]
 
     def _noise_scale(self) -> float:
         """B_simple at the current weights; batch-norm statistics and RNG are put back afterwards."""
@@ -402,7 +480,7 @@ class SeedRun:
                      f"stopping this run (recorded as a result, not an error)")
             return False
         if p["target_acc"] and self.epochs_to_target is None:
-            self._check_target(mid_epoch=False)
+            self._reached(row["test_acc"], 0.0)
         eta = (p["epochs"] - self.epoch) * self.train_time / self.epoch
         self.log(f"seed {self.seed} epoch {self.epoch}/{p['epochs']}  running_loss {row['running_loss']:.4f}  "
                  f"train_acc {100 * row['train_acc']:.2f}%  test_loss {row['test_loss']:.4f}  "
@@ -444,53 +522,119 @@ class SeedRun:
         return {"metrics": metrics, "history": self.history, "iterations": self.iterations}
 
 
+def check_targets(runs: list[SeedRun]) -> list[SeedRun]:
+    """Mid-epoch target checks of seeds at one point of an epoch: each seed's test accuracy is queued
+    on its own stream and read back with one synchronisation, its training clock paused meanwhile.
+    Returns the runs that stop here."""
+    now = time.perf_counter()
+    elapsed = [now - run.t0 for run in runs]
+    accs = []
+    for run in runs:
+        with run.on_stream():
+            accs.append(evaluate(run.model, run.d.x_test, run.d.y_test, run.d.normalise, run.p["eval_batch_size"])[1])
+    if runs[0].device.type == "cuda":
+        torch.cuda.synchronize(runs[0].device)
+    stopped = [run for run, acc, e in zip(runs, accs, elapsed) if run._reached(acc.item(), e)]
+    for run, e in zip(runs, elapsed):
+        run.t0 = time.perf_counter() - e
+    return stopped
+
+
+def launch_together(runs: list[SeedRun]) -> None:
+    """Queue one epoch of several seeds side by side, step by step, each on its own stream, so that
+    their kernels overlap on the GPU; mid-epoch target checks of all seeds at one point."""
+    for run in runs:
+        run.begin_epoch()
+    stepping = list(runs)
+    for i in range(runs[0].steps):
+        for run in stepping:
+            with run.on_stream():
+                run.advance(i)
+        due = [run for run in stepping if run.check_due(i)]
+        if due:
+            stopped = check_targets(due)
+            stepping = [run for run in stepping if run not in stopped]
+        if not stepping:
+            break
+
+
 def train_seeds(spec: dict, cache: data.Cache, seeds: list[int], log: Callable[[str], None] = print,
-                startup: dict | None = None) -> list[dict]:
+                startup: dict | None = None, store: Checkpoints | None = None,
+                on_done: Callable[[int, dict], None] | None = None) -> list[dict]:
     """Train the seeds of one cell; returns one `SeedRun.result()` per seed, plus device facts.
 
     On the CPU the seeds run one after another, each exactly as it would alone. On CUDA they run
-    together: each seed's epoch is queued on its own stream, so small runs fill the GPU together
-    (dropout draws then differ from a lone run's: they share the device's generator).
+    together, step by step, each on its own stream, so that small runs fill the GPU together; models
+    with dropout train their seeds one after another there too (dropout draws from the device's one
+    generator, which seeds side by side would share).
+    With a `store`, each seed saves its state there after every epoch and resumes from it when the
+    job is started again; `on_done(seed, result)` is called as each seed finishes.
     """
     startup = {} if startup is None else startup
-    p = spec["params"]
     device, device_note = pick_device(spec["device"])
     if spec.get("deterministic"):
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read by cuBLAS before its first call
         # warn_only: a few kernels (MobileNetV2's pooling backward) have no deterministic CUDA version
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
-    d = load_data(cache, p, device)
+    d = load_data(cache, spec["params"], device)
     startup["data_on_device"] = provenance.process_age_s()  # on CUDA: includes creating the context
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     together = device.type == "cuda" and len(seeds) > 1
-    runs = [SeedRun(spec, s, d, device, log) for s in (seeds if together else seeds[:1])]
+    if not seeds:
+        return []
+
+    def start(seed: int) -> SeedRun:
+        run = SeedRun(spec, seed, d, device, log)
+        state = store.load(seed, device) if store else None
+        if state is not None:
+            run.load_state(state)
+            log(f"seed {seed}: resumed at epoch {run.epoch} (of {spec['params']['epochs']}) from {store.folder(seed)}")
+        return run
+
+    def end_epoch(run: SeedRun) -> bool:
+        """After an epoch of `run`: its state saved when the run goes on, its result handed over when it ends."""
+        if run.finish_epoch():
+            if store:
+                store.save(run.seed, run.state())
+            return True
+        results.append(finish(run))
+        return False
+
+    def finish(run: SeedRun) -> dict:
+        out = run.result()
+        peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+        out["metrics"].update({"first_step_process_age_s": startup["first_step"], "startup_s": startup,
+                               "device": str(device), "device_note": device_note, "gpu_mem_peak_mb": peak,
+                               "seeds_together": len(seeds) if together else 1})
+        out["seed"], out["device"], out["model"] = run.seed, device, run.model
+        if on_done:
+            on_done(run.seed, out)
+        return out
+
+    results: list[dict] = []
+    runs = [start(seeds[0])]
+    if together and runs[0].has_dropout:
+        together = False
+        log("this model has dropout, whose draws come from the device's one generator: "
+            "the cell's seeds train one after another")
+    runs += [start(s) for s in seeds[1:]] if together else []
     startup["model_ready"] = provenance.process_age_s()
     startup["first_step"] = provenance.process_age_s()
     if together:
         active = list(runs)
         while active:
-            for run in active:
-                run.launch_epoch()
-            active = [run for run in active if run.finish_epoch()]
+            launch_together(active)
+            active = [run for run in active if end_epoch(run)]
+        results.sort(key=lambda out: seeds.index(out["seed"]))
     else:  # one after another, each built just before it trains: exactly as if it ran alone
         for i, seed in enumerate(seeds):
             if i:
-                runs.append(SeedRun(spec, seed, d, device, log))
-            run = runs[-1]
-            run.launch_epoch()
-            while run.finish_epoch():
-                run.launch_epoch()
-    results = []
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-    for run in runs:
-        out = run.result()
-        out["metrics"].update({"first_step_process_age_s": startup["first_step"], "startup_s": startup,
-                               "device": str(device), "device_note": device_note, "gpu_mem_peak_mb": peak,
-                               "seeds_together": len(seeds) if together else 1})
-        out["device"], out["model"] = device, run.model
-        results.append(out)
+                runs.append(start(seed))  # kept: every captured graph lives until the job ends
+            runs[-1].launch_epoch()
+            while end_epoch(runs[-1]):
+                runs[-1].launch_epoch()
     return results
 
 
@@ -522,11 +666,14 @@ def _write_run(out_dir: Path, base: dict, result: dict) -> dict:
     return metrics
 
 
-def run_cell(spec: dict, cache_path: Path, out_dir: Path, log: Callable[[str], None] = print) -> list[dict]:
+def run_cell(spec: dict, cache_path: Path, out_dir: Path, log: Callable[[str], None] = print,
+             checkpoints: Path | None = None) -> list[dict]:
     """Train the seeds of one grid point (`spec["seeds"]`, else the one `spec["seed"]`) and write
     each seed's metrics.json, history.csv and iterations.csv to `out_dir/seed=<n>/` (to `out_dir`
     itself for a one-seed spec without `seeds`). metrics.json is written last: its presence means
-    that run finished. Returns the metrics, one per seed."""
+    that run finished. With `checkpoints` (a folder outside `out_dir`), every seed's state is saved
+    there after each epoch and finished seeds wait there until all are done: a job killed at any
+    moment and started again loses at most one epoch per seed. Returns the metrics, one per seed."""
     startup = {"imports_done": provenance.process_age_s()}
     cache = data.load(cache_path)
     startup["data_loaded"] = provenance.process_age_s()
@@ -546,13 +693,28 @@ def run_cell(spec: dict, cache_path: Path, out_dir: Path, log: Callable[[str], N
             atomic_write_json(folder(seed) / "metrics.json", metrics)
             out.append(metrics)
         return out
+    store = Checkpoints(checkpoints, spec, log) if checkpoints else None
+    staged = store.folder if store else folder
+
+    written: dict[int, dict] = {}
+
+    def write(seed: int, result: dict) -> None:
+        written[seed] = _write_run(staged(seed), bases[seed], result)
+        if store:
+            store.done(seed)
+
+    todo = [seed for seed in seeds if not (store and store.finished(seed))]
+    if len(todo) < len(seeds):
+        log(f"seeds {sorted(set(seeds) - set(todo))} finished before this job was interrupted; kept")
     try:
-        results = train_seeds(spec, cache, seeds, log, startup)
+        train_seeds(spec, cache, todo, log, startup, store, on_done=write)
     except torch.cuda.OutOfMemoryError as exc:
         raise TrainingError(f"cell {spec['study']}/{spec['setting']}: CUDA out of memory at batch_size "
-                            f"{spec['params']['batch_size']} ({len(seeds)} seed(s) together); use a smaller batch, "
+                            f"{spec['params']['batch_size']} ({len(todo)} seed(s) together); use a smaller batch, "
                             f"fewer --resources gpu jobs or a larger GPU") from exc
-    return [_write_run(folder(seed), bases[seed], result) for seed, result in zip(seeds, results)]
+    if store:
+        store.move_results(seeds, folder)
+    return [written.get(seed) or json.loads((folder(seed) / "metrics.json").read_text()) for seed in seeds]
 
 
 def time_settings(specs: list[dict], cache_path: Path, out: Path, steps: int, warm_up: int = 10,

@@ -4,7 +4,9 @@ rule train_cell:
     input:
         data=lambda w: f"results/data/{config['studies'][w.study]['dataset']}.npz",
     output:
-        # seed=<n>/{metrics.json,history.csv,iterations.csv} per seed; an interrupted job is re-run whole.
+        # seed=<n>/{metrics.json,history.csv,iterations.csv} per seed. An interrupted job is re-run and
+        # resumes from checkpoints/{study}/{cell}/ (each seed's state after its last finished epoch):
+        # outside this folder, which Snakemake deletes before the re-run.
         directory("results/{study}/{cell}"),
     log:
         "logs/train_cell/{study}/{cell}.log",
@@ -21,7 +23,7 @@ rule train_cell:
         "../../envs/batchwise.yaml"
     shell:
         "OMP_NUM_THREADS={threads} \"$BATCHWISE_PYTHON\" -m batchwise train --spec {params.spec:q} "
-        "--data {input.data} --out {output} > {log} 2>&1"
+        "--data {input.data} --out {output} --checkpoints checkpoints/{wildcards.study}/{wildcards.cell} > {log} 2>&1"
 
 
 rule time_study:
