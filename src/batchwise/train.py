@@ -522,6 +522,27 @@ class SeedRun:
         return {"metrics": metrics, "history": self.history, "iterations": self.iterations}
 
 
+def set_up_device(spec: dict) -> tuple[torch.device, str]:
+    """The device a cell trains on, and deterministic kernels where the spec asks for them."""
+    if spec.get("deterministic"):
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read by cuBLAS before its first call
+        # warn_only: a few kernels (MobileNetV2's pooling backward) have no deterministic CUDA version
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    return pick_device(spec["device"])
+
+
+def _start(spec: dict, seed: int, d: DeviceData, device: torch.device, log: Callable[[str], None],
+           store: Checkpoints | None) -> SeedRun:
+    """A seed's run, continued from its checkpoint where the store holds one."""
+    run = SeedRun(spec, seed, d, device, log)
+    state = store.load(seed, device) if store else None
+    if state is not None:
+        run.load_state(state)
+        log(f"seed {seed}: resumed at epoch {run.epoch} (of {spec['params']['epochs']}) from {store.folder(seed)}")
+    return run
+
+
 def check_targets(runs: list[SeedRun]) -> list[SeedRun]:
     """Mid-epoch target checks of seeds at one point of an epoch: each seed's test accuracy is queued
     on its own stream and read back with one synchronisation, its training clock paused meanwhile.
@@ -571,12 +592,7 @@ def train_seeds(spec: dict, cache: data.Cache, seeds: list[int], log: Callable[[
     job is started again; `on_done(seed, result)` is called as each seed finishes.
     """
     startup = {} if startup is None else startup
-    device, device_note = pick_device(spec["device"])
-    if spec.get("deterministic"):
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read by cuBLAS before its first call
-        # warn_only: a few kernels (MobileNetV2's pooling backward) have no deterministic CUDA version
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
+    device, device_note = set_up_device(spec)
     d = load_data(cache, spec["params"], device)
     startup["data_on_device"] = provenance.process_age_s()  # on CUDA: includes creating the context
     if device.type == "cuda":
@@ -584,14 +600,6 @@ def train_seeds(spec: dict, cache: data.Cache, seeds: list[int], log: Callable[[
     together = device.type == "cuda" and len(seeds) > 1
     if not seeds:
         return []
-
-    def start(seed: int) -> SeedRun:
-        run = SeedRun(spec, seed, d, device, log)
-        state = store.load(seed, device) if store else None
-        if state is not None:
-            run.load_state(state)
-            log(f"seed {seed}: resumed at epoch {run.epoch} (of {spec['params']['epochs']}) from {store.folder(seed)}")
-        return run
 
     def end_epoch(run: SeedRun) -> bool:
         """After an epoch of `run`: its state saved when the run goes on, its result handed over when it ends."""
@@ -614,6 +622,7 @@ def train_seeds(spec: dict, cache: data.Cache, seeds: list[int], log: Callable[[
         return out
 
     results: list[dict] = []
+    start = lambda seed: _start(spec, seed, d, device, log, store)  # noqa: E731
     runs = [start(seeds[0])]
     if together and runs[0].has_dropout:
         together = False
