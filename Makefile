@@ -3,6 +3,8 @@
 #   make quick               real data, every study, reduced: ~15 min on 2 CPU cores
 #   make test                the test suite (includes the smoke workflow, data to PDF)
 #   make bench               training-speed benchmark -> docs/benchmarks.md
+#   make publish BUNDLES="b.tar.xz*" SOURCE="where they ran"
+#                            import bundles into docs/results/full/, rebuild its report.pdf, CSVs, ledger
 # Variables: DATA_DIR (where MNIST/ and cifar10-jpeg/ or cifar-10-batches-py/ live), CORES, GPUS
 # (concurrent training jobs per GPU), CONFIG (an overlay merged onto config/config.yaml, e.g. your
 # own), PYTHON (a Python >= 3.10 to make the venv with).
@@ -17,7 +19,7 @@ BIN := $(VENV)/bin
 # The venv's tools by path: no activation needed (the workflow's jobs run the Python that runs it).
 RUN := PATH="$(abspath $(BIN)):$$PATH"
 
-.PHONY: report quick smoke test bench lint clean
+.PHONY: report quick smoke test bench lint publish clean
 report: $(VENV)/.installed
 	$(BIN)/snakemake --cores $(CORES) --resources gpu=$(GPUS) --configfile $(CONFIG) --config data_dir=$(DATA_DIR)
 
@@ -32,6 +34,9 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(RUN) python -m batchwise.bench
+
+publish: $(VENV)/.installed
+	$(RUN) python -m batchwise results publish $(BUNDLES) --source "$(SOURCE)"
 
 lint: $(VENV)/.installed
 	$(BIN)/snakemake --lint --configfile config/smoke.yaml

@@ -62,7 +62,10 @@ def wilson_ref(k: int, n: int, z: float = Z) -> tuple[float, float]:
 def make_runs(study: str, groups: dict[tuple, list], keys: tuple[str, ...],
               metric: str = "final_test_acc", **extra) -> pd.DataFrame:
     """One row per run. `groups` maps a tuple of key values to that setting's runs: a number is a
-    trained run with that value, ("failed", x) a failed run, "diverged" a diverged run (no value)."""
+    trained run with that value, ("failed", x) a failed run, "diverged" a diverged run (no value).
+    A time metric is each run's own wall time (time_basis "wall") unless `extra` says otherwise."""
+    if metric in ("train_time_s", "eval_time_s", "total_time_s", "mean_epoch_s", "time_to_target_s"):
+        extra.setdefault("time_basis", "wall")
     rows = []
     for values, runs in groups.items():
         params = dict(zip(keys, values))
@@ -318,7 +321,7 @@ def test_not_run_when_study_has_no_runs():
     gone = make_runs("gone", {(64,): [math.nan]}, ("batch_size",)).assign(status="no-data", outcome="no-data")
     r = run_one(claim(dict(kind="near", metric="final_test_acc", select={"batch_size": 64},
                            target=0.1, tolerance=0.02), study="gone"), pd.concat([runs, gone]))
-    assert r["verdict"] == "not run" and "gone" in r["reason"]
+    assert r["verdict"] == "not run yet" and "gone" in r["reason"]
 
 
 def test_runs_table_without_outcome_column_gets_the_outcome_rule():
@@ -340,9 +343,11 @@ def test_compare_each_golden():
     r = run_one(claim(each), runs)
     assert r["verdict"] == "contradicted" and len(r["comparisons"]) == 2
     assert r["reason"].startswith("contradicted reliably")
-    assert "per value: supported, contradicted" in r["reason"]
-    d, lo, hi, _ = welch_ref([1.0, 1.1, 1.0], [0.5, 0.6, 0.5])   # the deciding one: lr 0.5
+    assert "per value: supported, contradicted" in r["reason"] and "Holm" in r["reason"]
+    # two comparisons, both decided in Holm's first round: each at 1 - 0.05 / 2 = 97.5 %
+    d, lo, hi, _ = welch_ref([1.0, 1.1, 1.0], [0.5, 0.6, 0.5], level=0.975)   # the deciding one: lr 0.5
     assert (r["diff"], r["lo"], r["hi"]) == pytest.approx((d, lo, hi))
+    assert "97.5% Welch t interval" in r["evidence"]
     r = run_one(claim({**each, "values": [0.01]}), runs)
     assert r["verdict"] == "supported"
     assert (r["lo"], r["hi"]) == pytest.approx(welch_ref([1.0, 1.1, 1.0], [2.0, 2.1, 2.0])[1:3])
@@ -463,15 +468,17 @@ def test_best_golden():
     r = run_one(claim({**rule, "at": {"init": "default"}}), runs)
     assert r["verdict"] == "supported"
     assert [c["b"] for c in r["comparisons"]] == ["init xavier", "init zeros"]
+    # two rivals, both beaten in Holm's first round: each interval at 1 - 0.05 / 2 = 97.5 %
     for c, other in zip(r["comparisons"], ([0.98, 0.981, 0.979], [0.1135] * 3)):
-        d, lo, hi, _ = welch_ref(INIT[("default",)], other) if other[0] != other[1] else (None,) * 4
+        d, lo, hi, _ = welch_ref(INIT[("default",)], other, 0.975) if other[0] != other[1] else (None,) * 4
         if d is not None:
             assert (c["diff"], c["lo"], c["hi"]) == pytest.approx((d, lo, hi))
         else:  # against a constant group: df = 2, the spread of default alone
-            half = T975[2] * np.std(INIT[("default",)], ddof=1) / math.sqrt(3)
+            half = sps.t.ppf(0.9875, 2) * np.std(INIT[("default",)], ddof=1) / math.sqrt(3)
             assert (c["lo"], c["hi"]) == pytest.approx((0.99 - 0.1135 - half, 0.99 - 0.1135 + half))
     # the deciding comparison is the weakest win: against xavier
-    assert (r["lo"], r["hi"]) == pytest.approx(welch_ref(INIT[("default",)], INIT[("xavier",)])[1:3])
+    assert (r["lo"], r["hi"]) == pytest.approx(welch_ref(INIT[("default",)], INIT[("xavier",)], 0.975)[1:3])
+    assert "Holm" in r["reason"] and "97.5% Welch t interval" in r["evidence"]
     assert run_one(claim({**rule, "at": {"init": "xavier"}}), runs)["verdict"] == "contradicted"
     assert run_one(claim({**rule, "at": {"init": "zeros"}, "goal": "min"}), runs)["verdict"] == "supported"
 
@@ -608,7 +615,7 @@ def test_real_s2_claims_on_the_h100_pattern():
     assert (fails["lo"], fails["hi"]) == pytest.approx(wilson_ref(2, 5))
     best = got["s2-cnn-bn-lr-0.5-best"]   # no BN lr 0.5 has 2 measured runs: inconclusive by rule
     assert best["verdict"] == "inconclusive" and "by rule" in best["reason"]
-    assert got["s4-batch64-best"]["verdict"] == "not run"
+    assert got["s4-batch64-best"]["verdict"] == "not run yet"
     two = evaluate_claims([claims["s2-cnn-no-bn-fails-lr-0.5"]], s2_cnn_table(), level=0.95, min_runs=2)[0]
     assert two["verdict"] == "inconclusive"  # a share rule counts all 5 runs: min_runs is not what limits it
 
@@ -617,14 +624,15 @@ def test_verdict_rule_text_names_each_test_and_drops_the_old_rules():
     text = verdict_rule_text(0.9, 10000, 4)
     for phrase in ("Welch's t interval", "variances are not pooled", "t quantile", "Wilson score",
                    "fewer than 4 measured runs", "90%", "'reliably'", "'in k of n runs'", "failed runs",
-                   "diverged runs never", "width zero"):
+                   "diverged runs never", "width zero", "Holm's step-down correction", "timing bursts",
+                   "'not run yet'"):
         assert phrase in text, phrase
     assert "bootstrap" not in text and "chance" not in text and "resamples" not in text
 
 
 def test_claims_text_has_no_chance_rule():
     """The old rule "a diverged run counts at chance" is gone: a diverged run is not a measurement."""
-    src = (ROOT / "src" / "batchwise" / "claims.py").read_text() + (ROOT / "config" / "claims.yaml").read_text()
+    src = "".join(p.read_text() for p in sorted((ROOT / "src" / "batchwise" / "claims").glob("*.py"))) + (ROOT / "config" / "claims.yaml").read_text()
     assert "counts at chance" not in src and "CHANCE_ACC" not in src
 
 
@@ -756,3 +764,52 @@ def test_trained_share_golden():
     assert run_one(c, runs)["verdict"] == "contradicted"
     short = make_runs("st", {(0.5,): [0.96, 0.95]}, ("lr",))
     assert run_one(c, short)["reason"].startswith("inconclusive by rule")
+
+
+def test_every_rule_kind_is_documented_in_the_claims_header():
+    """The registry of rule kinds and the list in config/claims.yaml's header name the same kinds: a kind
+    added to the registry without a line in the header (or a line for a kind that does not exist) fails."""
+    from batchwise.claims import REGISTRY, documented_kinds
+    listed = documented_kinds(ROOT / "config" / "claims.yaml")
+    assert len(listed) == len(set(listed))
+    assert set(listed) == set(REGISTRY) == set(RULE_KINDS)
+
+
+def test_documented_kinds_reads_only_the_header_list(tmp_path):
+    path = tmp_path / "claims.yaml"
+    path.write_text("# Rule kinds (text):\n#   compare           a vs b\n#                     (more)\n"
+                    "#   best              at beats all\n# Derived metrics: x\n#   monotonic         later\nclaims: []\n")
+    from batchwise.claims import documented_kinds
+    assert documented_kinds(path) == ["compare", "best"]
+
+
+# Each literature quote as checked against the paper (abstract, or the section named in `source`); a
+# paraphrase where the exact words could not be checked. A quote edited in claims.yaml fails here.
+LITERATURE = {
+    "x1-zero-init-collapses": ("paraphrase", "section 8.4", None),
+    "x2-mlp-bn-raises-stable-lr": ("verbatim", "heading of section 3.3", "Batch Normalization enables higher learning rates"),
+    "x2-cnn-bn-raises-stable-lr": ("verbatim", "abstract", "We conduct several experiments, and show that BN primarily "
+                                   "enables training with larger learning rates, which is the cause for faster "
+                                   "convergence and better generalization."),
+    "x3-linear-scaling-perfect-below-critical": ("verbatim", "section 2.1", "Linear Scaling Rule: When the minibatch "
+                                                 "size is multiplied by k, multiply the learning rate by k."),
+    "x3-diminishing-returns-past-critical": ("verbatim", "arXiv:1811.03600v1", "Eventually, increasing the batch size "
+                                             "will no longer reduce the number of training steps required"),
+    "x3-scaled-rate-beats-fixed": ("verbatim", "section 2.1", "Linear Scaling Rule: When the minibatch size is "
+                                   "multiplied by k, multiply the learning rate by k."),
+    "x3-noise-scale-predicts-critical-batch": ("verbatim", "abstract", "a simple and easy-to-measure statistic called "
+                                               "the gradient noise scale predicts the largest useful batch size across "
+                                               "many domains and applications"),
+}
+
+
+def test_literature_quotes_are_the_checked_words_with_their_place():
+    shipped = {c["id"]: c for c in load_claims(ROOT / "config" / "claims.yaml") if "source" in c}
+    assert set(shipped) == set(LITERATURE)
+    for cid, (kind, place, words) in LITERATURE.items():
+        c = shipped[cid]
+        assert c.get("quote_kind", "verbatim") == kind and place in c["source"], cid
+        if words is not None:
+            assert c["quote"] == words, cid
+    assert "symmetry" not in shipped["x1-zero-init-collapses"]["english"].split(".")[0]
+    assert "dead saddle" in shipped["x1-zero-init-collapses"]["english"]

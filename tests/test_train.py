@@ -3,6 +3,7 @@ import csv
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -81,6 +82,10 @@ def test_every_image_every_epoch(synthetic_caches, monkeypatch, device, graphs, 
         model.register_forward_pre_hook(lambda m, inp: seen.append(inp[0].shape[0]) if m.training else None)
         return model, note
     monkeypatch.setattr(train.models, "build", recording_build)
+    visited = []
+    step_on = train.SeedRun._step_on
+    monkeypatch.setattr(train.SeedRun, "_step_on",
+                        lambda self, idx: (visited.append(idx.tolist()), step_on(self, idx))[1])
     spec = spec_for(device=device, graphs=graphs, epochs=2, batch_size=batch_size, lr=0.05, train_subset=100)
     result = train.train(spec, data.load(synthetic_caches["mnist"]), log=lambda line: None)
     m = result["metrics"]
@@ -89,6 +94,11 @@ def test_every_image_every_epoch(synthetic_caches, monkeypatch, device, graphs, 
     assert [step for step, _, _ in result["iterations"]] == list(range(1, 2 * len(sizes) + 1))
     if graphs == "off":  # graph replays run no Python forward; the eager steps are counted
         assert seen == sizes * 2
+        # every training index exactly once per epoch (a remainder taken from the front of the
+        # permutation would repeat images and skip others), and a fresh order in the second epoch
+        per_epoch = [sorted(sum(visited[i * len(sizes):(i + 1) * len(sizes)], [])) for i in range(2)]
+        assert per_epoch == [list(range(100))] * 2
+        assert visited[:len(sizes)] != visited[len(sizes):]
 
 
 def test_training_accuracy_is_measured_in_eval_mode_on_a_fixed_subset(synthetic_caches):
@@ -259,13 +269,39 @@ def test_noise_scale_from_two_batch_sizes_is_exact_on_known_norms():
     assert math.isnan(train.noise_scale_from_norms((8, 32), (8.0, 1.0)))  # |G|² estimate < 0: no estimate
 
 
+def test_noise_scale_estimator_recovers_a_known_noise_scale():
+    """A linear model at zero weights on 40 fixed examples: the per-example gradients are known, so
+    B_simple = tr(Σ) / |G|² (Σ over the examples, as batches are drawn with replacement) is computed
+    here from them directly; the estimator, from two batch sizes' mean squared norms, must find it."""
+    torch.manual_seed(0)
+    n, dim, classes = 40, 6, 3
+    x = torch.randint(0, 256, (n, 1, 1, dim), dtype=torch.uint8)
+    y = torch.arange(n) % classes
+    d = train.DeviceData(x, y, x, y, torch.zeros(1, 1, 1, 1), torch.ones(1, 1, 1, 1))
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(dim, classes))
+    torch.nn.init.normal_(model[1].weight, std=0.01)
+    per_example = []
+    for i in range(n):
+        g = torch.autograd.grad(torch.nn.functional.cross_entropy(model(d.normalise(x[i:i + 1])), y[i:i + 1]),
+                                list(model.parameters()))
+        per_example.append(torch.cat([t.flatten() for t in g]))
+    g = torch.stack(per_example)
+    mean = g.mean(0)
+    truth = float(((g - mean) ** 2).sum(1).mean() / mean.pow(2).sum())
+    got = train.gradient_noise_scale(model, d, (2, 20), 3000, torch.Generator().manual_seed(1))
+    assert got == pytest.approx(truth, rel=0.1)
+    assert 1 < truth < 1e4   # a noise scale of its own size, not a degenerate 0 or infinity
+
+
 def test_noise_scale_is_recorded_and_leaves_training_untouched(synthetic_caches):
     cache = data.load(synthetic_caches["mnist"])
     base = spec_for(model="cnn2", bn=True, epochs=2, lr=0.05, train_subset=400)
     plain = train.train(base, cache, log=lambda line: None)
     probed = train.train({**base, "params": {**base["params"], "noise_scale_batches": [8, 64]}}, cache,
                          log=lambda line: None)
-    assert probed["metrics"]["noise_scale"] > 0 and all(math.isfinite(r["noise_scale"]) for r in probed["history"])
+    per_epoch = [r["noise_scale"] for r in probed["history"]]
+    assert len(per_epoch) == 2 and all(math.isfinite(v) and v > 0 for v in per_epoch)
+    assert probed["metrics"]["noise_scale"] == pytest.approx(float(np.median(per_epoch)))  # the run's: the median
     assert [r[2] for r in probed["iterations"]] == [r[2] for r in plain["iterations"]]  # BN stats, RNG restored
 
 

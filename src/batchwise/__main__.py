@@ -1,4 +1,5 @@
-"""Command line for the per-job steps, `python -m batchwise prepare|train ...`, and `check`.
+"""Command line for the per-job steps, `python -m batchwise prepare|train ...`, `check`, and
+`results export|import|publish` (finished runs between checkouts; see docs/reliability.md).
 
 Kept light: each subcommand imports only what it needs (no torch to prepare MNIST, no
 torchvision for an MLP cell, no matplotlib in training), because a sweep starts hundreds of these.
@@ -46,6 +47,32 @@ def _check(args: argparse.Namespace) -> None:
     print(f"{' + '.join(args.configfile) or config.BASE_CONFIG.name}: {checks.summary(cfg)}")
 
 
+def _export(args: argparse.Namespace) -> None:
+    from . import bundles
+
+    files, doc = bundles.export(args.bundle, studies=args.study or None, results=args.results,
+                                with_checkpoints=args.checkpoints, source=args.source)
+    size = sum(f.stat().st_size for f in files)
+    print(f"{len(doc['runs'])} finished run(s), {len(doc['timing'])} timing file(s), {doc['checkpoints']} checkpoint "
+          f"file(s) -> {len(files)} file(s), {size / 2**20:.2f} MiB: {' '.join(map(str, files))}")
+
+
+def _import(args: argparse.Namespace) -> None:
+    from . import checks, config, merge
+
+    cfg = checks.check(config.resolve_files(*args.configfile))
+    outcome = merge.plan_and_import(args.bundle, cfg, replace=args.replace)
+    if outcome.refused:
+        raise config.ConfigError("\n".join(f"import refused (nothing written): {line}" for line in outcome.refused))
+    print("\n".join(outcome.lines()))
+
+
+def _publish(args: argparse.Namespace) -> None:
+    from . import publish
+
+    print(publish.publish(args.bundle, source=args.source, folder=args.to))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; errors the user can fix are printed as one line and exit with status 1."""
     parser = argparse.ArgumentParser(prog="python -m batchwise")
@@ -76,12 +103,33 @@ def main(argv: list[str] | None = None) -> int:
                        "snakemake --configfile does) and the claims and homework-tables files against it")
     c.add_argument("configfile", nargs="*", help="overlays, in order (none: the default config alone)")
     c.set_defaults(func=_check)
+    r = sub.add_parser("results", help="move finished runs between checkouts: export, import, publish")
+    rsub = r.add_subparsers(dest="results_command", required=True)
+    e = rsub.add_parser("export", help="pack finished runs, timing files and a manifest into BUNDLE.tar.xz "
+                        "(parts of at most 16 MiB)")
+    e.add_argument("bundle", help="the bundle's name, e.g. bundles/gpu-2026-11-30 (.tar.xz is added)")
+    e.add_argument("--study", action="append", help="only this study (repeatable; default: all)")
+    e.add_argument("--results", default="results", help="the results folder (default: results)")
+    e.add_argument("--checkpoints", action="store_true", help="also pack checkpoints/ (unfinished runs)")
+    e.add_argument("--source", default="", help="where these runs come from, in words (kept in the manifest)")
+    e.set_defaults(func=_export)
+    i = rsub.add_parser("import", help="merge bundles into this checkout, checked against this config")
+    i.add_argument("bundle", nargs="+", help="bundle files (every part) or folders holding them")
+    i.add_argument("--replace", action="store_true",
+                   help="take the bundle's run (and timing) where a different one is here")
+    i.add_argument("--configfile", nargs="*", default=[], help="overlays of this checkout's config, in order")
+    i.set_defaults(func=_import)
+    u = rsub.add_parser("publish", help="add bundles to docs/results/full/ and rebuild its report, CSVs and ledger")
+    u.add_argument("bundle", nargs="*", help="new bundles (every part) or folders holding them; none: rebuild only")
+    u.add_argument("--source", default="", help="where the new bundles come from, e.g. 'GPU window, ../shared/results'")
+    u.add_argument("--to", default="docs/results/full", help="the published folder (default: docs/results/full)")
+    u.set_defaults(func=_publish)
     args = parser.parse_args(argv)
     try:
         args.func(args)
     except Exception as exc:  # noqa: BLE001 - only the three user-facing errors below are caught
         name = type(exc).__name__
-        if name not in ("ConfigError", "DataError", "TrainingError"):
+        if name not in ("ConfigError", "DataError", "TrainingError", "BundleError"):
             raise
         for line in str(exc).splitlines():  # one line per mistake, each marked
             print(f"error: {line}", file=sys.stderr)

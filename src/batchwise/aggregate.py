@@ -10,6 +10,7 @@ summary says which, in `basis`). Diverged runs never enter a mean.
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -40,6 +41,10 @@ def outcome_rule_text(failure_margin: float) -> str:
             f"say 'k of n trained'; means, bands and claims use the runs that trained, or, for a setting where "
             f"none did, its failed runs (their accuracy is real, e.g. a collapsed model). Figures stop a "
             f"diverged run's curve at its last finite epoch and mark it with ×.")
+
+
+def _utc(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 TIME_METRICS = ("train_time_s", "eval_time_s", "total_time_s", "mean_epoch_s", "time_to_target_s")
@@ -86,6 +91,8 @@ def runs_table(metrics_files: list[str | Path], grid_keys: list[str], failure_ma
             row.update(solo_times(m, solo[m["setting"]]), time_basis="solo")
         row.update(prediction_columns(m))
         row["device"] = m.get("env", {}).get("device_name")
+        row["commit"] = (m.get("env", {}).get("git") or {}).get("commit")
+        row["finished"] = _utc(Path(path).stat().st_mtime)  # metrics.json is written last: the run's end
         row["cuda_graphs"], row["cuda_graphs_note"] = m.get("cuda_graphs"), m.get("cuda_graphs_note")
         rows.append(row)
     runs = pd.DataFrame(rows)

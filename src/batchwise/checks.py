@@ -6,7 +6,7 @@ evaluator knows, and selectors whose keys are parameters of the study and whose 
 produce. Every mistake is one line: `<file>: <key path>: <bad value> ...; allowed: ...`.
 
 A smaller config (an overlay such as quick.yaml) may leave out studies or grid values: a claim about
-them stays allowed, since the report marks it "not run". So keys and values are checked against the
+them stays allowed, since the report marks it "not run yet". So keys and values are checked against the
 config in use together with the default config/config.yaml, and only what no config can produce is
 refused.
 """

@@ -559,3 +559,9 @@ def _short(exc: BaseException) -> str:
     """First line of an exception, for one-line messages."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+
+
+def input_shape(name: str) -> tuple[int, int, int]:
+    """The (channels, height, width) of data set `name`'s images, as the models take them."""
+    h, w, c = _SHAPES[name]
+    return c, h, w

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -117,6 +118,12 @@ def results_table(study: dict, summary: pd.DataFrame) -> dict:
                      + [fmt(steps, "epochs") if not pd.isna(steps) else "–"]
                      + [mean_std(group, m) for m in metrics] + [outcome_text(first)],
                      "diverged": bool(first["n_trained"] < first["n_runs"])})
+    # Settings without a finished run (a report of whatever has run): listed as missing, not as zeros.
+    present = set(summary["setting"]) if "setting" in summary else set()
+    for values in itertools.product(*study["grid"].values()):
+        if "_".join(f"{k}={slug_value(v)}" for k, v in zip(keys, values)) not in present:
+            rows.append({"cells": [slug_value(v) for v in values] + ["–"] * (1 + len(metrics)) + ["not run yet"],
+                         "diverged": False, "missing": True})
     return {"header": header, "rows": rows}
 
 
@@ -150,8 +157,10 @@ def _setup(study: dict, meta: dict) -> list[tuple[str, str]]:
 
 
 def _study_meta(folder: Path) -> dict:
-    """Facts the setup table shows, read from one finished cell's metrics.json."""
-    for path in sorted(folder.glob("*/seed=*/metrics.json")):
+    """Facts the setup table shows, read from one finished cell's metrics.json (or, in a report of
+    whatever has run, one seed that finished in checkpoints/)."""
+    waiting = folder.parent.parent / "checkpoints" / folder.name
+    for path in sorted(folder.glob("*/seed=*/metrics.json")) + sorted(waiting.glob("*/seed=*/metrics.json")):
         m = json.loads(path.read_text())
         if m.get("status") != "no-data":
             return {"n_params": m.get("n_params"), "weights": m.get("weights"), "data_note": m["data"].get("note"),
@@ -167,6 +176,11 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
     results_dir, figures_dir = Path(results_dir), Path(figures_dir)
     all_runs, studies = [], []
     for name, study in config["studies"].items():
+        if not (results_dir / name / "runs.csv").exists():  # `missing_runs: skip` and no run of it yet
+            studies.append({"id": name, "title": study["title"], "homework": study.get("homework") or study["extends"],
+                            "chapter": chapter_key(study), "meta": {"not_run_yet": True}, "setup": _setup(study, {}),
+                            "results": None, "figures": [], "analyses": [], "collapse": None})
+            continue
         runs = pd.read_csv(results_dir / name / "runs.csv")
         summary = pd.read_csv(results_dir / name / "summary.csv")
         all_runs.append(runs)
@@ -180,7 +194,7 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
                         for i, f in enumerate(study["figures"])],
             **(study_analyses(study, runs, config["verdict"]["level"]) if not meta.get("no_data") else {}),
         })
-    runs = pd.concat(all_runs, ignore_index=True)
+    runs = pd.concat(all_runs, ignore_index=True) if all_runs else pd.DataFrame(columns=NO_RUNS_COLUMNS)
     done = runs[runs["status"] != "no-data"]
     verdict = config["verdict"]
     # A config may hold only some studies: its report checks only the claims about those.
@@ -188,7 +202,8 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
               if {c["study"], *(s for s, _ in claims_mod.claim_selectors(c))} <= set(config["studies"])]
     claim_list = claims_mod.evaluate_claims(
         wanted, done,
-        level=verdict["level"], resamples=verdict["resamples"], min_runs=verdict["min_runs"])
+        level=verdict["level"], min_runs=verdict["min_runs"],
+        grid_keys={name: list(s["grid"]) for name, s in config["studies"].items()})
     sources = {c["id"]: c.get("source", "") for c in wanted}  # a claim from the literature cites its paper
     chapter_of = {s["id"]: s["chapter"] for s in studies}
     for c in claim_list:
@@ -208,16 +223,49 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
         "literature_claims": [c for c in claim_list if c["source"]],
         "literature_rules": ext.LITERATURE_RULES.format(level=verdict["level"]),
         "verdict_counts": {v: sum(c["verdict"] == v for c in claim_list)
-                           for v in ("supported", "contradicted", "inconclusive", "not run")},
+                           for v in ("supported", "contradicted", "inconclusive", "not run yet")},
         "not_run": [s for s in studies if s["meta"].get("no_data")],
-        "verdict_rule": claims_mod.verdict_rule_text(verdict["level"], verdict["resamples"], verdict["min_runs"]),
+        "verdict_rule": claims_mod.verdict_rule_text(verdict["level"], min_runs=verdict["min_runs"]),
         "data_notes": sorted({s["meta"]["data_note"] for s in studies if s["meta"].get("data_note")}),
         "choices": [(s["id"], k, v) for s in studies for k, v in config["studies"][s["id"]].get("our_choices", {}).items()],
         "provenance": _provenance(config, runs, env, command),
+        "progress": progress(config, runs, results_dir),
         "cells": _cell_times(runs),
         "metric_definitions": METRIC_DEFINITIONS,
         "outcome_rule": outcome_rule_text(verdict["failure_margin"]),
     }
+
+
+NO_RUNS_COLUMNS = ["study", "setting", "cell", "seed", "status", "outcome", "device", "commit", "finished",
+                   "time_until_stop_s", "train_time_s", "time_basis", "cuda_graphs", "cuda_graphs_note"]
+
+
+def progress(config: dict, runs: pd.DataFrame, results_dir: str | Path) -> dict:
+    """How much of the config has run: "k of N runs done" and, per study, where, when and at which
+    commit its runs ran and which device timed it; a study without runs is "not run yet". Shown on
+    the title page when runs are missing or the report was asked for whatever has run."""
+    from .bundles import timing_device
+    from .config import cells
+
+    rows, done = [], 0
+    for name in config["studies"]:
+        total = len(cells(config, name))
+        mine = runs[runs["study"] == name] if "study" in runs else runs.iloc[0:0]
+        done += len(mine)
+        if mine.empty:
+            rows.append([name, f"0 of {total}", "not run yet", "–", "–", "–"])
+            continue
+        def listed(column: str, width: int | None = None) -> str:
+            values = mine[column].dropna().astype(str) if column in mine else pd.Series([], dtype=str)
+            return ", ".join(sorted({v[:width] for v in values})) or "–"
+        dates = mine["finished"].dropna().astype(str).str[:10] if "finished" in mine else pd.Series([], dtype=str)
+        when = f"{dates.min()} – {dates.max()}" if len(dates) and dates.min() != dates.max() else (dates.min() if len(dates) else "–")
+        timing = Path(results_dir) / name / "timing.json"
+        rows.append([name, f"{len(mine)} of {total}", listed("device"), listed("commit", 10), when,
+                     (timing_device(timing) or "–") if timing.exists() else "no timing pass"])
+    total = len(cells(config))
+    return {"done": done, "total": total, "show": done < total or config.get("missing_runs") == "skip",
+            "header": ["study", "runs done", "device(s)", "commit(s)", "finished", "timing device"], "rows": rows}
 
 
 def chapter_key(study: dict) -> tuple[str, str]:
@@ -267,8 +315,21 @@ def study_analyses(study: dict, runs: pd.DataFrame, level: float) -> dict:
     explain = any(spec["kind"] == "predictions" for spec in study["figures"])
     return {"analyses": analyses,
             "collapse": {"rows": ext.collapse_rows(collapsed, study["dataset"]),
-                         "paragraph": ext.collapse_paragraph(collapsed, study["dataset"]) if explain else ""}
+                         "paragraph": ext.collapse_paragraph(collapsed, study["dataset"],
+                                                             measured=_zero_init_measurement(study))
+                         if explain else ""}
             if collapsed or explain else None}
+
+
+def _zero_init_measurement(study: dict) -> str:
+    """The zero-initialisation mechanism measured on the study's own network (saddle.zero_init_gradients),
+    for a study that trains a zero-initialised model; '' otherwise."""
+    if "zeros" not in [str(v) for v in study["grid"].get("init", [])] + [str(study.get("params", {}).get("init"))]:
+        return ""
+    from . import saddle   # torch: imported only for a report that needs the measurement
+    from .data import input_shape
+    measured = saddle.zero_init_gradients(study["model"], input_shape(study["dataset"]))
+    return saddle.gradient_sentence(measured, study["model"])
 
 
 def _half_failure_analysis(runs: pd.DataFrame, x: str, hue: str | None, level: float) -> dict:

@@ -33,16 +33,17 @@ Edge cases, decided here once
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from scipy import stats as sps
 
 __all__ = ["Interval", "welch_interval", "mean_interval", "ratio_interval", "censored_difference",
            "censored_mean", "wilson_interval", "share_difference_interval", "side", "best_index",
-           "is_monotone"]
+           "is_monotone", "holm"]
 
 UNBOUNDED = (-math.inf, math.inf)
 
@@ -73,13 +74,27 @@ def _t_quantile(level: float, df: float) -> float:
     return float(sps.t.ppf((1.0 + level) / 2.0, df))
 
 
+# A further variance term of an estimate with its degrees of freedom: a setting's timing uncertainty,
+# shared by all its runs (squared standard error of the timing, bursts - 1).
+Extra = tuple[float, float]
+
+
+def _satterthwaite(terms: list[tuple[float, float]]) -> float:
+    """Welch-Satterthwaite degrees of freedom of a sum of independent variance terms (variance, df)."""
+    total = sum(v for v, _ in terms)
+    return total ** 2 / sum(v ** 2 / d for v, d in terms if v > 0)
+
+
 def welch_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95,
-                   factor: float = 1.0) -> Interval:
+                   factor: float = 1.0, extra: Sequence[Extra] = ()) -> Interval:
     """Welch's t interval of mean(a) - factor * mean(b).
 
     ``factor`` scales every value of b (so its variance by factor²): "a is more than twice b" is
-    mean(a) - 2 mean(b) > 0. Both groups constant: a zero-width interval at the difference; either
-    group with fewer than 2 values: (-inf, +inf). Degrees of freedom by Welch-Satterthwaite.
+    mean(a) - 2 mean(b) > 0. ``extra``: further independent variance terms of the difference, each
+    (variance, df), e.g. the timing uncertainty a setting's runs share; they add to the squared
+    standard error and enter the degrees of freedom. Everything constant and no extra term: a
+    zero-width interval at the difference; either group with fewer than 2 values: (-inf, +inf).
+    Degrees of freedom by Welch-Satterthwaite.
     """
     a = np.asarray(a, dtype=float)
     b = factor * np.asarray(b, dtype=float)
@@ -87,45 +102,51 @@ def welch_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95,
     if len(a) < 2 or len(b) < 2:
         return Interval(est, *UNBOUNDED, method="Welch t (a group of one run: unbounded)")
     ua, ub = _var(a) / len(a), _var(b) / len(b)   # squared standard errors of the two means
-    if ua + ub == 0.0:
+    terms = [(ua, len(a) - 1), (ub, len(b) - 1), *[(float(v), float(d)) for v, d in extra if v > 0]]
+    total = sum(v for v, _ in terms)
+    if total == 0.0:
         return Interval(est, est, est, method="exact (both groups constant)")
-    df = (ua + ub) ** 2 / (ua ** 2 / (len(a) - 1) + ub ** 2 / (len(b) - 1))
-    half = _t_quantile(level, df) * math.sqrt(ua + ub)
-    return Interval(est, est - half, est + half, df, "Welch t")
+    df = _satterthwaite(terms)
+    half = _t_quantile(level, df) * math.sqrt(total)
+    return Interval(est, est - half, est + half, df,
+                    "Welch t with timing spread" if len(terms) > 2 else "Welch t")
 
 
-def mean_interval(x: Sequence[float], level: float = 0.95) -> Interval:
-    """The t interval of a mean (n - 1 degrees of freedom); constant values: the point itself;
+def mean_interval(x: Sequence[float], level: float = 0.95, extra: Sequence[Extra] = ()) -> Interval:
+    """The t interval of a mean (n - 1 degrees of freedom; with ``extra`` variance terms, as in
+    ``welch_interval``, Welch-Satterthwaite); constant values and no extra term: the point itself;
     fewer than 2 values: (-inf, +inf)."""
     x = np.asarray(x, dtype=float)
     est = float(x.mean()) if len(x) else math.nan
     if len(x) < 2:
         return Interval(est, *UNBOUNDED, method="t (one run: unbounded)")
-    if _constant(x):
+    terms = [(_var(x) / len(x), len(x) - 1), *[(float(v), float(d)) for v, d in extra if v > 0]]
+    if sum(v for v, _ in terms) == 0.0:
         return Interval(est, est, est, method="exact (constant)")
-    df = len(x) - 1
-    half = _t_quantile(level, df) * math.sqrt(_var(x) / len(x))
-    return Interval(est, est - half, est + half, float(df), "t")
+    df = _satterthwaite(terms) if len(terms) > 1 else float(len(x) - 1)
+    half = _t_quantile(level, df) * math.sqrt(sum(v for v, _ in terms))
+    return Interval(est, est - half, est + half, float(df), "t with timing spread" if len(terms) > 1 else "t")
 
 
-def ratio_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Interval:
+def ratio_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95,
+                   extra: Sequence[Extra] = ()) -> Interval:
     """Relative difference of two positive quantities, a / b - 1, as the ratio of geometric means.
 
     Welch's interval of mean(log a) - mean(log b), exponentiated: times spread multiplicatively,
     and on the log scale the ratio needs no separate treatment of its denominator. A value <= 0
-    has no logarithm: the interval is then (-inf, +inf).
+    has no logarithm: the interval is then (-inf, +inf). ``extra`` terms are on the log scale.
     """
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if (a <= 0).any() or (b <= 0).any():
         return Interval(math.nan, *UNBOUNDED, method="ratio (a value <= 0: unbounded)")
-    iv = welch_interval(np.log(a), np.log(b), level)
+    iv = welch_interval(np.log(a), np.log(b), level, extra=extra)
     # expm1 maps -inf to -1 (a ratio of 0) and +inf to +inf: unbounded intervals stay unbounded
     return Interval(math.expm1(iv.estimate), math.expm1(iv.lo), math.expm1(iv.hi), iv.df,
                     f"{iv.method} on log values")
 
 
 def censored_difference(a: Sequence[float], b: Sequence[float], level: float = 0.95,
-                        factor: float = 1.0) -> Interval:
+                        factor: float = 1.0, extra: Sequence[Extra] = ()) -> Interval:
     """mean(a) - factor * mean(b) where +inf marks a run that never reached the target.
 
     - no +inf on either side: Welch's interval;
@@ -136,13 +157,14 @@ def censored_difference(a: Sequence[float], b: Sequence[float], level: float = 0
       kept. A never-run can only make its side slower, so with never-runs in a the upper bound is
       +inf, with never-runs in b the lower bound is -inf; the other bound is Welch's bound over the
       runs that reached the target (unbounded where a side has fewer than 2 such runs).
-    The estimate is the difference of means with +inf - +inf taken as 0.
+    The estimate is the difference of means with +inf - +inf taken as 0. ``extra``: as in
+    ``welch_interval``.
     """
     a = np.asarray(a, dtype=float)
     b = factor * np.asarray(b, dtype=float)
     never_a, never_b = np.isinf(a), np.isinf(b)
     if not never_a.any() and not never_b.any():
-        return welch_interval(a, b, level)
+        return welch_interval(a, b, level, extra=extra)
     with np.errstate(invalid="ignore"):
         est = float(a.mean() - b.mean())
     est = 0.0 if math.isnan(est) else est  # +inf - +inf: both sides unbounded, taken as a tie
@@ -152,27 +174,28 @@ def censored_difference(a: Sequence[float], b: Sequence[float], level: float = 0
         return Interval(math.inf, math.inf, math.inf, method="decisive (no run of a reached the target)")
     if never_b.all() and not never_a.any():
         return Interval(-math.inf, -math.inf, -math.inf, method="decisive (no run of b reached the target)")
-    reached = welch_interval(a[~never_a], b[~never_b], level)
+    reached = welch_interval(a[~never_a], b[~never_b], level, extra=extra)
     lo = -math.inf if never_b.any() else reached.lo
     hi = math.inf if never_a.any() else reached.hi
     return Interval(est, lo, hi, reached.df,
-                    "Welch t over the runs that reached the target, one side unbounded")
+                    f"{reached.method} over the runs that reached the target, one side unbounded")
 
 
-def censored_mean(x: Sequence[float], level: float = 0.95) -> Interval:
+def censored_mean(x: Sequence[float], level: float = 0.95, extra: Sequence[Extra] = ()) -> Interval:
     """The t interval of a mean where +inf marks a run that never reached the target: every run
     never: [+inf, +inf]; some: the lower bound of the runs that reached it, the upper bound +inf."""
     x = np.asarray(x, dtype=float)
     never = np.isinf(x)
     if not never.any():
-        return mean_interval(x, level)
+        return mean_interval(x, level, extra)
     if never.all():
         return Interval(math.inf, math.inf, math.inf, method="decisive (no run reached the target)")
-    reached = mean_interval(x[~never], level)
+    reached = mean_interval(x[~never], level, extra)
     return Interval(math.inf, reached.lo, math.inf, reached.df,
-                    "t over the runs that reached the target, upper bound unbounded")
+                    f"{reached.method} over the runs that reached the target, upper bound unbounded")
 
 
+@functools.lru_cache(maxsize=4096)   # a pure function of three numbers, asked for the same few often
 def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Wilson score interval of a share of k in n (scipy's binomtest); n = 0: (0, 1)."""
     if n == 0:
@@ -211,3 +234,25 @@ def is_monotone(means: Sequence[float], increasing: bool) -> bool:
     settings in which no run reached the target (+inf, +inf) tie, and a plateau is not a reversal."""
     pairs = list(zip(means, list(means)[1:]))
     return all((m2 >= m1) if increasing else (m2 <= m1) for m1, m2 in pairs)
+
+
+def holm(intervals: Sequence[Callable[[float], Interval]], level: float = 0.95,
+         bound: float = 0.0) -> list[tuple[Interval, float]]:
+    """Holm's step-down correction over a family of m comparisons, on intervals: each entry computes
+    its interval at a given level. With r comparisons not yet decided, each is judged at level
+    1 - (1 - level) / r; those whose interval excludes ``bound`` are decided, r shrinks, and the rest
+    are judged again, until a round decides nothing. Equivalent to Holm (1979) on the p-values of the
+    intervals: the chance that any decision of the family is wrong stays at most 1 - level. Returns,
+    per comparison, its interval at the level at which it was judged last, and that level."""
+    alpha, m = 1.0 - level, len(intervals)
+    out: dict[int, tuple[Interval, float]] = {}
+    open_ = list(range(m))
+    while open_:
+        lev = 1.0 - alpha / len(open_)
+        judged = {i: intervals[i](lev) for i in open_}
+        decided = [i for i, iv in judged.items() if side(iv, bound) != 0]
+        out.update({i: (judged[i], lev) for i in open_})
+        if not decided:
+            break
+        open_ = [i for i in open_ if i not in decided]
+    return [out[i] for i in range(m)]

@@ -6,8 +6,7 @@ rule aggregate_study:
     message:
         "Aggregating {wildcards.study}: runs, mean/std/n over seeds, curves"
     input:
-        cells=lambda w: cell_dirs(w.study),
-        timing="results/{study}/timing.json",
+        unpack(lambda w: aggregate_inputs(w.study)),
     output:
         runs=report("results/{study}/runs.csv", category="Tables", subcategory="{study}", labels={"study": "{study}", "table": "runs"}),
         summary=report("results/{study}/summary.csv", category="Tables", subcategory="{study}", labels={"study": "{study}", "table": "summary"}),

@@ -48,6 +48,10 @@ CELLS = {study: [setting.id for setting in bw_config.settings(config, study)] fo
 _gpu = workflow.resource_settings.resources.get("gpu")
 GPU_SLOTS = int(getattr(_gpu, "value", _gpu) or 1)
 DATASETS = sorted({spec["dataset"] for spec in config["studies"].values()})
+# `missing_runs: skip` reports whatever has run: no data, training or timing job is planned; each study
+# aggregates the runs present (results/, and seeds that finished in checkpoints/ of a cell job that
+# stopped), a study without any is reported as not run yet.
+SKIP_MISSING = config.get("missing_runs", "train") == "skip"
 
 
 wildcard_constraints:
@@ -62,6 +66,26 @@ wildcard_constraints:
 def repo_file(path: str) -> str:
     """A path from the config, relative to the working directory if it exists there, else to the repo."""
     return path if Path(path).exists() else str(REPO / path)
+
+
+def data_cache(study: str, result: str) -> str:
+    """The data cache a training or timing job reads, as its input. Its file date does not count
+    (`ancient`): results imported from another machine (`results import`) are older than the caches
+    prepared here after them, and Snakemake 9.27 re-runs a job whose input is newer whatever
+    `--rerun-triggers` says. Except where the job's `result` says the data set was missing: preparing
+    the data then (or `--forcerun results/data/<ds>.npz`) re-runs exactly those jobs."""
+    path = f"results/data/{config['studies'][study]['dataset']}.npz"
+    return path if _ran_without_data(Path(result)) else ancient(path)
+
+
+def _ran_without_data(result: Path) -> bool:
+    """Whether a finished cell (its first seed's metrics.json) or timing pass (timing.json) ran
+    without its data set: a `no-data` run, or a timing file that timed no setting."""
+    try:
+        doc = json.loads(result.read_text())
+    except (OSError, ValueError):
+        return False  # not finished: the job runs anyway
+    return doc.get("status") == "no-data" if result.name == "metrics.json" else not doc.get("settings")
 
 
 def cell_spec(study: str, cell: str) -> str:
@@ -80,8 +104,27 @@ def cell_dirs(study: str) -> list[str]:
 
 
 def metrics_files(study: str) -> list[str]:
+    """A study's runs: every cell's seeds; with `missing_runs: skip`, only those that finished."""
     seeds = config["studies"][study]["seeds"]
+    if SKIP_MISSING:
+        return [path for cell in CELLS[study] for seed in seeds
+                for path in [next((p for p in (f"{top}/{study}/{cell}/seed={seed}/metrics.json"
+                                              for top in ("results", "checkpoints")) if os.path.exists(p)), None)]
+                if path]
     return [f"results/{study}/{cell}/seed={seed}/metrics.json" for cell in CELLS[study] for seed in seeds]
+
+
+def aggregate_inputs(study: str) -> dict:
+    """aggregate_study's input: the cell jobs' folders and the timing pass; with `missing_runs: skip`,
+    the finished runs' metrics files and the timing file only where they exist (nothing to plan)."""
+    timing = f"results/{study}/timing.json"
+    if SKIP_MISSING:
+        return {"cells": metrics_files(study), "timing": [timing] if os.path.exists(timing) else []}
+    return {"cells": cell_dirs(study), "timing": timing}
+
+
+# The studies the report shows tables and figures of: all, or with `missing_runs: skip` those with runs.
+REPORTED = [study for study in STUDIES if not SKIP_MISSING or metrics_files(study)]
 
 
 def figure_files(study: str) -> list[str]:
@@ -89,7 +132,7 @@ def figure_files(study: str) -> list[str]:
 
 
 def all_figures() -> list[str]:
-    return [path for study in STUDIES for path in figure_files(study)]
+    return [path for study in REPORTED for path in figure_files(study)]
 
 
 def final_outputs() -> list[str]:
@@ -99,7 +142,7 @@ def final_outputs() -> list[str]:
 onstart:
     # Before the first job, on this machine (not on a cluster's login node): a long run that would
     # train on the CPU says how long, from step times measured here, and points to `make quick`.
-    if workflow.local_exec:
+    if workflow.local_exec and not SKIP_MISSING:
         from batchwise import estimate as bw_estimate
 
         left = [cell for cell in bw_config.cells(config)

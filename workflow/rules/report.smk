@@ -27,8 +27,8 @@ rule report_html:
     message:
         "Writing the HTML report"
     input:
-        runs=expand("results/{study}/runs.csv", study=STUDIES),
-        summaries=expand("results/{study}/summary.csv", study=STUDIES),
+        runs=expand("results/{study}/runs.csv", study=REPORTED),
+        summaries=expand("results/{study}/summary.csv", study=REPORTED),
         figures=all_figures(),
         claims=repo_file(config["claims"]),
         homework=repo_file(config["homework_tables"]),

@@ -2,7 +2,7 @@ rule train_cell:
     message:
         "Training {wildcards.study}/{wildcards.cell}, all seeds"
     input:
-        data=lambda w: f"results/data/{config['studies'][w.study]['dataset']}.npz",
+        data=lambda w: data_cache(w.study, f"results/{w.study}/{w.cell}/seed={config['studies'][w.study]['seeds'][0]}/metrics.json"),
     output:
         # seed=<n>/{metrics.json,history.csv,iterations.csv} per seed. An interrupted job is re-run and
         # resumes from checkpoints/{study}/{cell}/ (each seed's state after its last finished epoch):
@@ -30,7 +30,7 @@ rule time_study:
     message:
         "Timing each cell of {wildcards.study} with the device to itself"
     input:
-        data=lambda w: f"results/data/{config['studies'][w.study]['dataset']}.npz",
+        data=lambda w: data_cache(w.study, f"results/{w.study}/timing.json"),
     output:
         "results/{study}/timing.json",
     log:

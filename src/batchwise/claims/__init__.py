@@ -1,0 +1,61 @@
+"""Check the homeworks' conclusions against repeated runs.
+
+Two inputs, both data: ``config/claims.yaml`` states each homework conclusion as a
+rule over the runs table (``results/runs.csv``: one row per training run), and
+``config/homework.yaml`` holds every table of numbers the homeworks printed.
+
+Public API
+----------
+``load_claims(path)``            read and validate the claims (ValueError names claim and key)
+``evaluate_claims(claims, runs)`` one result dict per claim, verdict and evidence
+``verdict_rule_text(...)``        the verdict rule as a paragraph for the report's methods
+``load_homework_tables(path)``    read and validate the homework tables
+``side_by_side(table, runs)``     homework numbers next to ours (strings; ``numeric=True``
+                                  gives the same rows as numbers)
+``claim_selectors(claim)``        every (study, selector) a claim uses, for config checks
+``RULE_KINDS``, ``METRICS``       what a claim may say (the config gate reads them too)
+``REGISTRY``, ``documented_kinds`` each rule kind's evaluator and keys; the kinds a claims file lists
+
+Which runs a claim uses
+-----------------------
+The outcome rule of ``aggregate`` (column ``outcome``: trained, failed, diverged, no-data):
+a setting's numbers are those of its trained runs or, where none trained, of its failed runs
+(``aggregate.measured_runs``); diverged runs have no numbers and enter nothing. Every group
+also reports "k of n trained" with a Wilson interval, and a decisive verdict reads "reliably"
+when every run of every group trained, "in k of n runs" otherwise.
+
+The statistics (Welch and t intervals, Wilson, the edge cases) live in ``stats``.
+
+Modules
+-------
+``selection`` runs, selectors and groups; ``wording`` verdict sentences; ``means``, ``shares``,
+``sweeps``, ``literature`` the rule kinds by family; ``registry`` kind -> evaluator and keys;
+``loading`` the claims file; ``evaluate`` the loop over claims; ``homework`` the homework tables.
+"""
+
+from __future__ import annotations
+
+from .evaluate import evaluate_claims
+from .homework import load_homework_tables, side_by_side
+from .loading import CLAIM_KEYS, claim_selectors, load_claims
+from .registry import REGISTRY, RULE_KINDS, documented_kinds
+from .selection import METRICS, NEVER_METRICS, PARAM_COLUMNS, SELECTOR_FIELDS, SELECTOR_RESERVED
+from .wording import verdict_rule_text
+
+__all__ = [
+    "load_claims",
+    "evaluate_claims",
+    "verdict_rule_text",
+    "load_homework_tables",
+    "side_by_side",
+    "claim_selectors",
+    "documented_kinds",
+    "REGISTRY",
+    "RULE_KINDS",
+    "METRICS",
+    "NEVER_METRICS",
+    "PARAM_COLUMNS",
+    "SELECTOR_FIELDS",
+    "SELECTOR_RESERVED",
+    "CLAIM_KEYS",
+]

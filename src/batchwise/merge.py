@@ -1,0 +1,235 @@
+"""`results import`: merge bundles into this checkout, checked against this checkout's config.
+
+Rules (docs/reliability.md, "Results that travel"):
+- a run whose resolved parameters (or data set, model) differ from this config's setting of the same
+  id is refused: one line per cell naming the parameters, and nothing is written;
+- a run of a study, setting or seed this config does not have is skipped, and said so (a smaller
+  overlay must be able to import a bundle of the whole config); so is a run that found no data set;
+- a finished run already here is kept: identical ones are a no-op, a different one is named and kept
+  unless `replace`;
+- a cell whose every seed is then finished goes to results/<study>/<cell>/ (Snakemake plans no job
+  for it); a cell with seeds missing goes to checkpoints/<study>/<cell>/seed=<n>/, where a cell job
+  finds the seeds that already finished and trains only the others;
+- a study's timing.json is kept where one exists, unless `replace`;
+- the derived tables of every study that gained runs are removed, so that the next `snakemake`
+  aggregates them again (the profile does not re-run jobs on file dates: see docs/reliability.md).
+Bytes are copied as they are.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import bundles as bw
+
+DERIVED = ("runs.csv", "summary.csv", "history.csv", "iterations.csv")
+
+
+@dataclass
+class Outcome:
+    """What an import did (or would do), one list of lines per kind."""
+
+    imported: list[str] = field(default_factory=list)
+    identical: int = 0
+    kept: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    timing: list[str] = field(default_factory=list)
+    checkpoints: int = 0
+    studies: set[str] = field(default_factory=set)
+
+    def lines(self) -> list[str]:
+        """The summary the command prints."""
+        per_study: dict[str, int] = {}
+        for line in self.imported:
+            per_study[line.split("/", 1)[0]] = per_study.get(line.split("/", 1)[0], 0) + 1
+        out = [f"imported: {study}: {n} run(s)" for study, n in per_study.items()]
+        out += [f"imported into checkpoints/ (cell incomplete): {line}" for line in self.imported if "(cell" in line]
+        out += [f"kept (differs; --replace to take the bundle's): {line}" for line in self.kept]
+        out += [f"replaced: {line}" for line in self.replaced]
+        out += [f"skipped: {line}" for line in self.skipped]
+        out += [f"timing: {line}" for line in self.timing]
+        if self.checkpoints:
+            out.append(f"checkpoint files: {self.checkpoints} copied into checkpoints/")
+        out.append(f"identical runs already here: {self.identical}")
+        return out
+
+
+def _same(a: Path, b: Path) -> bool:
+    return all((a / f).exists() == (b / f).exists() and (not (a / f).exists() or
+               (a / f).read_bytes() == (b / f).read_bytes()) for f in bw.RUN_FILES)
+
+
+def _differences(run: dict, expected: dict) -> list[str]:
+    """The parameters in which a run's recorded spec differs from this config's, as 'name A here B'."""
+    out = [f"{key} {run.get(key)!r} in the bundle, {expected[key]!r} here"
+           for key in ("dataset", "model") if run.get(key) != expected[key]]
+    mine, theirs = expected["params"], run.get("params", {})
+    for key in sorted(set(mine) | set(theirs)):
+        if theirs.get(key, "<absent>") != mine.get(key, "<absent>"):
+            out.append(f"{key} {theirs.get(key, '<absent>')!r} in the bundle, {mine.get(key, '<absent>')!r} here")
+    return out
+
+
+def _unpack(parts_list: list[list[Path]], scratch: Path) -> list[tuple[str, Path, dict]]:
+    """Extract every bundle into its own folder under `scratch`; (name, folder, manifest) each.
+    Only regular files under results/ and checkpoints/ are taken (no links, no '..')."""
+    out = []
+    for i, parts in enumerate(parts_list):
+        folder = scratch / f"b{i}"
+        doc = None
+        for info, data in bw.members(parts):
+            name = Path(info.name)
+            if info.name == bw.MANIFEST and data is not None:
+                doc = json.loads(data)
+                continue
+            if data is None or name.is_absolute() or ".." in name.parts or name.parts[0] not in ("results", "checkpoints"):
+                continue
+            dest = folder / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(data)
+            os.utime(dest, (info.mtime, info.mtime))  # a run's date is its metrics.json's time
+        if doc is None:
+            raise bw.BundleError(f"bundle {parts[0].name}: no {bw.MANIFEST}; not made by `results export`")
+        out.append((parts[0].name.split(".part-")[0], folder, doc))
+    return out
+
+
+def plan_and_import(bundle_paths: list[str | Path], config: dict, root: str | Path = ".", replace: bool = False,
+                    dry_run: bool = False) -> Outcome:
+    """Import the bundles into the checkout at `root` under `config` (resolved and validated), by the
+    rules of this module's docstring. Refused runs raise nothing: they are in `Outcome.refused`, and
+    then nothing has been written."""
+    from .config import resolve_setting, settings
+
+    root = Path(root)
+    result = Outcome()
+    known = {(s.study, s.id): s for s in settings(config)}
+    with tempfile.TemporaryDirectory(prefix="bundle-", dir=root) as tmp:
+        unpacked = _unpack(bw.group_parts(list(bundle_paths)), Path(tmp))
+        runs: dict[tuple[str, str, int], tuple[Path, str]] = {}  # (study, setting, seed) -> (folder, bundle)
+        extra_files: list[tuple[Path, Path]] = []  # opaque checkpoint files: (source, path under root)
+        timings: dict[str, tuple[Path, str, str | None]] = {}
+        refused: dict[tuple[str, str], list[str]] = {}
+        for name, folder, doc in unpacked:
+            for metrics in sorted(folder.glob("*/*/*/seed=*/metrics.json")):
+                seed_dir = metrics.parent
+                m = json.loads(metrics.read_text())
+                study, setting, seed = m["study"], m["setting"], int(m["seed"])
+                where = f"{study}/{setting} seed={seed} ({name})"
+                if m.get("status") == "no-data":
+                    result.skipped.append(f"{where}: it ran without its data set (no-data)")
+                    continue
+                if study not in config["studies"]:
+                    result.skipped.append(f"{where}: study {study} is not in this config")
+                    continue
+                if (study, setting) not in known:
+                    result.skipped.append(f"{where}: setting {setting} is not in this config's grid of {study}")
+                    continue
+                if seed not in config["studies"][study]["seeds"]:
+                    result.skipped.append(f"{where}: seed {seed} is not one of this config's seeds of {study}")
+                    continue
+                diffs = _differences(m["spec"], resolve_setting(config, known[(study, setting)]))
+                if diffs:
+                    refused.setdefault((study, setting), [])
+                    refused[(study, setting)] += [d for d in diffs if d not in refused[(study, setting)]]
+                    continue
+                key = (study, setting, seed)
+                if key in runs and not _same(runs[key][0], seed_dir):
+                    if not replace:
+                        result.kept.append(f"{where}: differs from the same run in {runs[key][1]}; kept that one")
+                        continue
+                    result.replaced.append(f"{where}: replaces the same run in {runs[key][1]}")
+                runs[key] = (seed_dir, name) if key not in runs or replace else runs[key]
+            finished = {p.parent for p in folder.glob("checkpoints/*/*/seed=*/metrics.json")}
+            for path in sorted(p for p in (folder / "checkpoints").rglob("*") if p.is_file()):
+                rel = path.relative_to(folder)
+                if path.parent in finished or (rel.parts[1], rel.parts[2]) not in known:
+                    continue  # finished seeds are runs (above); other studies' checkpoints do not resume here
+                extra_files.append((path, rel))
+            for path in sorted(folder.glob("results/*/timing.json")):
+                study = path.parent.name
+                if study in config["studies"] and (study not in timings or replace):
+                    timings[study] = (path, name, doc.get("timing", {}).get(study, {}).get("device"))
+        result.refused = [f"{study}/{setting}: run parameters differ from this config's: {'; '.join(diffs)}"
+                          for (study, setting), diffs in refused.items()]
+        if result.refused or dry_run:
+            return result
+        _write_runs(root, config, runs, replace, result)
+        for path, rel in extra_files:
+            dest = root / rel
+            if (root / "results" / rel.parts[1] / rel.parts[2]).exists():
+                continue  # that cell finished here: its checkpoints are of no use
+            if dest.exists() and (dest.read_bytes() == path.read_bytes() or not replace):
+                continue
+            _copy(path, dest)
+            result.checkpoints += 1
+        for study, (path, name, device) in timings.items():
+            dest = root / "results" / study / "timing.json"
+            here = bw.timing_device(dest) if dest.exists() else None
+            if dest.exists() and dest.read_bytes() == path.read_bytes():
+                continue
+            if dest.exists() and not replace:
+                result.timing.append(f"{study}: kept this checkout's timing ({here}); the bundle {name}'s "
+                                     f"({device}) differs (--replace to take it)")
+                continue
+            _copy(path, dest)
+            result.timing.append(f"{study}: timing from {name} ({device})")
+            result.studies.add(study)
+    for study in result.studies:  # aggregate again on the next run
+        for table in DERIVED:
+            (root / "results" / study / table).unlink(missing_ok=True)
+    return result
+
+
+def _copy(src: Path, dest: Path) -> None:
+    """Copy a file's bytes atomically (temp file + rename), keeping its modification time."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.importing")
+    shutil.copy2(src, tmp)
+    os.replace(tmp, dest)
+
+
+def _write_runs(root: Path, config: dict, runs: dict, replace: bool, result: Outcome) -> None:
+    """Place each run: results/ where its cell is then complete, else checkpoints/ (see module doc)."""
+    cells: dict[tuple[str, str], dict[int, tuple[Path, str]]] = {}
+    for (study, setting, seed), src in runs.items():
+        cells.setdefault((study, setting), {})[seed] = src
+    for (study, setting), seeds in sorted(cells.items()):
+        done_dir = root / "results" / study / setting
+        wait_dir = root / "checkpoints" / study / setting
+        have = {int(p.parent.name[5:]) for p in done_dir.glob("seed=*/metrics.json")}
+        waiting = {int(p.parent.name[5:]) for p in wait_dir.glob("seed=*/metrics.json")}
+        wanted = set(config["studies"][study]["seeds"])
+        complete = wanted <= have | waiting | set(seeds)
+        for seed, (src, name) in sorted(seeds.items()):
+            where = f"{study}/{setting} seed={seed}"
+            existing = next((d / f"seed={seed}" for d in (done_dir, wait_dir)
+                             if (d / f"seed={seed}" / "metrics.json").exists()), None)
+            if existing is not None and _same(existing, src):
+                result.identical += 1
+                continue
+            if existing is not None and not replace:
+                result.kept.append(f"{where}: a different finished run is here ({existing.relative_to(root)}); "
+                                   f"kept it (the bundle {name}'s differs)")
+                continue
+            dest = (done_dir if complete else wait_dir) / f"seed={seed}"
+            if existing is not None:
+                result.replaced.append(f"{where}: replaced by the bundle {name}'s")
+                shutil.rmtree(existing)
+            for f in bw.RUN_FILES:  # metrics.json last: its presence means the run finished
+                if (src / f).exists():
+                    _copy(src / f, dest / f)
+            result.imported.append(f"{where} from {name}" + ("" if complete else " (cell incomplete: into checkpoints/)"))
+            result.studies.add(study)
+        if complete:  # finished seeds waiting in checkpoints/ join the now complete cell
+            for seed in sorted(waiting - have):
+                if not (done_dir / f"seed={seed}").exists():
+                    shutil.move(str(wait_dir / f"seed={seed}"), done_dir / f"seed={seed}")
+            if wait_dir.is_dir() and not any(wait_dir.iterdir()):
+                wait_dir.rmdir()

@@ -1,0 +1,180 @@
+"""`results publish`: the full report, built up from bundles, in docs/results/full/.
+
+One command: copy new bundles into `<folder>/bundles/` (with where they came from, in
+`bundles/sources.json`), import ALL bundles there into a scratch checkout under the default config,
+build the report of whatever has run there (`missing_runs: skip`: no data, no training), and copy
+`report.pdf` and each study's runs.csv and summary.csv into `<folder>/`, with a README that holds the
+command that rebuilds the PDF and a ledger of what ran where, when, at which commit, and what is left.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from . import bundles as bw
+from . import merge
+from .config import REPO, ConfigError, cells, load, resolve
+
+SOURCES = "sources.json"
+
+
+def add_bundles(paths: list[str | Path], folder: Path, source: str) -> list[str]:
+    """Copy the bundles' files into `folder/bundles/` and record `source` for each; returns their names.
+    A bundle of the same name already published with other bytes is an error (rename the new one)."""
+    dest = folder / "bundles"
+    dest.mkdir(parents=True, exist_ok=True)
+    sources = json.loads((dest / SOURCES).read_text()) if (dest / SOURCES).exists() else {}
+    names = []
+    for parts in bw.group_parts(list(paths)):
+        doc = bw.read_manifest(parts)
+        name = parts[0].name.split(".part-")[0]
+        for part in parts:
+            target = dest / part.name
+            if target.exists() and target.read_bytes() != part.read_bytes():
+                raise bw.BundleError(f"bundle {part.name}: a different file of that name is published already; "
+                                     f"export under a new name")
+            if not target.exists():
+                shutil.copyfile(part, target)
+        sources.setdefault(name, {"source": source or doc.get("source") or "–", "added": bw.utc(),
+                                  "created": doc.get("created"), "host": doc.get("host")})
+        names.append(name)
+    (dest / SOURCES).write_text(json.dumps(sources, indent=1, sort_keys=True) + "\n")
+    return names
+
+
+def build_report(folder: Path, scratch: Path, overlays: tuple[str | Path, ...] = ()) -> tuple[dict, list[str]]:
+    """Import every bundle of `folder/bundles/` into `scratch` and build its report there (no data, no
+    training) under the default config (and `overlays`); returns the config used and the import's
+    notes. ConfigError where a bundle is refused."""
+    overlay = scratch / "publish.yaml"
+    overlay.write_text("# The published report: the default config, of whatever has run.\nmissing_runs: skip\n")
+    config = load(*overlays, overlay)
+    outcome = merge.plan_and_import([folder / "bundles"], config, root=scratch)
+    if outcome.refused:
+        raise ConfigError("\n".join(f"publish: bundle refused: {line}" for line in outcome.refused))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(scratch),
+           "--cores", "2", "--configfile", *map(str, overlays), str(overlay), "--quiet", "rules"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ConfigError(f"publish: the report did not build; snakemake said: {(proc.stdout + proc.stderr)[-2000:]}")
+    return config, outcome.lines()
+
+
+def left_cost(config: dict, done: set[tuple[str, str, int]]) -> dict[str, tuple[int, int]]:
+    """Per study: runs not done and their training steps (epochs x steps per epoch), the cost left
+    counted without measuring a device."""
+    from .estimate import _train_size
+
+    out: dict[str, tuple[int, int]] = {}
+    for cell in cells(config):
+        if (cell.study, cell.setting, cell.seed) in done:
+            continue
+        spec = resolve(config, cell)
+        steps = spec["params"]["epochs"] * math.ceil(_train_size(config, spec) / spec["params"]["batch_size"])
+        runs, total = out.get(cell.study, (0, 0))
+        out[cell.study] = (runs + 1, total + steps)
+    return out
+
+
+def ledger(config: dict, folder: Path) -> list[str]:
+    """The README's ledger table: per study, runs done of total, device(s), dates, commit(s), bundles
+    and their sources, and what is left."""
+    sources = json.loads((folder / "bundles" / SOURCES).read_text())
+    done: dict[tuple[str, str, int], dict] = {}
+    timing: dict[str, str] = {}  # per study, the device of its timing pass (the first bundle's, as import keeps it)
+    for parts in bw.group_parts([folder / "bundles"]):
+        name = parts[0].name.split(".part-")[0]
+        doc = bw.read_manifest(parts)
+        for run in doc["runs"]:
+            done.setdefault((run["study"], run["setting"], run["seed"]), {**run, "bundle": name})
+        for study, record in doc.get("timing", {}).items():
+            timing.setdefault(study, f"{record.get('device') or '?'} ({(record.get('date') or '')[:10]})")
+    wanted = {(c.study, c.setting, c.seed) for c in cells(config)}
+    left = left_cost(config, set(done) & wanted)
+    lines = ["| study | runs done | device(s) | finished | commit(s) | bundle (source) | timing pass | left |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for study in config["studies"]:
+        mine = [r for key, r in done.items() if key in wanted and key[0] == study]
+        total = len(cells(config, study))
+        dates = sorted(r["finished"][:10] for r in mine)
+        when = "–" if not dates else dates[0] if dates[0] == dates[-1] else f"{dates[0]} – {dates[-1]}"
+        runs_left, steps_left = left.get(study, (0, 0))
+        lines.append("| " + " | ".join([
+            study, f"{len(mine)} of {total}", ", ".join(sorted({str(r['device']) for r in mine})) or "–", when,
+            ", ".join(sorted({(r["commit"] or "?")[:10] for r in mine})) or "–",
+            "; ".join(f"`{b}` ({sources.get(b, {}).get('source', '–')})" for b in sorted({r["bundle"] for r in mine})) or "–",
+            timing.get(study, "–"), f"{runs_left} run(s), {steps_left:,} training steps" if runs_left else "nothing"]) + " |")
+    total_done = len(set(done) & wanted)
+    lines.insert(0, f"**{total_done} of {len(wanted)} runs done.**\n")
+    return lines
+
+
+README = """# The full report, built up run by run
+
+`report.pdf` is the report of the default config (`config/config.yaml`, every study at its homework
+settings), built from the finished runs in `bundles/`: what `make report` produces once every run is
+done. Until then it says "k of {total} runs done" on its title page and marks the studies and settings
+that have not run yet. `<study>/runs.csv` and `<study>/summary.csv` are its tables.
+
+## Rebuild the PDF from the bundles, on any machine
+
+```bash
+python -m batchwise results publish            # rebuilds report.pdf, the CSVs and this README from bundles/
+```
+
+or by hand, in a fresh clone (no data and no GPU needed):
+
+```bash
+python -m batchwise results import docs/results/full/bundles
+snakemake --config missing_runs=skip           # aggregates, plots and reports the imported runs
+```
+
+## Add runs
+
+```bash
+python -m batchwise results export bundles/NAME          # where the runs finished (--checkpoints: unfinished ones too)
+python -m batchwise results publish bundles/NAME* --source "where they ran"
+```
+
+## Ledger
+
+{ledger}
+
+Training steps left count epochs x steps per epoch of the runs not done (evaluation not counted);
+`docs/benchmarks.md` gives seconds per step on a GPU, and `make report` measures this CPU's.
+
+Built {date}. Import notes:
+
+{notes}
+"""
+
+
+def publish(paths: list[str | Path], source: str = "", folder: str | Path = "docs/results/full",
+            overlays: tuple[str | Path, ...] = ()) -> str:
+    """Add `paths` (bundles) to `folder` and rebuild its report, CSVs and README under the default
+    config (`overlays` merged onto it: the tests' smoke config); returns a summary."""
+    folder = Path(folder)
+    added = add_bundles(paths, folder, source) if paths else []
+    if not (folder / "bundles").is_dir() or not any((folder / "bundles").iterdir()):
+        raise bw.BundleError(f"publish: no bundle in {folder / 'bundles'}; name the bundles to publish")
+    with tempfile.TemporaryDirectory(prefix="publish-") as tmp:
+        scratch = Path(tmp)
+        config, notes = build_report(folder, scratch, overlays)
+        shutil.copyfile(scratch / "reports" / "report.pdf", folder / "report.pdf")
+        for study in config["studies"]:
+            for table in ("runs.csv", "summary.csv"):
+                src = scratch / "results" / study / table
+                if src.exists():
+                    (folder / study).mkdir(exist_ok=True)
+                    shutil.copyfile(src, folder / study / table)
+    text = README.format(total=len(cells(config)), ledger="\n".join(ledger(config, folder)), date=bw.utc(),
+                         notes="\n".join(f"- {n}" for n in notes))
+    (folder / "README.md").write_text(text)
+    return f"published {len(added)} new bundle(s) into {folder}: report.pdf, CSVs, README.md ledger"

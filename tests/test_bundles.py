@@ -1,0 +1,196 @@
+"""Results that travel: export, import, the report of whatever has run, publish (docs/reliability.md 12).
+
+The round trip reads the session's one smoke run (`smoke_run`); nothing here trains."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from batchwise import bundles, config as bw_config
+from batchwise.__main__ import main
+from conftest import REPO, run_env, snakemake_cmd
+from test_workflow import jobs_in_dry_run
+
+SMOKE = str(REPO / "config" / "smoke.yaml")
+STUDIES = ["s2_bn_lr_mlp", "x1_zero_init"]  # the partial bundle: two studies of the smoke config
+
+
+@pytest.fixture(scope="module")
+def full_bundle(smoke_run, tmp_path_factory) -> Path:
+    """Every finished run and timing file of the smoke run, as one bundle."""
+    out = tmp_path_factory.mktemp("bundle") / "smoke"
+    files, _ = bundles.export(out, root=smoke_run, source="smoke run")
+    return files[0].parent
+
+
+@pytest.fixture(scope="module")
+def partial_bundle(smoke_run, tmp_path_factory) -> Path:
+    """Two studies of the smoke run, as one bundle."""
+    out = tmp_path_factory.mktemp("partial") / "two-studies"
+    files, doc = bundles.export(out, root=smoke_run, studies=STUDIES, source="smoke run, two studies")
+    assert {r["study"] for r in doc["runs"]} == set(STUDIES)
+    return files[0].parent
+
+
+def _import(workdir: Path, *args: str, monkeypatch, capsys) -> tuple[int, str]:
+    monkeypatch.chdir(workdir)
+    rc = main(["results", "import", *args])
+    out = capsys.readouterr()
+    return rc, out.out + out.err
+
+
+def _snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    cmd = snakemake_cmd(workdir, "--cores", "2", *args, "--configfile", SMOKE)  # targets before the options
+    return subprocess.run(cmd, env=run_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_bundle_over_the_limit_is_cut_into_parts_and_read_back_whole(tmp_path):
+    files = []
+    for i in range(6):  # incompressible bytes: the parts cannot fit in fewer files
+        files.append(tmp_path / "src" / f"f{i}.bin")
+        files[-1].parent.mkdir(exist_ok=True)
+        files[-1].write_bytes(__import__("os").urandom(3000))
+    parts = bundles.write_bundle(tmp_path / "out" / "b", [(f"results/{p.name}", p) for p in files],
+                                 {"runs": []}, part_bytes=4096)
+    assert len(parts) > 1 and all(p.stat().st_size <= 4096 for p in parts)
+    assert parts[0].name.endswith(f".part-1-of-{len(parts)}")
+    grouped = bundles.group_parts([tmp_path / "out"])
+    got = {info.name: data for info, data in bundles.members(grouped[0]) if data is not None}
+    assert all(got[f"results/{p.name}"] == p.read_bytes() for p in files)
+    parts[1].unlink()
+    with pytest.raises(bundles.BundleError, match=f"part\\(s\\) 2 of {len(parts)} missing"):
+        bundles.group_parts(parts[:1] + parts[2:])
+
+
+def test_imported_runs_are_not_trained_again(smoke_run, full_bundle, tmp_path, monkeypatch, capsys):
+    """Import into a fresh directory, prepare the (synthetic) data, and the dry run plans no training
+    or timing job, though the data caches are newer than the imported runs; a cell that ran without
+    its data set is still re-run once the data is there."""
+    rc, out = _import(tmp_path, str(full_bundle), "--configfile", SMOKE, monkeypatch=monkeypatch, capsys=capsys)
+    assert rc == 0, out
+    some = sorted(smoke_run.glob("results/s2_bn_lr_mlp/*/seed=0/iterations.csv"))[0]
+    assert (tmp_path / some.relative_to(smoke_run)).read_bytes() == some.read_bytes()
+    data = [f"results/data/{d}.npz" for d in ("mnist", "cifar10", "cifar10_grey")]
+    prepared = _snakemake(tmp_path, *data)
+    assert prepared.returncode == 0, prepared.stderr[-3000:]
+    dry = _snakemake(tmp_path, "-n")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    jobs = jobs_in_dry_run(dry.stdout)
+    assert jobs.get("aggregate_study"), dry.stdout[-3000:]  # the dry run did plan the rest
+    assert "train_cell" not in jobs and "time_study" not in jobs, dry.stdout[-3000:]
+    # A cell that ran while its data set was missing (no-data) trains once the data has been prepared.
+    metrics = sorted(tmp_path.glob("results/s4_mobilenet/*/seed=0/metrics.json"))[0]
+    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "status": "no-data"}))
+    again = _snakemake(tmp_path, "-n", "--forcerun", "results/data/cifar10.npz")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert jobs_in_dry_run(again.stdout).get("train_cell") == 1, again.stdout[-3000:]
+    assert f"Training s4_mobilenet/{metrics.parent.parent.name}," in again.stdout
+
+
+def test_report_of_whatever_has_run_says_k_of_n(partial_bundle, tmp_path, monkeypatch, capsys):
+    rc, out = _import(tmp_path, str(partial_bundle), "--configfile", SMOKE, monkeypatch=monkeypatch, capsys=capsys)
+    assert rc == 0, out
+    proc = _snakemake(tmp_path, "reports/report.html", "--config", "missing_runs=skip")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    ran = proc.stdout + proc.stderr
+    assert "Job stats" in ran and not {"prepare_data", "train_cell", "time_study"} & set(jobs_in_dry_run(ran))
+    cfg = bw_config.load(SMOKE)
+    done = sum(len(bw_config.cells(cfg, s)) for s in STUDIES)
+    html = (tmp_path / "reports" / "report.html").read_text()
+    assert f"{done} of {len(bw_config.cells(cfg))} runs done" in html
+    assert html.count("Not run yet: no run of this study has finished") == len(cfg["studies"]) - len(STUDIES)
+
+
+def test_import_refuses_runs_with_other_parameters_and_writes_nothing(full_bundle, tmp_path, monkeypatch, capsys):
+    overlay = tmp_path / "other.yaml"
+    overlay.write_text("studies:\n  s2_bn_lr_mlp:\n    params: {epochs: 3}\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    rc, out = _import(work, str(full_bundle), "--configfile", SMOKE, str(overlay), monkeypatch=monkeypatch, capsys=capsys)
+    assert rc == 1
+    assert "import refused (nothing written): s2_bn_lr_mlp/bn=false_lr=0.01: run parameters differ" in out
+    assert "epochs 2 in the bundle, 3 here" in out
+    assert not (work / "results").exists()
+
+
+def test_a_different_finished_run_is_kept_unless_replace(full_bundle, tmp_path, monkeypatch, capsys):
+    rc, out = _import(tmp_path, str(full_bundle), "--configfile", SMOKE, monkeypatch=monkeypatch, capsys=capsys)
+    assert rc == 0, out
+    metrics = sorted(tmp_path.glob("results/s2_bn_lr_cnn/*/seed=0/metrics.json"))[0]
+    original = metrics.read_bytes()
+    metrics.write_text(json.dumps({**json.loads(original), "final_test_acc": 0.5}))
+    mine = metrics.read_bytes()
+    rc, out = _import(tmp_path, str(full_bundle), "--configfile", SMOKE, monkeypatch=monkeypatch, capsys=capsys)
+    assert rc == 0 and metrics.read_bytes() == mine
+    cell = metrics.parent.parent.name
+    assert f"kept (differs; --replace to take the bundle's): s2_bn_lr_cnn/{cell} seed=0" in out
+    n_runs = len(list(tmp_path.glob("results/*/*/seed=*/metrics.json")))
+    assert f"identical runs already here: {n_runs - 1}" in out
+    rc, out = _import(tmp_path, str(full_bundle), "--replace", "--configfile", SMOKE, monkeypatch=monkeypatch,
+                      capsys=capsys)
+    assert rc == 0 and metrics.read_bytes() == original
+    assert f"replaced: s2_bn_lr_cnn/{cell} seed=0" in out
+
+
+def test_cells_with_seeds_missing_wait_in_checkpoints_and_other_studies_are_skipped(full_bundle, tmp_path,
+                                                                                    monkeypatch, capsys):
+    overlay = tmp_path / "more-seeds.yaml"
+    overlay.write_text("only_studies: [s2_bn_lr_mlp]\nstudies:\n  s2_bn_lr_mlp: {seeds: [0, 1]}\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    rc, out = _import(work, str(full_bundle), "--configfile", SMOKE, str(overlay), monkeypatch=monkeypatch, capsys=capsys)
+    assert rc == 0, out
+    assert "skipped: s4_mobilenet/" in out and "study s4_mobilenet is not in this config" in out
+    assert list(work.glob("checkpoints/s2_bn_lr_mlp/*/seed=0/metrics.json"))
+    assert not (work / "results" / "s2_bn_lr_mlp").exists() or not list(work.glob("results/s2_bn_lr_mlp/*/seed=*"))
+
+
+def test_publish_rebuilds_report_csvs_and_ledger_from_all_bundles(partial_bundle, tmp_path):
+    from batchwise import publish
+
+    folder = tmp_path / "full"
+    publish.publish([partial_bundle], source="CPU session (test)", folder=folder, overlays=(SMOKE,))
+    assert (folder / "report.pdf").read_bytes()[:5] == b"%PDF-"
+    assert sorted(p.parent.name for p in folder.glob("*/runs.csv")) == sorted(STUDIES)
+    assert list((folder / "bundles").glob("two-studies.tar.xz"))
+    readme = (folder / "README.md").read_text()
+    cfg = bw_config.load(SMOKE)
+    done = sum(len(bw_config.cells(cfg, s)) for s in STUDIES)
+    assert f"**{done} of {len(bw_config.cells(cfg))} runs done.**" in readme
+    row = next(line for line in readme.splitlines() if line.startswith("| s2_bn_lr_mlp |"))
+    assert "CPU session (test)" in row and "nothing" in row
+    left = next(line for line in readme.splitlines() if line.startswith("| s4_mobilenet |"))
+    assert f"0 of {len(bw_config.cells(cfg, 's4_mobilenet'))}" in left and " run(s), " in left
+
+
+def test_unfinished_runs_travel_with_checkpoints(smoke_run, tmp_path, monkeypatch, capsys):
+    """A cell job stopped mid-way: seed 0 finished (its files wait in checkpoints/), seed 1 has only
+    its training state. Without --checkpoints the finished seed travels; with it, the state too."""
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(smoke_run / "results" / "s2_bn_lr_mlp", src / "results" / "s2_bn_lr_mlp")
+    cell = sorted((src / "results" / "s2_bn_lr_mlp").glob("bn=*"))[0]
+    wait = src / "checkpoints" / "s2_bn_lr_mlp" / cell.name
+    wait.mkdir(parents=True)
+    shutil.move(cell / "seed=0", wait / "seed=0")
+    shutil.rmtree(cell)  # with Snakemake's .snakemake_timestamp
+    (wait / "seed=1").mkdir()
+    (wait / "seed=1" / "state.pt").write_bytes(b"opaque training state")
+    _, plain = bundles.export(tmp_path / "b" / "plain", root=src)
+    assert f"checkpoints/s2_bn_lr_mlp/{cell.name}/seed=0" in {r["path"] for r in plain["runs"]}
+    assert plain["checkpoints"] == 0
+    files, doc = bundles.export(tmp_path / "c" / "ck", root=src, with_checkpoints=True)
+    assert doc["checkpoints"] == 1
+    overlay = tmp_path / "two-seeds.yaml"
+    overlay.write_text("only_studies: [s2_bn_lr_mlp]\nstudies:\n  s2_bn_lr_mlp: {seeds: [0, 1]}\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    rc, out = _import(work, str(files[0]), "--configfile", SMOKE, str(overlay), monkeypatch=monkeypatch, capsys=capsys)
+    assert rc == 0, out
+    assert (work / "checkpoints" / "s2_bn_lr_mlp" / cell.name / "seed=1" / "state.pt").read_bytes() == b"opaque training state"
+    assert (work / "checkpoints" / "s2_bn_lr_mlp" / cell.name / "seed=0" / "metrics.json").exists()
+    assert not (work / "results" / "s2_bn_lr_mlp" / cell.name).exists()
