@@ -4,6 +4,9 @@ What must hold: every metrics.json on disk is complete JSON (writes are atomic);
 `snakemake --unlock` the same command with `--rerun-incomplete` finishes; only cells (grid points,
 one job each with all of their seeds) that had not finished are trained again; finished cells'
 files are byte-identical afterwards.
+
+The run is the smoke config cut to two cheap MLP studies (10 cells, `only_studies`): enough cells to
+kill it with some finished, one training and some not started, at a quarter of the smoke run's cost.
 """
 from __future__ import annotations
 
@@ -26,6 +29,8 @@ from conftest import REPO, run_env
 pytestmark = pytest.mark.slow
 
 SMOKE = REPO / "config" / "smoke.yaml"
+# Two cheap studies of the smoke config: 4 + 6 cells, two figures and one, their claims and the report.
+STUDIES = ["s2_bn_lr_mlp", "x2_bn_stable_lr_mlp"]
 CELL_FILES = ("metrics.json", "history.csv", "iterations.csv")
 
 
@@ -64,9 +69,13 @@ def test_sigkill_mid_training_then_resume(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     env = env_for(tmp_path)
+    overlay = tmp_path / "two-studies.yaml"
+    overlay.write_text(f"only_studies: {STUDIES}\n")
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(work),
-           "--cores", "2", "--resources", "gpu=2", "--set-threads", "train_cell=1", "--configfile", str(SMOKE)]
-    cfg = config.load(SMOKE)
+           "--cores", "2", "--resources", "gpu=2", "--set-threads", "train_cell=1",
+           "--configfile", str(SMOKE), str(overlay)]
+    cfg = config.load(SMOKE, overlay)
+    assert sorted(cfg["studies"]) == sorted(STUDIES)
     seeds = {name: study["seeds"] for name, study in cfg["studies"].items()}
     all_cells = {f"{s.study}/{s.id}" for s in config.settings(cfg)}
 

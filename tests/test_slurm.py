@@ -1,8 +1,8 @@
 """The workflow on a real SLURM cluster, through snakemake-executor-plugin-slurm.
 
 tests/slurm/up.sh installs slurm-wlm and munge and starts a single-node cluster
-(munged, slurmctld, slurmd; no accounting database; one GPU backed by /dev/null,
-so SLURM sets CUDA_VISIBLE_DEVICES in jobs that ask for it). That needs root and
+(munged, slurmctld, slurmd; no accounting database; two GPUs backed by /dev/null
+and /dev/zero, so SLURM sets CUDA_VISIBLE_DEVICES in jobs that ask for one). That needs root and
 apt, so these tests only run where asked to: CI=true or BATCHWISE_SLURM_TESTS=1.
 
 The run uses the user's profile plus a small CI overlay:
@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,19 @@ def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
         proc = subprocess.run(cmd, cwd=workdir, env=_env(), stdout=fh, stderr=subprocess.STDOUT)
     proc.output = out.read_text()
     return proc
+
+
+def _start_snakemake(workdir: Path, *args: str) -> subprocess.Popen:
+    """Start snakemake in workdir in the background, as _snakemake does; output goes to workdir/snakemake.out."""
+    cmd = ["timeout", "-s", "INT", "-k", "30", str(RUN_LIMIT_S), str(_bin_dir() / "snakemake"), *args, "--directory", str(workdir)]
+    with (workdir / "snakemake.out").open("w") as fh:
+        return subprocess.Popen(cmd, cwd=workdir, env=_env(), stdout=fh, stderr=subprocess.STDOUT)
+
+
+def _job_state(jobid: str) -> str:
+    """SLURM's state of a job (RUNNING, PENDING, ...), or '' when squeue does not know it."""
+    out = subprocess.run(["squeue", "-h", "-j", jobid, "--states=all", "-o", "%T"], capture_output=True, text=True)
+    return out.stdout.strip()
 
 
 def _tail(text: str, lines: int = 80) -> str:
@@ -143,17 +157,18 @@ def slurm_cluster():
         subprocess.run(["bash", str(SLURM_DIR / "down.sh")], timeout=120)
 
 
-def test_smoke_run_on_slurm_matches_local_run(slurm_cluster, tmp_path):
+def test_smoke_run_on_slurm_matches_local_run(slurm_cluster, smoke_run, tmp_path):
+    """The smoke config through SLURM gives the tables of the session's local smoke run (`smoke_run`,
+    shared with the other tests that read one), with one SLURM job and one GPU per training cell."""
     if not (ROOT / "Snakefile").exists() or not (ROOT / "config" / "smoke.yaml").exists():
         pytest.fail("the workflow (Snakefile, config/smoke.yaml) is missing")
-
-    local = _copy_workflow(tmp_path / "local")
-    run = _snakemake(local, "--cores", "2", "--configfile", "config/smoke.yaml")
-    assert run.returncode == 0, f"local smoke run failed ({run.returncode}):\n{_tail(run.output)}"
+    local = smoke_run
 
     cluster = _copy_workflow(tmp_path / "slurm")
-    # --verbose: the plugin logs each sbatch call at debug level.
-    run = _snakemake(cluster, *SLURM_PROFILES, "--configfile", "config/smoke.yaml", "--verbose")
+    # --verbose: the plugin logs each sbatch call at debug level. One thread per training job, as
+    # in the local run (a job's thread count can change the last bits of its numbers).
+    run = _snakemake(cluster, *SLURM_PROFILES, "--configfile", "config/smoke.yaml",
+                     "--set-threads", "train_cell=1", "--verbose")
     assert run.returncode == 0, f"slurm run failed ({run.returncode}):\n{_tail(run.output)}"
 
     # One SLURM job per training cell, each with a GPU.
@@ -213,3 +228,82 @@ def test_failing_job_fails_the_run(slurm_cluster, tmp_path):
     assert re.search(r"SLURM-job '\d+' failed", run.output), _tail(run.output)
     assert "Error in rule fail_cell" in run.output
     assert not (work / "results" / "fail" / "metrics.json").exists()
+
+
+# The requeue test's cell: one CNN cell of S2 with many epochs, so that its job is still training when
+# it is requeued after its first epoch's checkpoint (each epoch takes a second or so on a CPU).
+REQUEUE_STUDY = "s2_bn_lr_cnn"
+REQUEUE_EPOCHS = 25
+REQUEUE_OVERLAY = f"""only_studies: [{REQUEUE_STUDY}]
+studies:
+  {REQUEUE_STUDY}:
+    params: {{epochs: {REQUEUE_EPOCHS}}}
+    grid: {{bn: [true], lr: [0.01]}}
+"""
+RESUMED = re.compile(r"seed 0: resumed at epoch (\d+)")
+
+
+def test_requeued_training_job_resumes_where_it_stopped(slurm_cluster, tmp_path):
+    """`scontrol requeue` of a running training job, as pre-emption or a node failure does it: SLURM
+    starts the same job again, Snakemake keeps waiting for it (no failure, no resubmission), and the
+    cell resumes at its last finished epoch from checkpoints/ instead of starting over."""
+    from batchwise import config
+
+    work = _copy_workflow(tmp_path / "requeue")
+    (work / "requeue.yaml").write_text(REQUEUE_OVERLAY)
+    cfg = config.load(work / "config" / "smoke.yaml", work / "requeue.yaml")
+    (cell,) = [s.id for s in config.settings(cfg, REQUEUE_STUDY)]
+    result = work / "results" / REQUEUE_STUDY / cell
+    state = work / "checkpoints" / REQUEUE_STUDY / cell / "seed=0" / "state.pt"
+
+    proc = _start_snakemake(work, *SLURM_PROFILES, "--configfile", "config/smoke.yaml", "requeue.yaml",
+                            "--verbose", str(result.relative_to(work)))
+    out = work / "snakemake.out"
+    try:
+        # 1. Wait for the training job to save its first epoch's state while it is still running.
+        deadline = time.monotonic() + 600
+        jobid = None
+        while True:
+            assert proc.poll() is None, f"the run ended before its job could be requeued:\n{_tail(out.read_text())}"
+            assert time.monotonic() < deadline, f"no checkpoint {state} within 600 s:\n{_tail(out.read_text())}"
+            jobid = jobid or next((j for j, log in SUBMITTED.findall(out.read_text()) if "/rule_train_cell/" in log), None)
+            if jobid and state.exists():
+                break
+            time.sleep(0.2)
+        assert not (result / "seed=0" / "metrics.json").exists()
+        assert _job_state(jobid) == "RUNNING", f"job {jobid} is {_job_state(jobid)!r}, not RUNNING"
+
+        # 2. Requeue it: SLURM ends the running job and queues the same job id again. A requeued job
+        # waits for its old credential to expire (120 s by default); start it now instead.
+        requeue = subprocess.run(["scontrol", "requeue", jobid], capture_output=True, text=True)
+        assert requeue.returncode == 0, f"scontrol requeue {jobid}: {requeue.stderr}"
+        for _ in range(50):
+            if _job_state(jobid) == "PENDING":
+                subprocess.run(["scontrol", "update", f"JobId={jobid}", "StartTime=now"], capture_output=True)
+                break
+            time.sleep(0.2)
+        rc = proc.wait(timeout=RUN_LIMIT_S + 60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    output = out.read_text()
+    assert rc == 0, f"the run failed after its job was requeued ({rc}):\n{_tail(output)}"
+
+    # 3. One submission, the requeued job finished it: the plugin did not take the requeue for a failure.
+    train_jobs = [j for j, log in SUBMITTED.findall(output) if "/rule_train_cell/" in log]
+    assert train_jobs == [jobid], f"train_cell submissions {train_jobs}, expected only the requeued job {jobid}"
+    assert any("--requeue" in call for call in SBATCH_CALL.findall(output)), "profiles/slurm does not submit --requeue"
+    info = subprocess.run(["scontrol", "show", "job", jobid], capture_output=True, text=True).stdout
+    assert re.search(r"Restarts=[1-9]", info), f"job {jobid} was not restarted by SLURM:\n{info}"
+
+    # 4. The job continued: its training log says where it resumed, and the result is whole.
+    log = (work / "logs" / "train_cell" / REQUEUE_STUDY / f"{cell}.log").read_text()
+    resumed = RESUMED.findall(log)
+    assert resumed and int(resumed[0]) >= 1, f"the requeued job started over instead of resuming:\n{log[-3000:]}"
+    metrics = json.loads((result / "seed=0" / "metrics.json").read_text())
+    assert metrics["epochs_run"] == REQUEUE_EPOCHS and metrics["status"] == "ok", metrics
+    assert metrics["env"]["slurm_job_id"] == jobid
+    with (result / "seed=0" / "history.csv").open(newline="") as fh:
+        epochs = [int(row["epoch"]) for row in csv.DictReader(fh)]
+    assert epochs == list(range(1, REQUEUE_EPOCHS + 1)), epochs
+    assert not state.exists(), "the checkpoint was left behind after the run finished"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Bring up a throw-away, single-node SLURM cluster on this machine (Debian/Ubuntu,
-# run as root): munged + slurmctld + slurmd, no accounting database, one fake GPU.
+# run as root): munged + slurmctld + slurmd, no accounting database, two fake GPUs.
 # Used by tests/test_slurm.py so the slurm executor plugin is tested against a
 # real scheduler. Idempotent: running it again while the cluster is up is a no-op
 # apart from rewriting identical config files.
@@ -68,14 +68,16 @@ SlurmctldLogFile=/var/log/slurm/slurmctld.log
 SlurmdLogFile=/var/log/slurm/slurmd.log
 SlurmctldPidFile=/run/slurmctld.pid
 SlurmdPidFile=/run/slurmd.pid
-NodeName=${host} NodeAddr=127.0.0.1 ${topology} RealMemory=${mem_mb} Gres=gpu:1 State=UNKNOWN
+NodeName=${host} NodeAddr=127.0.0.1 ${topology} RealMemory=${mem_mb} Gres=gpu:2 State=UNKNOWN
 PartitionName=ci Nodes=${host} Default=YES MaxTime=INFINITE State=UP
 EOF
 
-# A GPU slurm can hand out: without a File= the node goes INVAL. /dev/null is
-# enough for slurm to set CUDA_VISIBLE_DEVICES in jobs that ask for a GPU.
+# GPUs slurm can hand out: without a File= the node goes INVAL. Any character
+# device is enough for slurm to set CUDA_VISIBLE_DEVICES in jobs that ask for a
+# GPU. Two of them: two one-GPU jobs (one CPU each) run at once on a 2-CPU node.
 cat > /etc/slurm/gres.conf <<EOF
 NodeName=${host} Name=gpu File=/dev/null
+NodeName=${host} Name=gpu File=/dev/zero
 EOF
 
 # --- daemons ------------------------------------------------------------------
