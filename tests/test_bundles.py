@@ -194,3 +194,23 @@ def test_unfinished_runs_travel_with_checkpoints(smoke_run, tmp_path, monkeypatc
     assert (work / "checkpoints" / "s2_bn_lr_mlp" / cell.name / "seed=1" / "state.pt").read_bytes() == b"opaque training state"
     assert (work / "checkpoints" / "s2_bn_lr_mlp" / cell.name / "seed=0" / "metrics.json").exists()
     assert not (work / "results" / "s2_bn_lr_mlp" / cell.name).exists()
+
+
+def test_gpu_cost_left_uses_the_recorded_step_times(monkeypatch):
+    """The ledger's GPU-minutes: steps x step time, linear between timed batch sizes, proportional
+    beyond the largest, the smallest timed size's time below it; 1 ms for an untimed model."""
+    from batchwise import estimate, publish
+
+    monkeypatch.setattr(estimate, "device_step_table", lambda: {"mlp": {16: 0.001, 64: 0.004}})
+    assert estimate.gpu_step_s("mlp", 32) == pytest.approx(0.002)    # 0.001 + (0.003 / 48) x 16
+    assert estimate.gpu_step_s("mlp", 128) == pytest.approx(0.008)   # 0.004 x 128 / 64
+    assert estimate.gpu_step_s("mlp", 8) == pytest.approx(0.001)
+    assert estimate.gpu_step_s("lenet5", 8) == estimate.DEFAULT_STEP_S
+    cfg = bw_config.validate({"data_dir": "data", "synthetic_data": True, "homeworks": {"x": {"title": "x"}},
+                           "studies": {"t": {"homework": "x", "title": "t", "dataset": "mnist", "model": "mlp",
+                                             "seeds": [0, 1], "params": {"epochs": 2, "train_subset": 640},
+                                             "grid": {"batch_size": [32, 64]}}}})
+    # Seed 1 of batch 32 left (2 x 20 steps at 2 ms) and both seeds of batch 64 (2 x 2 x 10 steps at 4 ms).
+    left = publish.left_cost(cfg, {("t", "batch_size=32", 0)})
+    assert left["t"][:2] == (3, 2 * 20 + 2 * 2 * 10)
+    assert left["t"][2] == pytest.approx(40 * 0.002 + 40 * 0.004)

@@ -172,23 +172,29 @@ def device_step_table(path: Path = BENCHMARKS) -> dict[str, dict[int, float]]:
     return {m: dict(sorted(s.items())) for m, s in table.items()}
 
 
-def job_seconds(config: dict, setting: Setting) -> float:
-    """Estimated GPU seconds of training of one job (a grid point, all of its seeds, one after another):
-    steps x step time at the nearest timed batch sizes (linear in between). Only the order matters:
-    the scheduler starts the longest jobs first, so the last job to finish is a short one."""
-    spec = resolve_setting(config, setting)
-    batch = spec["params"]["batch_size"]
-    steps = spec["params"]["epochs"] * math.ceil(_train_size(config, spec) / batch) * len(setting.seeds)
-    timed = device_step_table().get(spec["model"])
+def gpu_step_s(model: str, batch: int) -> float:
+    """Estimated GPU seconds per training step of `model` at `batch`: the recorded step times at the
+    nearest timed batch sizes (linear in between, proportional beyond the largest)."""
+    timed = device_step_table().get(model)
     if not timed:
-        return steps * DEFAULT_STEP_S
+        return DEFAULT_STEP_S
     below = [b for b in timed if b <= batch]
     above = [b for b in timed if b >= batch]
     if not below:
-        return steps * timed[above[0]]
+        return timed[above[0]]
     if not above:
-        return steps * timed[below[-1]] * batch / below[-1]
-    return steps * _step_s({below[-1]: timed[below[-1]], above[0]: timed[above[0]]}, batch)
+        return timed[below[-1]] * batch / below[-1]
+    return _step_s({below[-1]: timed[below[-1]], above[0]: timed[above[0]]}, batch)
+
+
+def job_seconds(config: dict, setting: Setting) -> float:
+    """Estimated GPU seconds of training of one job (a grid point, all of its seeds, one after another):
+    steps x `gpu_step_s`. Only the order matters to the scheduler: it starts the longest jobs first, so
+    the last job to finish is a short one."""
+    spec = resolve_setting(config, setting)
+    batch = spec["params"]["batch_size"]
+    steps = spec["params"]["epochs"] * math.ceil(_train_size(config, spec) / batch) * len(setting.seeds)
+    return steps * gpu_step_s(spec["model"], batch)
 
 
 def job_priority(config: dict, setting: Setting) -> float:

@@ -67,19 +67,20 @@ def build_report(folder: Path, scratch: Path, overlays: tuple[str | Path, ...] =
     return config, outcome.lines()
 
 
-def left_cost(config: dict, done: set[tuple[str, str, int]]) -> dict[str, tuple[int, int]]:
-    """Per study: runs not done and their training steps (epochs x steps per epoch), the cost left
-    counted without measuring a device."""
-    from .estimate import _train_size
+def left_cost(config: dict, done: set[tuple[str, str, int]]) -> dict[str, tuple[int, int, float]]:
+    """Per study: runs not done, their training steps (epochs x steps per epoch) and the estimated GPU
+    seconds of those steps at the step times in docs/benchmarks.json (`estimate.gpu_step_s`)."""
+    from .estimate import _train_size, gpu_step_s
 
-    out: dict[str, tuple[int, int]] = {}
+    out: dict[str, tuple[int, int, float]] = {}
     for cell in cells(config):
         if (cell.study, cell.setting, cell.seed) in done:
             continue
         spec = resolve(config, cell)
-        steps = spec["params"]["epochs"] * math.ceil(_train_size(config, spec) / spec["params"]["batch_size"])
-        runs, total = out.get(cell.study, (0, 0))
-        out[cell.study] = (runs + 1, total + steps)
+        batch = spec["params"]["batch_size"]
+        steps = spec["params"]["epochs"] * math.ceil(_train_size(config, spec) / batch)
+        runs, total, seconds = out.get(cell.study, (0, 0, 0.0))
+        out[cell.study] = (runs + 1, total + steps, seconds + steps * gpu_step_s(spec["model"], batch))
     return out
 
 
@@ -105,12 +106,13 @@ def ledger(config: dict, folder: Path) -> list[str]:
         total = len(cells(config, study))
         dates = sorted(r["finished"][:10] for r in mine)
         when = "–" if not dates else dates[0] if dates[0] == dates[-1] else f"{dates[0]} – {dates[-1]}"
-        runs_left, steps_left = left.get(study, (0, 0))
+        runs_left, steps_left, gpu_s = left.get(study, (0, 0, 0.0))
         lines.append("| " + " | ".join([
             study, f"{len(mine)} of {total}", ", ".join(sorted({str(r['device']) for r in mine})) or "–", when,
             ", ".join(sorted({(r["commit"] or "?")[:10] for r in mine})) or "–",
             "; ".join(f"`{b}` ({sources.get(b, {}).get('source', '–')})" for b in sorted({r["bundle"] for r in mine})) or "–",
-            timing.get(study, "–"), f"{runs_left} run(s), {steps_left:,} training steps" if runs_left else "nothing"]) + " |")
+            timing.get(study, "–"), f"{runs_left} run(s), {steps_left:,} training steps, ~{gpu_s / 60:.1f} GPU-min" if runs_left
+            else "nothing"]) + " |")
     total_done = len(set(done) & wanted)
     lines.insert(0, f"**{total_done} of {len(wanted)} runs done.**\n")
     return lines
@@ -148,7 +150,9 @@ python -m batchwise results publish bundles/NAME* --source "where they ran"
 {ledger}
 
 Training steps left count epochs x steps per epoch of the runs not done (evaluation not counted);
-`docs/benchmarks.md` gives seconds per step on a GPU, and `make report` measures this CPU's.
+GPU-minutes are those steps at the engine's H100 step times in `docs/benchmarks.json` (one seed at a
+time, nearest timed batch size; an untimed model at 1 ms per step), an estimate, not a measurement.
+On a CPU, `make report` measures this machine's step times and says how long the rest would take.
 
 Built {date}. Import notes:
 
