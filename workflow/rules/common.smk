@@ -69,9 +69,9 @@ def cell_spec(study: str, cell: str) -> str:
     return json.dumps(bw_config.resolve_setting(config, bw_config.setting_by_id(config, study, cell)), sort_keys=True)
 
 
-def timing_specs(study: str) -> str:
-    """The resolved specs of a study's cells (first seed each), as JSON for the timing job."""
-    specs = [bw_config.resolve_setting(config, setting) for setting in bw_config.settings(config, study)]
+def timing_specs() -> str:
+    """The resolved specs of every study's settings (first seed each), as JSON for the timing job."""
+    specs = [bw_config.resolve_setting(config, setting) for setting in bw_config.settings(config)]
     return json.dumps([{k: v for k, v in spec.items() if k != "seeds"} for spec in specs], sort_keys=True)
 
 
