@@ -124,23 +124,18 @@ def test_curves_keep_diverged_runs_apart(tables, tmp_path):
     plt.close(fig)
 
 
-def test_solo_times_are_seconds_per_step_times_steps():
-    """Hand-computed: 2 ms/step, 0.5 s per evaluation; 3 epochs of 100 steps, target after 150 steps."""
-    m = {"steps_run": 300, "epochs_run": 3, "steps_per_epoch": 100, "steps_to_target": 150}
-    times = aggregate.solo_times(m, {"step_s": 0.002, "eval_s": 0.5})
-    assert times == pytest.approx({"train_time_s": 0.6, "eval_time_s": 1.5, "total_time_s": 2.1,
-                                   "mean_epoch_s": 0.2, "time_to_target_s": 0.3})
-    assert aggregate.solo_times({**m, "steps_to_target": None}, {"step_s": 0.002, "eval_s": 0.5})["time_to_target_s"] is None
-
-
 def test_runs_table_takes_solo_times_and_keeps_wall_times(tmp_path):
     path = write_run(tmp_path, "lr=0.1", 0, acc=0.9, time_s=10.0)
     m = json.loads(path.read_text())
-    path.write_text(json.dumps({**m, "steps_run": 1876, "epochs_run": 2, "steps_per_epoch": 938}))
+    path.write_text(json.dumps({**m, "steps_run": 1876, "epochs_run": 2, "steps_per_epoch": 938, "images_per_epoch": 60000}))
     timing = tmp_path / "timing.json"
-    timing.write_text(json.dumps({"steps": 100, "settings": [{"setting": "lr=0.1", "step_s": 0.001, "eval_s": 0.25}]}))
+    record = {"setting": "lr=0.1", "step_s_bursts": [0.001, 0.0011, 0.0009], "remainder_s_bursts": [0.0005] * 3,
+              "eval_test_s_bursts": [0.125] * 3, "eval_train_s_bursts": [0.125] * 3}
+    timing.write_text(json.dumps({"bursts": 3, "settings": [record, {"setting": "lr=0.5", "error": "CUDA out of memory"}]}))
     row = aggregate.runs_table([path], ["lr"], timing=timing).iloc[0]
     assert row["time_basis"] == "solo" and row["wall_train_time_s"] == 10.0
-    assert row["train_time_s"] == pytest.approx(1.876) and row["total_time_s"] == pytest.approx(2.376)
-    assert row["mean_epoch_s"] == pytest.approx(0.938)
+    # 60000 images at batch 64: 937 full steps and a remainder of 32 an epoch; two epochs
+    assert row["train_time_s"] == pytest.approx(1874 * 0.001 + 2 * 0.0005) and row["total_time_s"] == pytest.approx(2.375)
+    assert row["train_time_s_se"] == pytest.approx(1874 * 0.0001 / math.sqrt(3)) and row["timing_bursts"] == 3
+    assert row["mean_epoch_s"] == pytest.approx(0.9375)
     assert aggregate.runs_table([path], ["lr"]).iloc[0]["time_basis"] == "wall"  # no timing file

@@ -80,7 +80,7 @@ def test_imported_runs_are_not_trained_again(smoke_run, full_bundle, tmp_path, m
     assert dry.returncode == 0, dry.stderr[-3000:]
     jobs = jobs_in_dry_run(dry.stdout)
     assert jobs.get("aggregate_study"), dry.stdout[-3000:]  # the dry run did plan the rest
-    assert "train_cell" not in jobs and "time_study" not in jobs, dry.stdout[-3000:]
+    assert "train_cell" not in jobs and "time_settings" not in jobs, dry.stdout[-3000:]
     # A cell that ran while its data set was missing (no-data) trains once the data has been prepared.
     metrics = sorted(tmp_path.glob("results/s4_mobilenet/*/seed=0/metrics.json"))[0]
     metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "status": "no-data"}))
@@ -96,7 +96,7 @@ def test_report_of_whatever_has_run_says_k_of_n(partial_bundle, tmp_path, monkey
     proc = _snakemake(tmp_path, "reports/report.html", "--config", "missing_runs=skip")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     ran = proc.stdout + proc.stderr
-    assert "Job stats" in ran and not {"prepare_data", "train_cell", "time_study"} & set(jobs_in_dry_run(ran))
+    assert "Job stats" in ran and not {"prepare_data", "train_cell", "time_settings"} & set(jobs_in_dry_run(ran))
     cfg = bw_config.load(SMOKE)
     done = sum(len(bw_config.cells(cfg, s)) for s in STUDIES)
     html = (tmp_path / "reports" / "report.html").read_text()

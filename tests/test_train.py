@@ -313,9 +313,3 @@ def test_zero_init_collapses_to_one_class_and_the_histogram_says_which(synthetic
     assert m["final_test_acc"] == m["test_label_counts"][m["top_pred_class"]] / 400  # its class's share, exactly
 
 
-def test_solo_timing_measures_steps_and_evaluation(synthetic_caches):
-    spec = spec_for(model="lenet5", epochs=1, lr=0.05, batch_size=64, train_subset=640)
-    timing = train.solo_timing(spec, data.load(synthetic_caches["mnist"]), steps=12)
-    assert timing["timed_steps"] == 12 and timing["steps_per_epoch"] == 10
-    assert timing["step_s"] > 0 and timing["eval_s"] > 0
-    assert timing["epoch_s"] == pytest.approx(10 * timing["step_s"])

@@ -30,9 +30,9 @@ def test_default_config_dry_run_lists_every_training_job(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = jobs_in_dry_run(proc.stdout)
     cfg = config.load(REPO / "config" / "config.yaml")
-    # One job per cell (grid point) with all of its seeds, one timing job per study.
+    # One job per cell (grid point) with all of its seeds; one timing job for every study.
     assert jobs["train_cell"] == len(config.settings(cfg)) < len(config.cells(cfg))
-    assert jobs["aggregate_study"] == jobs["time_study"] == len(cfg["studies"])
+    assert jobs["aggregate_study"] == len(cfg["studies"]) and jobs["time_settings"] == 1
     assert jobs["prepare_data"] == 3
     for study in cfg["studies"]:
         assert f"results/{study}/" in proc.stdout

@@ -33,10 +33,12 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _time(args: argparse.Namespace) -> None:
-    from . import train
+    from . import timing
 
-    specs = json.loads(args.specs)
-    train.time_settings(specs, Path(args.data), Path(args.out), args.steps, args.warmup,
+    specs = json.loads(Path(args.specs[1:]).read_text() if args.specs.startswith("@") else args.specs)
+    caches = dict(item.split("=", 1) for item in args.data)
+    outs = {study: Path(args.results) / study / "timing.json" for study in dict.fromkeys(s["study"] for s in specs)}
+    timing.time_studies(specs, caches, outs, args.bursts, args.steps, args.warmup,
                         lambda line: print(f"[timing] {line}", flush=True))
 
 
@@ -92,12 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--checkpoints", help="a folder outside --out where each seed's state is kept after every epoch, "
                    "so that the job, killed and started again, resumes (at most one epoch lost per seed)")
     t.set_defaults(func=_train)
-    s = sub.add_parser("time", help="the solo timing pass of a study's settings")
-    s.add_argument("--specs", required=True, help="the settings' resolved specs, as a JSON list")
-    s.add_argument("--data", required=True, help="the data set's cache (.npz)")
-    s.add_argument("--out", required=True, help="the timing file (.json)")
-    s.add_argument("--steps", type=int, default=100, help="timed steps per setting")
-    s.add_argument("--warmup", type=int, default=10, help="untimed steps before them")
+    s = sub.add_parser("time", help="the solo timing pass of settings of one or more studies")
+    s.add_argument("--specs", required=True, help="the settings' resolved specs, as a JSON list (or @file)")
+    s.add_argument("--data", required=True, nargs="+", metavar="DATASET=CACHE", help="each data set's cache (.npz)")
+    s.add_argument("--results", default="results", help="writes <results>/<study>/timing.json per study")
+    s.add_argument("--bursts", type=int, default=5, help="interleaved bursts per setting")
+    s.add_argument("--steps", type=int, default=20, help="timed full steps per setting and burst")
+    s.add_argument("--warmup", type=int, default=10, help="untimed steps of each kind before the first burst")
     s.set_defaults(func=_time)
     c = sub.add_parser("check", help="check a config (overlays merged onto config/config.yaml, as "
                        "snakemake --configfile does) and the claims and homework-tables files against it")

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
+import statistics
 from pathlib import Path
 
 import pandas as pd
@@ -48,24 +50,88 @@ def _utc(ts: float) -> str:
 
 
 TIME_METRICS = ("train_time_s", "eval_time_s", "total_time_s", "mean_epoch_s", "time_to_target_s")
+TIME_BASIS_TEXT = "compute time, measured alone: s/step x steps + evaluation"
+
+
+def step_mix(n_steps: int, steps_per_epoch: int, has_remainder: bool, warmup_steps: int) -> dict[str, int]:
+    """How many of a run's first `n_steps` steps were of each kind the timing pass times: full-batch
+    and remainder steps (the last step of each epoch, where the batch does not divide the images),
+    and, among the first `warmup_steps`, the eager warm-up ones. Epochs start at step 0, so the
+    remainder steps are those numbered steps_per_epoch - 1 (mod steps_per_epoch)."""
+    def split(n: int) -> tuple[int, int]:
+        rest = n // steps_per_epoch if has_remainder else 0
+        return n - rest, rest
+    warm_full, warm_rest = split(min(warmup_steps, n_steps))
+    full, rest = split(n_steps)
+    return {"step": full - warm_full, "remainder": rest - warm_rest,
+            "eager_step": warm_full, "eager_remainder": warm_rest}
+
+
+def mid_epoch_checks(m: dict) -> int:
+    """The test-set evaluations a run made between steps (target_checks_per_epoch > 1): after every
+    `ceil(steps / checks)` steps of an epoch but its last, until the target was first reached."""
+    p = m["spec"]["params"]
+    if not p.get("target_acc"):
+        return 0
+    steps = m["steps_per_epoch"]
+    every = math.ceil(steps / p.get("target_checks_per_epoch", 1))
+    per_epoch = (steps - 1) // every
+    if m.get("epochs_to_target") is None:
+        return m["epochs_run"] * per_epoch
+    into_last = m["steps_to_target"] - (m["epochs_to_target"] - 1) * steps  # steps into the epoch it was reached in
+    return (m["epochs_to_target"] - 1) * per_epoch + min(into_last // every, per_epoch)
 
 
 def solo_times(m: dict, timing: dict) -> dict:
-    """A run's times from its setting's solo timing pass: seconds per step x the steps it trained,
-    seconds per evaluation x its evaluations (one per epoch). Runs that share a GPU measure the crowd;
-    these figures measure the setting."""
-    step, evaluation = timing["step_s"], timing["eval_s"]
-    train, evals = step * m["steps_run"], evaluation * m["epochs_run"]
-    return {"train_time_s": train, "eval_time_s": evals, "total_time_s": train + evals,
-            "mean_epoch_s": step * m["steps_per_epoch"],
-            "time_to_target_s": step * m["steps_to_target"] if m.get("steps_to_target") else None}
+    """A run's compute times from its setting's solo timing record (`timing.record`), each with its
+    standard error from the spread of the timing bursts.
+
+    Each burst b gives a time: full steps x step_s[b] + remainder steps x remainder_s[b] + eager
+    warm-up steps x eager_step_s[b] (+ eager remainder steps) for training; epochs x (eval_test_s[b] +
+    eval_train_s[b]) + mid-epoch target checks x eval_test_s[b] for evaluation. A time is the mean over
+    the bursts and its `_se` their standard deviation / sqrt(bursts): the uncertainty of the timing,
+    which every run of the setting shares. Counts are what the run did: steps_run, epochs_run, its
+    checks; time to target counts the steps up to the target, without evaluation; time per epoch is
+    one epoch's steps after warm-up."""
+    steps, per_epoch = m["steps_per_epoch"], m["images_per_epoch"]
+    has_remainder = per_epoch % m["spec"]["params"]["batch_size"] != 0
+    warmup = m.get("warmup_steps") or 0
+
+    def step_time(n_steps: int) -> list[float]:
+        total = [0.0] * len(timing["step_s_bursts"])
+        for kind, count in step_mix(n_steps, steps, has_remainder, warmup).items():
+            if count:
+                if f"{kind}_s_bursts" not in timing:
+                    raise ValueError(f"timing of {timing['setting']}: no {kind} steps timed, the run took {count}")
+                total = [t + count * s for t, s in zip(total, timing[f"{kind}_s_bursts"])]
+        return total
+
+    checks, n = mid_epoch_checks(m), len(timing["step_s_bursts"])
+    remainder = timing.get("remainder_s_bursts") or [0.0] * n
+    bursts = {
+        "train_time_s": step_time(m["steps_run"]),
+        "eval_time_s": [m["epochs_run"] * (test + train) + checks * test
+                        for test, train in zip(timing["eval_test_s_bursts"], timing["eval_train_s_bursts"])],
+        "mean_epoch_s": [(steps - has_remainder) * s + has_remainder * r
+                         for s, r in zip(timing["step_s_bursts"], remainder)],
+        "time_to_target_s": step_time(m["steps_to_target"]) if m.get("steps_to_target") else None,
+    }
+    bursts["total_time_s"] = [a + b for a, b in zip(bursts["train_time_s"], bursts["eval_time_s"])]
+    out = {"timing_bursts": n}
+    for metric in TIME_METRICS:
+        values = bursts[metric]
+        out[metric] = statistics.fmean(values) if values is not None else None
+        out[f"{metric}_se"] = (statistics.stdev(values) / math.sqrt(len(values))
+                               if values is not None and len(values) > 1 else None)
+    return out
 
 
 def load_timing(path: str | Path | None) -> dict[str, dict]:
-    """The solo timing records of a study, by setting ({} without a timing file)."""
+    """The solo timing records of a study, by setting ({} without a timing file; records of settings
+    that were not timed, or of an older format without bursts, are left out)."""
     if not path or not Path(path).exists():
         return {}
-    return {r["setting"]: r for r in json.loads(Path(path).read_text())["settings"] if "step_s" in r}
+    return {r["setting"]: r for r in json.loads(Path(path).read_text())["settings"] if "step_s_bursts" in r}
 
 
 def runs_table(metrics_files: list[str | Path], grid_keys: list[str], failure_margin: float = 0.02,

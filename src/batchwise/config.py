@@ -125,8 +125,10 @@ def _apply_defaults(config: dict) -> dict:
     verdict.setdefault("level", 0.95)
     verdict.setdefault("min_runs", 3)
     verdict.setdefault("failure_margin", 0.02)
-    config.setdefault("timing", {}).setdefault("steps", 100)
-    config["timing"].setdefault("warmup", 10)
+    timing = config.setdefault("timing", {})
+    timing.setdefault("bursts", 5)
+    timing.setdefault("steps", 20)
+    timing.setdefault("warmup", 10)
     for study in config.get("studies", {}).values():
         # JSON Schema's integer accepts 2.0; training needs a Python int (range(), tensor shapes).
         for key in INTEGER_PARAMS:

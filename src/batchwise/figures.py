@@ -40,8 +40,10 @@ LABELS = {
     "final_test_acc": "final test accuracy (%)", "final_train_acc": "final training accuracy (%, eval mode)",
     "final_test_loss": "final test loss", "final_train_loss": "final training loss (eval mode)",
     "best_test_acc": "best test accuracy (%)", "generalisation_gap": "train - test accuracy (pp)",
-    "train_time_s": "training time (s)", "mean_epoch_s": "time per epoch (s)", "total_time_s": "train + test time (s)",
-    "epochs_to_target": "epochs to target accuracy", "time_to_target_s": "time to target accuracy (s)",
+    # times: compute time, measured alone (the timing pass): s/step x steps (+ evaluation)
+    "train_time_s": "training compute time (s)", "mean_epoch_s": "compute time per epoch (s)",
+    "total_time_s": "train + test compute time (s)", "eval_time_s": "evaluation compute time (s)",
+    "epochs_to_target": "epochs to target accuracy", "time_to_target_s": "compute time to target (s)",
     "steps_to_target": "steps to target accuracy", "examples_to_target": "images to target accuracy",
     "noise_scale": "gradient noise scale B_simple", "lr_effective": "learning rate used",
     "top_pred_share": "share of the most predicted class (%)",

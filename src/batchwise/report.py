@@ -17,7 +17,7 @@ import pandas as pd
 
 from . import claims as claims_mod
 from . import extensions as ext
-from .aggregate import outcome_rule_text
+from .aggregate import TIME_BASIS_TEXT, outcome_rule_text
 from .config import REPO, slug_value
 from .figures import LABELS, PERCENT
 from .files import atomic_write_bytes, atomic_write_text
@@ -40,14 +40,22 @@ METRIC_DEFINITIONS = [
      "the per-iteration loss figures plot its individual steps."),
     ("epoch", "every training image once: a fresh seeded permutation cut into batches, the last one "
      "taking the remainder, so an epoch is the same data at every batch size."),
-    ("training time", "from the solo timing pass: each setting's seconds per step, measured with the device "
-     "to itself (10 untimed steps, then timing.steps timed ones, the same engine), times the steps the run "
-     "trained; time per epoch is seconds per step times steps per epoch; 'train + test time' adds one "
-     "evaluation (test set and training subset, also timed alone) per epoch. Runs share a GPU while they "
-     "train, so their own wall-clock times measure the crowd: runs.csv keeps them as wall_* columns."),
+    ("compute time", "every time in the tables, figures and claims is compute time, measured alone: "
+     "s/step x steps + evaluation. One timing job, before training, holds the whole device and measures "
+     "each setting with the training engine itself, in timing.bursts bursts interleaved across all settings "
+     "(burst 1 of every setting, then burst 2, ...: a drift of the machine hits every setting alike): seconds "
+     "per full-batch step, per remainder step (the epoch's last, smaller batch), per warm-up step (eager, "
+     "its learning rate set every step) and per evaluation (test set; training subset), each warmed up "
+     "first. A run's training compute time is its full steps, remainder steps and warm-up steps, each at its "
+     "own cost; time per epoch is one epoch's steps after warm-up; time to target the steps up to the "
+     "target; 'train + test' adds every evaluation the run made (two at each epoch's end, one per mid-epoch "
+     "target check). Each is the mean over the bursts, and runs.csv gives its standard error from their "
+     "spread (<metric>_se, timing_bursts). Runs share a GPU while they train, so their own wall-clock "
+     "times measure the crowd: runs.csv keeps them as wall_* columns, and Provenance lists them."),
     ("epochs / steps / time to target", "the first check (after an epoch, or within it where the study "
      "checks more often) at which test accuracy reaches the study's target_acc: its epoch, the steps and "
-     "training images up to then, and their solo training time; 'never (k/n)' where a run did not reach it."),
+     "training images up to then, and the compute time of those steps (evaluation not counted); 'never "
+     "(k/n)' where a run did not reach it."),
     ("learning rate used", "lr, scaled with the batch size where lr_scaling asks: x B/base_batch_size (linear) "
      "or x (B/base_batch_size)^1/2 (sqrt); reached after warmup_epochs of linear warm-up."),
     ("gradient noise scale", "B_simple = tr(Σ)/|G|², from the mean squared norm of mini-batch gradients at the two "
@@ -104,9 +112,26 @@ def result_metrics(study: dict) -> list[str]:
     return metrics
 
 
-def results_table(study: dict, summary: pd.DataFrame) -> dict:
+def time_note(runs: pd.DataFrame) -> str:
+    """What a study's times are, for its results table: compute time from the timing pass, or, where a
+    study has none (or only some of its runs are covered), the runs' own wall time."""
+    done = runs[runs["status"] == "ok"]
+    solo = int((done["time_basis"] == "solo").sum()) if "time_basis" in done else 0
+    if not len(done):
+        return ""
+    if solo == len(done):
+        bursts = int(done["timing_bursts"].max())
+        return (f"Times: {TIME_BASIS_TEXT} (training time, time per epoch and time to target count the steps "
+                f"only; train + test time adds every evaluation), the mean of {bursts} interleaved timing bursts; "
+                f"the runs' own wall times are in Provenance.")
+    return (f"Times: the runs' own wall time for {len(done) - solo} of {len(done)} completed runs (no timing "
+            f"pass for them: other runs may have shared the device), {TIME_BASIS_TEXT} for the others.")
+
+
+def results_table(study: dict, summary: pd.DataFrame, runs: pd.DataFrame | None = None) -> dict:
     """One row per setting: the grid values, steps per epoch, mean ± std of each result metric over
-    the runs that trained (or, where none did, the failed ones), and the outcome counts."""
+    the runs that trained (or, where none did, the failed ones), and the outcome counts; with the
+    study's runs, a note on what its times are."""
     keys = list(study["grid"])
     metrics = result_metrics(study)
     header = keys + ["steps / epoch"] + [LABELS.get(m, m) for m in metrics] + ["runs"]
@@ -124,7 +149,7 @@ def results_table(study: dict, summary: pd.DataFrame) -> dict:
         if "_".join(f"{k}={slug_value(v)}" for k, v in zip(keys, values)) not in present:
             rows.append({"cells": [slug_value(v) for v in values] + ["–"] * (1 + len(metrics)) + ["not run yet"],
                          "diverged": False, "missing": True})
-    return {"header": header, "rows": rows}
+    return {"header": header, "rows": rows, "time_note": time_note(runs) if runs is not None else ""}
 
 
 def _native(value):
@@ -189,7 +214,7 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
             "id": name, "title": study["title"], "homework": study.get("homework") or study["extends"],
             "chapter": chapter_key(study), "meta": meta,
             "setup": _setup(study, meta),
-            "results": results_table(study, summary) if not summary.empty else None,
+            "results": results_table(study, summary, runs) if not summary.empty else None,
             "figures": [{"path": str(figures_dir / name / f"fig{i}.svg"), "caption": f.get("caption", "")}
                         for i, f in enumerate(study["figures"])],
             **(study_analyses(study, runs, config["verdict"]["level"]) if not meta.get("no_data") else {}),
@@ -405,12 +430,13 @@ def _provenance(config: dict, runs: pd.DataFrame, env: dict, command: str) -> li
 
 
 def _time_basis(done: pd.DataFrame) -> str:
-    """Which times the tables show: solo timing pass, or (where a study has none) the runs' own."""
+    """Which times the tables show: the timing pass's compute time, or (where a study has none) the runs' own."""
     solo = int((done["time_basis"] == "solo").sum()) if "time_basis" in done else 0
     trained = int((done["status"] == "ok").sum())
     if solo == trained:
-        return f"solo timing pass for all {trained} completed runs"
-    return f"solo timing pass for {solo} of {trained} completed runs; the others' own wall time (device shared)"
+        return f"{TIME_BASIS_TEXT}, from the timing pass, for all {trained} completed runs"
+    return (f"{TIME_BASIS_TEXT}, from the timing pass, for {solo} of {trained} completed runs; the others' "
+            f"own wall time (device shared)")
 
 
 def _step_kind(done: pd.DataFrame) -> str:
@@ -427,10 +453,20 @@ def _step_kind(done: pd.DataFrame) -> str:
 
 
 def _cell_times(runs: pd.DataFrame) -> list[list[str]]:
-    """Per run: its outcome and wall times; a diverged run's times run until it stopped."""
+    """Per run: its outcome, its own wall times (a diverged run's until it stopped) and, beside them, the
+    compute time the tables use (± its standard error from the timing bursts)."""
     done = runs[runs["status"] != "no-data"]
-    return [[r.study, r.cell, r.outcome, f"{r.time_until_stop_s:.2f}",
-             "–" if pd.isna(r.train_time_s) else f"{r.train_time_s:.2f}"] for r in done.itertuples()]
+    rows = []
+    for r in done.to_dict("records"):
+        solo = r.get("time_basis") == "solo"
+        wall = r.get("wall_train_time_s") if solo else r.get("train_time_s")
+        compute = "–"
+        if solo and not pd.isna(r.get("total_time_s")):
+            se = r.get("total_time_s_se")
+            compute = f"{r['total_time_s']:.2f}" + ("" if se is None or pd.isna(se) else f" ± {se:.2f}")
+        rows.append([r["study"], r["cell"], r["outcome"], f"{r['time_until_stop_s']:.2f}",
+                     "–" if wall is None or pd.isna(wall) else f"{wall:.2f}", compute])
+    return rows
 
 
 def render_html(context: dict, template_dir: Path = TEMPLATES) -> str:

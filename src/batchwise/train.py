@@ -52,6 +52,17 @@ def pick_device(wanted: str) -> tuple[torch.device, str]:
     return torch.device("cpu"), "cpu (no CUDA GPU visible)"
 
 
+def deterministic_kernels(on: bool) -> None:
+    """`deterministic: true`: deterministic kernels only (slower on CUDA). Process-wide; the training
+    job and the timing pass set it alike."""
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read by cuBLAS before its first call
+        torch.backends.cudnn.benchmark = False
+    if on != torch.are_deterministic_algorithms_enabled():  # the first call imports torch._dynamo: seconds
+        # warn_only: a few kernels (MobileNetV2's pooling backward) have no deterministic CUDA version
+        torch.use_deterministic_algorithms(on, warn_only=True)
+
+
 def use_graphs(setting: str, device: torch.device) -> bool:
     """CUDA graphs are a CUDA feature: `auto` and `on` use them there, never on CPU or MPS (eager)."""
     return device.type == "cuda" and setting in ("auto", "on")
@@ -405,30 +416,6 @@ class SeedRun:
                 if self.check_due(i) and check_targets([self]):
                     break
 
-    def time_steps(self, steps: int, warm_up: int = 10) -> dict:
-        """Seconds per full-batch step over `steps` steps after `warm_up` untimed ones, and seconds per
-        evaluation (test set and training subset), with the device to itself: the solo timing pass.
-        The run's weights move; use it on a run built for timing only."""
-        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
-        self.order.copy_(torch.randperm(self.n, device=self.device, generator=self.shuffle))
-        self.warmup_steps = 0  # steady state: warm-up steps are eager and few
-
-        def burst(count: int) -> None:
-            for j in range(count):
-                if j % self.full == 0:
-                    self.k.zero_()  # stay within the epoch's full batches
-                self.advance(j % self.full)
-        burst(warm_up)
-        sync()
-        t0 = time.perf_counter()
-        burst(steps)
-        sync()
-        t1 = time.perf_counter()
-        for x, y in ((self.d.x_test, self.d.y_test), (self.x_train_eval, self.y_train_eval)):
-            evaluate(self.model, x, y, self.d.normalise, self.p["eval_batch_size"])[0].item()
-        return {"step_s": (t1 - t0) / steps, "eval_s": time.perf_counter() - t1, "timed_steps": steps,
-                "cuda_graphs": bool(self.graphs)}
-
     def _reached(self, acc: float, elapsed: float) -> bool:
         """Record the first time test accuracy `acc` reaches the target, `elapsed` seconds into this
         epoch's training; True when the run should stop there."""
@@ -525,10 +512,7 @@ class SeedRun:
 def set_up_device(spec: dict) -> tuple[torch.device, str]:
     """The device a cell trains on, and deterministic kernels where the spec asks for them."""
     if spec.get("deterministic"):
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read by cuBLAS before its first call
-        # warn_only: a few kernels (MobileNetV2's pooling backward) have no deterministic CUDA version
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
+        deterministic_kernels(True)
     return pick_device(spec["device"])
 
 
@@ -652,17 +636,6 @@ def train(spec: dict, cache: data.Cache, log: Callable[[str], None] = print, sta
     return train_seeds(spec, cache, [spec["seed"]], log, startup)[0]
 
 
-def solo_timing(spec: dict, cache: data.Cache, steps: int = 100, warm_up: int = 10) -> dict:
-    """The setting's speed measured alone (the job holds the whole device): seconds per step and per
-    evaluation, and from them seconds per epoch. Runs that share a GPU measure the crowd, not the
-    setting; time tables and time claims use these figures instead."""
-    device, _ = pick_device(spec["device"])
-    run = SeedRun(spec, spec["seed"], load_data(cache, spec["params"], device), device, log=lambda line: None)
-    timing = run.time_steps(steps, warm_up)
-    return {"study": spec["study"], "setting": spec["setting"], **timing, "steps_per_epoch": run.steps,
-            "epoch_s": timing["step_s"] * run.steps, "device": str(device), "env": provenance.environment(device)}
-
-
 def _write_run(out_dir: Path, base: dict, result: dict) -> dict:
     """One seed's history.csv, iterations.csv and, last, metrics.json (atomic writes)."""
     hist = result["history"]
@@ -725,20 +698,3 @@ def run_cell(spec: dict, cache_path: Path, out_dir: Path, log: Callable[[str], N
         store.move_results(seeds, folder)
     return [written.get(seed) or json.loads((folder(seed) / "metrics.json").read_text()) for seed in seeds]
 
-
-def time_settings(specs: list[dict], cache_path: Path, out: Path, steps: int, warm_up: int = 10,
-                  log: Callable[[str], None] = print) -> list[dict]:
-    """The solo timing pass of a study's settings, in one process (start-up paid once), written to
-    `out` as JSON: one record per setting (see `solo_timing`)."""
-    cache = data.load(cache_path)
-    records = []
-    for spec in specs:
-        if not cache.meta.get("available", True):
-            break
-        try:
-            records.append(solo_timing(spec, cache, steps, warm_up))
-        except torch.cuda.OutOfMemoryError:  # recorded, not fatal: the training jobs say the same
-            records.append({"study": spec["study"], "setting": spec["setting"], "error": "CUDA out of memory"})
-        log(f"{spec['setting']}: {records[-1].get('step_s', float('nan')) * 1000:.3f} ms/step")
-    atomic_write_json(out, {"steps": steps, "warmup": warm_up, "settings": records})
-    return records

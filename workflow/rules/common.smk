@@ -4,6 +4,7 @@ import os
 import sys
 from pathlib import Path
 
+from snakemake.io import is_flagged
 from snakemake.utils import validate
 
 REPO = Path(workflow.basedir)
@@ -78,6 +79,17 @@ def data_cache(study: str, result: str) -> str:
     return path if _ran_without_data(Path(result)) else ancient(path)
 
 
+def timing_inputs() -> list[str]:
+    """The timing pass's data caches, one per data set, dates ignored as in `data_cache` unless a study
+    of that data set was timed without it."""
+    by_path: dict[str, str] = {}
+    for study in STUDIES:
+        cache = data_cache(study, f"results/{study}/timing.json")
+        if str(cache) not in by_path or not is_flagged(cache, "ancient"):
+            by_path[str(cache)] = cache
+    return list(by_path.values())
+
+
 def _ran_without_data(result: Path) -> bool:
     """Whether a finished cell (its first seed's metrics.json) or timing pass (timing.json) ran
     without its data set: a `no-data` run, or a timing file that timed no setting."""
@@ -100,9 +112,9 @@ def cell_priority(study: str, cell: str) -> float:
     return bw_estimate.job_priority(config, bw_config.setting_by_id(config, study, cell))
 
 
-def timing_specs(study: str) -> str:
-    """The resolved specs of a study's cells (first seed each), as JSON for the timing job."""
-    specs = [bw_config.resolve_setting(config, setting) for setting in bw_config.settings(config, study)]
+def timing_specs() -> str:
+    """The resolved specs of every study's settings (first seed each), as JSON for the timing job."""
+    specs = [bw_config.resolve_setting(config, setting) for setting in bw_config.settings(config)]
     return json.dumps([{k: v for k, v in spec.items() if k != "seeds"} for spec in specs], sort_keys=True)
 
 

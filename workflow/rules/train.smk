@@ -28,27 +28,47 @@ rule train_cell:
         "--data {input.data} --out {output} --checkpoints checkpoints/{wildcards.study}/{wildcards.cell} > {log} 2>&1"
 
 
-rule time_study:
+# The solo timing pass: one job for every study's settings, first in line. It holds every GPU slot, so
+# no training shares the device while a setting is measured, and runs alone; its bursts interleave
+# all settings of all studies (a time claim may compare two studies: s1_batch1 with s1_batch_init).
+#
+# Being one job, it needs the data set of every study in the config. A run of some studies only is
+# made with an overlay (`only_studies: [...]`): then the job times those studies and needs their data
+# only. A run aimed at one study's files (`snakemake results/<study>/runs.csv`) prepares every data set
+# of the config and times every study, on purpose: per-study timing jobs would each wait for the GPU
+# to drain, and settings timed in different jobs do not share their drift. A data set that cannot be
+# obtained (download: false, strict_data: false) is not an error there: its cache says "not
+# available" and its settings get no timing record, as they get no training.
+#
+# `priority`: Snakemake reserves nothing, so the job is first in line when it becomes ready with the
+# training jobs, i.e. once every data set is prepared (the GPU window prepares them first). Training
+# jobs of a data set prepared earlier than the others may start before it; it then waits until every
+# GPU slot is free.
+rule time_settings:
     message:
-        "Timing each cell of {wildcards.study} with the device to itself"
+        "Timing every cell's setting with the device to itself (bursts interleaved across settings)"
     input:
-        data=lambda w: data_cache(w.study, f"results/{w.study}/timing.json"),
+        data=lambda w: timing_inputs(),
     output:
-        "results/{study}/timing.json",
+        expand("results/{study}/timing.json", study=STUDIES),
     log:
-        "logs/time_study/{study}.log",
+        "logs/time_settings.log",
     benchmark:
-        "benchmarks/time_study/{study}.tsv"
+        "benchmarks/time_settings.tsv"
     params:
-        specs=lambda w: timing_specs(w.study),
+        # The resolved specs (first seed of each setting): a change to any setting re-times them all.
+        specs=timing_specs(),
+        bursts=config["timing"]["bursts"],
         steps=config["timing"]["steps"],
         warmup=config["timing"]["warmup"],
+    priority: 100
     resources:
         # Every GPU slot: no training job shares the device while a setting's speed is measured.
         gpu=GPU_SLOTS,
     threads: 2
     conda:
         "../../envs/batchwise.yaml"
-    shell:
-        "OMP_NUM_THREADS={threads} \"$BATCHWISE_PYTHON\" -m batchwise time --specs {params.specs:q} "
-        "--data {input.data} --out {output} --steps {params.steps} --warmup {params.warmup} > {log} 2>&1"
+    script:
+        # A script, not a command line: the specs of every study (~66 kB for the default config) would
+        # come close to Linux's 128 kB limit on one argument.
+        "../scripts/time_settings.py"
