@@ -82,8 +82,9 @@ def step_kinds(run: train.SeedRun, warmup_steps: int, steps: int) -> dict[str, i
 def drive(run: train.SeedRun, kind: str, count: int) -> None:
     """`count` steps of one kind through the engine's step. Full steps walk the epoch's full batches
     from the first (the step counter wraps before the remainder); a remainder step is the epoch's
-    last. Eager kinds run as warm-up steps do: the engine steps eagerly, setting the rate, while
-    step_count < warmup_steps; otherwise it replays the step's graph (where it has graphs)."""
+    last. The `eager_*` kinds run as warm-up steps do (the engine sets the rate before each step while
+    step_count < warmup_steps): eagerly off CUDA; on CUDA a graph replay that reads the rate from the
+    device, so there they cost what a warm-up step really costs, a rate update plus a replay."""
     run.step_count, run.warmup_steps = 0, count if kind.startswith("eager") else 0
     for j in range(count):
         if kind.endswith("remainder"):
