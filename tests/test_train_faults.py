@@ -296,6 +296,7 @@ def test_hostile_titles_render_escaped_in_the_html():
                                        "tables": [], "claims": [claim]}],
         "claims": [claim], "verdict_rule": "rule", "data_notes": [XSS], "choices": [("s1", "lr", XSS)],
         "cells": [["s1", XSS, "ok", "1.00", "1.00"]],
+        "progress": {"show": True, "done": 1, "total": 2, "header": ["study", XSS], "rows": [["s1", XSS]]},
     }
     html = report.render_html(context)
     assert XSS not in html
