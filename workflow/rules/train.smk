@@ -44,31 +44,36 @@ rule train_cell:
 # training jobs, i.e. once every data set is prepared (the GPU window prepares them first). Training
 # jobs of a data set prepared earlier than the others may start before it; it then waits until every
 # GPU slot is free.
-rule time_settings:
-    message:
-        "Timing every cell's setting with the device to itself (bursts interleaved across settings)"
-    input:
-        data=lambda w: timing_inputs(),
-    output:
-        expand("results/{study}/timing.json", study=STUDIES),
-    log:
-        "logs/time_settings.log",
-    benchmark:
-        "benchmarks/time_settings.tsv"
-    params:
-        # The resolved specs (first seed of each setting): a change to any setting re-times them all.
-        specs=timing_specs(),
-        bursts=config["timing"]["bursts"],
-        steps=config["timing"]["steps"],
-        warmup=config["timing"]["warmup"],
-    priority: 100
-    resources:
-        # Every GPU slot: no training job shares the device while a setting's speed is measured.
-        gpu=GPU_SLOTS,
-    threads: 2
-    conda:
-        "../../envs/batchwise.yaml"
-    script:
-        # A script, not a command line: the specs of every study (~66 kB for the default config) would
-        # come close to Linux's 128 kB limit on one argument.
-        "../scripts/time_settings.py"
+# `missing_runs: skip` (a report of whatever has run) times nothing: a study's imported timing.json is
+# read where present, and this one job, whose outputs are every study's file, would otherwise run for
+# the studies without one.
+if not SKIP_MISSING:
+
+    rule time_settings:
+        message:
+            "Timing every cell's setting with the device to itself (bursts interleaved across settings)"
+        input:
+            data=lambda w: timing_inputs(),
+        output:
+            expand("results/{study}/timing.json", study=STUDIES),
+        log:
+            "logs/time_settings.log",
+        benchmark:
+            "benchmarks/time_settings.tsv"
+        params:
+            # The resolved specs (first seed of each setting): a change to any setting re-times them all.
+            specs=timing_specs(),
+            bursts=config["timing"]["bursts"],
+            steps=config["timing"]["steps"],
+            warmup=config["timing"]["warmup"],
+        priority: 100
+        resources:
+            # Every GPU slot: no training job shares the device while a setting's speed is measured.
+            gpu=GPU_SLOTS,
+        threads: 2
+        conda:
+            "../../envs/batchwise.yaml"
+        script:
+            # A script, not a command line: the specs of every study (~66 kB for the default config) would
+            # come close to Linux's 128 kB limit on one argument.
+            "../scripts/time_settings.py"
