@@ -197,10 +197,12 @@ stage_checks() {  # pytest -m gpu, then the throughput probe, within CHECKS_S se
 has_results_cli() { $PY -m batchwise results --help > /dev/null 2>&1; }
 
 stage_train() {
-  local bundles=(docs/results/full/bundles/*) targets rc imported=0
+  local bundles=(docs/results/full/bundles/*.tar.xz*) targets rc imported=0
   install_wheels || { NOTE="wheels not installed"; return 1; }
   if ! has_results_cli; then
     say "import: skipped (python -m batchwise results is not in this checkout)"
+  elif [ "$CONFIG" != config/config.yaml ]; then  # the published runs are of the default config
+    say "import: skipped (docs/results/full holds runs of config/config.yaml; this window runs $CONFIG)"
   elif [ -e "${bundles[0]}" ]; then
     $PY -m batchwise results import "${bundles[@]}" --configfile "$CONFIG" || imported=1
   fi
