@@ -191,6 +191,37 @@ def test_a_claim_whose_settings_have_no_runs_is_not_run_yet():
     assert evaluate_claims([claim(rule)], runs)[0]["verdict"] == "inconclusive"
 
 
+
+def test_a_half_run_sweep_is_not_run_yet_given_the_grid():
+    """A sweep whose grid has values without runs (half of x2's learning rates imported so far) is
+    'not run yet', naming the missing values: judged on the half that ran, a monotone trend could
+    read 'supported' when the missing half would break it. Without the grid it is judged."""
+    lrs = [0.01, 0.1, 1.0, 10.0]
+    runs = table({(lr,): [0.90 + 0.01 * i + d for d in (0, 0.001, 0.002)] for i, lr in enumerate(lrs[:2])},
+                 ("lr",))
+    grids = {"st": {"lr": lrs}}
+    rule = dict(kind="monotonic", metric="final_test_acc", over="lr", direction="increasing")
+    r = evaluate_claims([claim(rule)], runs, grids=grids)[0]
+    assert r["verdict"] == "not run yet"
+    assert r["evidence"] == "no runs of lr 1 (st); lr 10 (st)"
+    assert evaluate_claims([claim(rule)], runs)[0]["verdict"] == "supported"
+    # best: a rival without runs; compare: a selector pooling several grid points, one of them unrun
+    best = dict(kind="best", metric="final_test_acc", goal="max", at={"lr": 0.1})
+    assert evaluate_claims([claim(best)], runs, grids=grids)[0]["evidence"] == \
+        "no runs of lr 1 (st); lr 10 (st)"
+    two = {"st": {"lr": [0.01, 0.1], "bn": [False, True]}}
+    pooled = table({(0.01, False): [0.9, 0.91, 0.92], (0.1, False): [0.95, 0.96, 0.97],
+                    (0.01, True): [0.93, 0.94, 0.95]}, ("lr", "bn"))
+    cmp = dict(kind="compare", metric="final_test_acc", a={"lr": 0.1}, b={"lr": 0.01}, expect="greater")
+    r = evaluate_claims([claim(cmp)], pooled, grids=two)[0]
+    assert r["verdict"] == "not run yet" and r["evidence"] == "no runs of lr 0.1, BN (st)"
+    # every grid point run: judged as before, and a diverged-only setting still counts as run
+    pooled.loc[len(pooled)] = dict(pooled.iloc[0], lr=0.1, bn=True, outcome="diverged", final_test_acc=math.nan)
+    assert evaluate_claims([claim(cmp)], pooled, grids=two)[0]["verdict"] != "not run yet"
+    # more than four missing settings: four named, the rest counted
+    many = evaluate_claims([claim(rule)], runs, grids={"st": {"lr": [*lrs, 20, 30, 40]}})[0]
+    assert many["evidence"] == "no runs of lr 1 (st); lr 10 (st); lr 20 (st); lr 30 (st); 1 more"
+
 # ------------------------------------------------------------------ critical_batch: coverage
 
 def test_critical_batch_interval_covers_the_true_ratio():

@@ -228,7 +228,7 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
     claim_list = claims_mod.evaluate_claims(
         wanted, done,
         level=verdict["level"], min_runs=verdict["min_runs"],
-        grid_keys={name: list(s["grid"]) for name, s in config["studies"].items()})
+        grids={name: s["grid"] for name, s in config["studies"].items()})
     sources = {c["id"]: c.get("source", "") for c in wanted}  # a claim from the literature cites its paper
     chapter_of = {s["id"]: s["chapter"] for s in studies}
     for c in claim_list:

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+import itertools
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
 from .loading import claim_selectors
 from .registry import REGISTRY
-from .selection import SELECTOR_RESERVED, Settings, _label, _match, _study_runs, _with_outcome
+from .selection import SELECTOR_RESERVED, Settings, _label, _match, _norm, _study_runs, _with_outcome
+
+Grids = Mapping[str, Mapping[str, Sequence[Any]]]
+LISTED = 4   # missing settings named in a verdict's evidence; the rest are counted
 
 
 def evaluate_claims(claims: list[dict], runs: pd.DataFrame, *, level: float = 0.95,
                     min_runs: int = 3, resamples: int | None = None,
                     seed: int | None = None,
-                    grid_keys: Mapping[str, Sequence[str]] | None = None) -> list[dict]:
+                    grid_keys: Mapping[str, Sequence[str]] | None = None,
+                    grids: Grids | None = None) -> list[dict]:
     """Evaluate every claim on the runs table; one result dict per claim, in order.
 
     Each result carries the claim's id, homework, quote, english and study, a
@@ -27,12 +32,17 @@ def evaluate_claims(claims: list[dict], runs: pd.DataFrame, *, level: float = 0.
     Wilson interval of the trained share) and ``comparisons`` (a, b, diff, lo, hi, df, method).
 
     A claim is "not run yet" when its study, or a setting it selects, has no run in the table (a
-    partial table: runs are imported as they come). ``grid_keys`` maps a study to its grid keys (the
-    config's ``grid``): the settings rule ``best`` compares with.
+    partial table: runs are imported as they come). ``grids`` maps a study to the config's ``grid``
+    (key -> values): with it, a claim is also "not run yet" when any grid point it covers has no run
+    (a sweep along ``over``, the rivals of ``best``, a selector that pools several grid points), so a
+    half-run sweep is not judged on the half that ran. ``grid_keys`` (implied by ``grids``) maps a study
+    to its grid keys: the settings rule ``best`` compares with.
 
     ``resamples`` and ``seed`` belonged to the bootstrap these rules replaced; they are accepted
     and ignored, so that callers written for it keep working. The verdicts are deterministic.
     """
+    if grids is not None and grid_keys is None:
+        grid_keys = {study: list(grid) for study, grid in grids.items()}
     settings = Settings(level=level, min_runs=min_runs,
                         grid_keys={k: tuple(v) for k, v in grid_keys.items()} if grid_keys else None)
     runs = _with_outcome(runs)
@@ -48,31 +58,50 @@ def evaluate_claims(claims: list[dict], runs: pd.DataFrame, *, level: float = 0.
                    std_b=math.nan, n_b=0, diff=math.nan, lo=math.nan, hi=math.nan,
                    groups=[], comparisons=[])
         missing = sorted({s for s, _ in claim_selectors(claim)} - studies_present)
-        empty = [] if missing else _unrun_selections(claim, ran)
+        empty = [] if missing else _unrun_selections(claim, ran, grids or {})
         if missing:
             res.update(verdict="not run yet",
                        evidence=f"no runs of {', '.join(missing)}",
                        reason=f"not run yet: the runs table has no runs of study "
                               f"{', '.join(missing)} (not imported yet, or its data set was not available)")
         elif empty:
-            res.update(verdict="not run yet", evidence="; ".join(f"{e}: no runs" for e in empty),
-                       reason=f"not run yet: the runs table has no runs of {', '.join(empty)}")
+            named = empty[:LISTED] + ([f"{len(empty) - LISTED} more"] if len(empty) > LISTED else [])
+            res.update(verdict="not run yet", evidence="no runs of " + "; ".join(named),
+                       reason=f"not run yet: the runs table has no runs of {'; '.join(named)}")
         else:
             res.update(REGISTRY[rule["kind"]].evaluate(claim, rule, runs, settings))
         results.append(res)
     return results
 
 
-def _unrun_selections(claim: dict, ran: pd.DataFrame) -> list[str]:
-    """The settings a claim selects (each selector within the rule's ``where``) that have no run."""
+def _unrun_selections(claim: dict, ran: pd.DataFrame, grids: Grids) -> list[str]:
+    """The settings a claim covers that have no run: each selector (within the rule's ``where``)
+    that matches no run, and, where the study's grid is known, each grid point a selector covers
+    (every value of ``over``, every rival of ``best``) that has no run."""
     rule = claim["rule"]
     where = {k: v for k, v in rule.get("where", {}).items() if k not in SELECTOR_RESERVED}
-    empty = []
-    for key in ("a", "b", "select", "at", "where"):
-        if key not in rule:
-            continue
-        sel = {**where, **rule[key]} if key != "where" else rule[key]
+    selectors = [{**where, **rule[key]} for key in ("a", "b", "select", "at") if key in rule]
+    if "where" in rule or "over" in rule or rule["kind"] == "best":
+        selectors.append(rule.get("where", {}))   # the whole sweep, or every rival
+    empty: list[str] = []
+    for sel in selectors:
         study = sel.get("study", claim["study"])
-        if _match(_study_runs(ran, study), sel).empty:
-            empty.append(f"{_label(sel)} ({study})")
+        runs = _study_runs(ran, study)
+        points = _grid_points(grids[study], sel) if study in grids else []
+        if not points:   # no grid known (or a selector outside it): the selector itself must match a run
+            if _match(runs, sel).empty:
+                empty.append(f"{_label(sel)} ({study})")
+            continue
+        for point in points:
+            label = f"{_label(point)} ({study})"
+            if label not in empty and _match(runs, point).empty:
+                empty.append(label)
     return empty
+
+
+def _grid_points(grid: Mapping[str, Sequence[Any]], sel: dict) -> list[dict]:
+    """The grid points (key -> value, in the grid's order) that agree with a selector on every grid key
+    it names; a selector key outside the grid (a fixed parameter) does not narrow them."""
+    wanted = {k: _norm(v) for k, v in sel.items() if k in grid and k not in SELECTOR_RESERVED}
+    points = (dict(zip(grid, values)) for values in itertools.product(*grid.values()))
+    return [p for p in points if all(_norm(p[k]) == v for k, v in wanted.items())]
