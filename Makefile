@@ -30,7 +30,7 @@ smoke: CONFIG := config/smoke.yaml
 smoke: report
 
 test: $(VENV)/.installed
-	$(RUN) python -m pytest -q -ra
+	$(RUN) python -m pytest -q -ra --durations=15
 
 bench: $(VENV)/.installed
 	$(RUN) python -m batchwise.bench
