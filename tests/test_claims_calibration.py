@@ -218,6 +218,10 @@ def test_a_half_run_sweep_is_not_run_yet_given_the_grid():
     # every grid point run: judged as before, and a diverged-only setting still counts as run
     pooled.loc[len(pooled)] = dict(pooled.iloc[0], lr=0.1, bn=True, outcome="diverged", final_test_acc=math.nan)
     assert evaluate_claims([claim(cmp)], pooled, grids=two)[0]["verdict"] != "not run yet"
+    # a setting outside the grid (a reduced config): not run, and said to be outside this config's grid
+    far = dict(kind="compare", metric="final_test_acc", a={"lr": 100}, b={"lr": 0.01}, expect="less")
+    assert evaluate_claims([claim(far)], runs, grids=grids)[0]["evidence"] == \
+        "no runs of lr 100 (st) (not in this configuration's grid)"
     # more than four missing settings: four named, the rest counted
     many = evaluate_claims([claim(rule)], runs, grids={"st": {"lr": [*lrs, 20, 30, 40]}})[0]
     assert many["evidence"] == "no runs of lr 1 (st); lr 10 (st); lr 20 (st); lr 30 (st); 1 more"

@@ -108,11 +108,12 @@ def test_training_accuracy_is_measured_in_eval_mode_on_a_fixed_subset(synthetic_
     cache = data.load(synthetic_caches["mnist"])
     result = train.train(spec, cache, log=lambda line: None)
     m, model = result["metrics"], result["model"].eval()
-    idx = train.train_eval_indices(600, 200, spec["seed"])
+    idx = train.sample_indices(600, 200, spec["seed"])
     assert m["train_eval_images"] == 200 and len(set(idx.tolist())) == 200
-    x = torch.from_numpy(cache.x_train[:600][idx.numpy()].transpose(0, 3, 1, 2).copy()).float() / 255
+    sub = train.sample_indices(len(cache.x_train), 600, train.SUBSET_SEED).numpy()   # train_subset's sample
+    x = torch.from_numpy(cache.x_train[sub][idx.numpy()].transpose(0, 3, 1, 2).copy()).float() / 255
     x = (x - torch.tensor(cache.meta["mean"]).view(1, -1, 1, 1)) / torch.tensor(cache.meta["std"]).view(1, -1, 1, 1)
-    y = torch.from_numpy(cache.y_train[:600][idx.numpy()].astype("int64"))
+    y = torch.from_numpy(cache.y_train[sub][idx.numpy()].astype("int64"))
     with torch.no_grad():
         out = model(x)
     assert m["final_train_acc"] == pytest.approx((out.argmax(1) == y).float().mean().item(), abs=1e-6)
@@ -120,12 +121,28 @@ def test_training_accuracy_is_measured_in_eval_mode_on_a_fixed_subset(synthetic_
     assert m["final_running_acc"] != m["final_train_acc"]  # dropout on and weights moving: not the same number
 
 
-def test_train_eval_indices_are_fixed_by_the_seed():
-    a, b, c = (train.train_eval_indices(1000, 100, s) for s in (0, 0, 1))
+def test_sample_indices_are_fixed_by_the_seed():
+    a, b, c = (train.sample_indices(1000, 100, s) for s in (0, 0, 1))
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert a.tolist() == sorted(set(a.tolist())) and len(a) == 100
-    assert torch.equal(train.train_eval_indices(50, 100, 0), torch.arange(50))  # subset larger: all of it
+    assert torch.equal(train.sample_indices(50, 100, 0), torch.arange(50))  # subset larger: all of it
 
+
+
+def test_a_subset_of_class_ordered_data_holds_every_class():
+    """CIFAR-10 from an ImageFolder is stored class by class: `train_subset: 2000` once meant 2,000
+    airplanes (training accuracy 100 %, test accuracy 50 % on a 2,000-image test subset of two classes).
+    A subset is a fixed random sample: every class, about its share, the same sample on every call."""
+    y = np.repeat(np.arange(10, dtype=np.uint8), 500)           # 5,000 labels, sorted by class
+    x = np.arange(5000, dtype=np.uint8).reshape(-1, 1, 1, 1).repeat(2, axis=1)
+    xs, ys = train.to_device(x, y, 1000, torch.device("cpu"))
+    counts = torch.bincount(ys, minlength=10)
+    assert len(ys) == 1000 and counts.min() >= 70 and counts.max() <= 130, counts
+    again = train.to_device(x, y, 1000, torch.device("cpu"))
+    assert torch.equal(ys, again[1]) and torch.equal(xs, again[0])
+    idx = train.sample_indices(5000, 1000, train.SUBSET_SEED)
+    assert torch.equal(xs[:, 0, 0, 0], torch.from_numpy(x[idx.numpy(), 0, 0, 0]))   # images stay with labels
+    assert len(train.to_device(x, y, 9999, torch.device("cpu"))[1]) == 5000   # larger than the data: all of it
 
 @pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw").exists(), reason=f"no real MNIST at {SHARED_DATA}")
 def test_real_mnist_generalisation_gap_is_the_eval_mode_gap(tmp_path):

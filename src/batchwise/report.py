@@ -174,11 +174,19 @@ def _setup(study: dict, meta: dict) -> list[tuple[str, str]]:
              + (f", {meta['weights']}" if meta.get("weights") else "")),
             ("fixed", ", ".join(f"{k} {slug_value(v)}" for k, v in p.items())),
             ("grid", grid),
-            ("images per epoch", f"{meta['images_per_epoch']:,} (every training image; the last step of an epoch "
+            ("images per epoch", f"{meta['images_per_epoch']:,} ({_which_images(p)}; the last step of an epoch "
              f"takes the remainder)" if meta.get("images_per_epoch") else "–"),
             ("seeds", ", ".join(map(str, study["seeds"])))]
     rows += [(f"our choice: {k}", v) for k, v in study.get("our_choices", {}).items()]
     return rows
+
+
+def _which_images(params: dict) -> str:
+    """The images a study trains and tests on, in words (a subset is train.to_device's fixed sample)."""
+    n, m = params.get("train_subset"), params.get("test_subset")
+    words = (f"every image of a fixed random sample of {n:,} training images, the same for every run" if n
+             else "every training image")
+    return words + (f"; tested on a fixed random sample of {m:,} test images" if m else "")
 
 
 def _study_meta(folder: Path) -> dict:

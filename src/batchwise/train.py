@@ -68,10 +68,16 @@ def use_graphs(setting: str, device: torch.device) -> bool:
     return device.type == "cuda" and setting in ("auto", "on")
 
 
+SUBSET_SEED = 0  # `train_subset` / `test_subset` draw one fixed sample: the same for every run and seed
+
+
 def to_device(x: np.ndarray, y: np.ndarray, subset: int | None, device: torch.device):
-    """uint8 NHWC images -> uint8 NCHW on the device (4x smaller than float), labels int64."""
-    if subset:
-        x, y = x[:subset], y[:subset]
+    """uint8 NHWC images -> uint8 NCHW on the device (4x smaller than float), labels int64. `subset`
+    keeps a fixed random sample of that many images (`sample_indices`, seed SUBSET_SEED), not the
+    first ones: a class-ordered source (CIFAR-10 from an ImageFolder) would give one class."""
+    if subset and subset < len(x):
+        idx = sample_indices(len(x), subset, SUBSET_SEED).numpy()
+        x, y = x[idx], y[idx]
     return (torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).to(device),
             torch.from_numpy(y.astype(np.int64)).to(device))
 
@@ -98,12 +104,13 @@ def evaluate(model, x, y, normalise: Callable, batch_size: int) -> tuple[torch.T
     return loss_sum / len(x), correct.double() / len(x), bad, predicted
 
 
-def train_eval_indices(n_train: int, n: int, seed: int) -> torch.Tensor:
-    """A fixed, seeded subset of `n` training images (sorted) on which training accuracy and loss are
-    measured after each epoch, exactly like test accuracy. Drawn on the CPU: the same on every device."""
-    if n >= n_train:
-        return torch.arange(n_train)
-    return torch.randperm(n_train, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+def sample_indices(n_total: int, n: int, seed: int) -> torch.Tensor:
+    """A fixed, seeded sample of `n` of `n_total` indices, sorted (all of them where n >= n_total): the
+    data subsets, and the training images on which training accuracy and loss are measured after each
+    epoch, exactly like test accuracy. Drawn on the CPU: the same on every device."""
+    if n >= n_total:
+        return torch.arange(n_total)
+    return torch.randperm(n_total, generator=torch.Generator().manual_seed(seed))[:n].sort().values
 
 
 class SGD:
@@ -275,7 +282,7 @@ class SeedRun:
         self.spec, self.seed, self.d, self.device, self.log = spec, seed, d, device, log
         torch.manual_seed(seed)
         np.random.seed(seed)
-        fixed = train_eval_indices(len(d.x_train), len(d.x_test), seed).to(device)
+        fixed = sample_indices(len(d.x_train), len(d.x_test), seed).to(device)
         self.x_train_eval, self.y_train_eval = d.x_train[fixed], d.y_train[fixed]
         options = {k: p[k] for k in ("bn", "pretrained") if k in p}
         self.model, self.weights_note = models.build(spec["model"], tuple(d.x_train.shape[1:]), 10, **options)

@@ -17,6 +17,9 @@ rule prepare_data:
             for flag, key in (("download", "download"), ("synthetic", "synthetic_data"), ("strict", "strict_data"))
         ),
         colour=lambda w, input: f"--colour-cache {input.colour[0]}" if input.colour else "",
+    # Before any training job (priority < 1): the timing pass needs every data set, and it is first in
+    # line only once they are all prepared; a data set left for last would start it after the training.
+    priority: 100
     conda:
         "../../envs/batchwise.yaml"
     shell:

@@ -41,9 +41,9 @@ rule train_cell:
 # available" and its settings get no timing record, as they get no training.
 #
 # `priority`: Snakemake reserves nothing, so the job is first in line when it becomes ready with the
-# training jobs, i.e. once every data set is prepared (the GPU window prepares them first). Training
-# jobs of a data set prepared earlier than the others may start before it; it then waits until every
-# GPU slot is free.
+# training jobs, i.e. once every data set is prepared (prepare_data runs before any training for that
+# reason). Training jobs of a data set prepared earlier than the others may start while the last one
+# is prepared; the timing pass then waits until every GPU slot is free.
 # `missing_runs: skip` (a report of whatever has run) times nothing: a study's imported timing.json is
 # read where present, and this one job, whose outputs are every study's file, would otherwise run for
 # the studies without one.

@@ -64,7 +64,7 @@ def evaluate_claims(claims: list[dict], runs: pd.DataFrame, *, level: float = 0.
                        evidence=f"no runs of {', '.join(missing)}",
                        reason=f"not run yet: the runs table has no runs of study "
                               f"{', '.join(missing)} (not imported yet, or its data set was not available)")
-        elif empty:
+        elif empty:   # settings not run yet, or not in a reduced config's grid at all (said so)
             named = empty[:LISTED] + ([f"{len(empty) - LISTED} more"] if len(empty) > LISTED else [])
             res.update(verdict="not run yet", evidence="no runs of " + "; ".join(named),
                        reason=f"not run yet: the runs table has no runs of {'; '.join(named)}")
@@ -88,9 +88,10 @@ def _unrun_selections(claim: dict, ran: pd.DataFrame, grids: Grids) -> list[str]
         study = sel.get("study", claim["study"])
         runs = _study_runs(ran, study)
         points = _grid_points(grids[study], sel) if study in grids else []
-        if not points:   # no grid known (or a selector outside it): the selector itself must match a run
+        if not points:   # no grid known, or a selector outside it: the selector itself must match a run
             if _match(runs, sel).empty:
-                empty.append(f"{_label(sel)} ({study})")
+                outside = " (not in this configuration's grid)" if study in grids else ""
+                empty.append(f"{_label(sel)} ({study}){outside}")
             continue
         for point in points:
             label = f"{_label(point)} ({study})"
