@@ -40,10 +40,11 @@ rule train_cell:
 # obtained (download: false, strict_data: false) is not an error there: its cache says "not
 # available" and its settings get no timing record, as they get no training.
 #
-# `priority`: Snakemake reserves nothing, so the job is first in line when it becomes ready with the
-# training jobs, i.e. once every data set is prepared (prepare_data runs before any training for that
-# reason). Training jobs of a data set prepared earlier than the others may start while the last one
-# is prepared; the timing pass then waits until every GPU slot is free.
+# `priority`: Snakemake reserves nothing. The job is ready once every data set is prepared (prepare_data
+# runs before any training for that reason); training jobs of a data set prepared earlier may start
+# while the last one is prepared. With one GPU slot (`make report`) the timing pass then runs as soon
+# as the running training job ends; with several (`--resources gpu=N`) it needs them all free at once,
+# which a queue of training jobs may not leave until its end: it still runs alone, only later.
 # `missing_runs: skip` (a report of whatever has run) times nothing: a study's imported timing.json is
 # read where present, and this one job, whose outputs are every study's file, would otherwise run for
 # the studies without one.
