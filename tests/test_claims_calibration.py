@@ -169,10 +169,11 @@ def test_best_rivals_come_from_the_studys_grid_keys():
                   ("sqrt", 1024): [0.90, 0.91, 0.905]}, ("lr_scaling", "batch_size"))
     rule = dict(kind="best", metric="final_test_acc", goal="max", at={"lr_scaling": "linear"},
                 where={"batch_size": 1024})
-    r = evaluate_claims([claim(rule)], runs, grid_keys={"st": ["lr_scaling", "batch_size"]})[0]
+    r = evaluate_claims([claim(rule)], runs, grids={"st": {"lr_scaling": ["none", "linear", "sqrt"],
+                                                           "batch_size": [1024]}})[0]
     assert r["verdict"] == "supported"
     assert [c["b"] for c in r["comparisons"]] == ["lr_scaling none", "lr_scaling sqrt"]
-    old = evaluate_claims([claim(rule)], runs)[0]   # without the config's grid keys: the old column list
+    old = evaluate_claims([claim(rule)], runs)[0]   # without the config's grid: the old column list
     assert "nothing to compare with" in old["reason"]
 
 
@@ -189,7 +190,6 @@ def test_a_claim_whose_settings_have_no_runs_is_not_run_yet():
     # a setting with runs that all failed has runs: judged, not 'not run yet'
     runs.loc[len(runs)] = dict(runs.iloc[0], batch_size=1000, outcome="diverged", final_test_acc=math.nan)
     assert evaluate_claims([claim(rule)], runs)[0]["verdict"] == "inconclusive"
-
 
 
 def test_a_half_run_sweep_is_not_run_yet_given_the_grid():
@@ -225,6 +225,7 @@ def test_a_half_run_sweep_is_not_run_yet_given_the_grid():
     # more than four missing settings: four named, the rest counted
     many = evaluate_claims([claim(rule)], runs, grids={"st": {"lr": [*lrs, 20, 30, 40]}})[0]
     assert many["evidence"] == "no runs of lr 1 (st); lr 10 (st); lr 20 (st); lr 30 (st); 1 more"
+
 
 # ------------------------------------------------------------------ critical_batch: coverage
 

@@ -128,7 +128,6 @@ def test_sample_indices_are_fixed_by_the_seed():
     assert torch.equal(train.sample_indices(50, 100, 0), torch.arange(50))  # subset larger: all of it
 
 
-
 def test_a_subset_of_class_ordered_data_holds_every_class():
     """CIFAR-10 from an ImageFolder is stored class by class: `train_subset: 2000` once meant 2,000
     airplanes (training accuracy 100 %, test accuracy 50 % on a 2,000-image test subset of two classes).
@@ -143,6 +142,7 @@ def test_a_subset_of_class_ordered_data_holds_every_class():
     idx = train.sample_indices(5000, 1000, train.SUBSET_SEED)
     assert torch.equal(xs[:, 0, 0, 0], torch.from_numpy(x[idx.numpy(), 0, 0, 0]))   # images stay with labels
     assert len(train.to_device(x, y, 9999, torch.device("cpu"))[1]) == 5000   # larger than the data: all of it
+
 
 @pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw").exists(), reason=f"no real MNIST at {SHARED_DATA}")
 def test_real_mnist_generalisation_gap_is_the_eval_mode_gap(tmp_path):

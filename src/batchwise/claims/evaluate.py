@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import math
 import itertools
+import math
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
@@ -19,7 +19,6 @@ LISTED = 4   # missing settings named in a verdict's evidence; the rest are coun
 def evaluate_claims(claims: list[dict], runs: pd.DataFrame, *, level: float = 0.95,
                     min_runs: int = 3, resamples: int | None = None,
                     seed: int | None = None,
-                    grid_keys: Mapping[str, Sequence[str]] | None = None,
                     grids: Grids | None = None) -> list[dict]:
     """Evaluate every claim on the runs table; one result dict per claim, in order.
 
@@ -35,16 +34,14 @@ def evaluate_claims(claims: list[dict], runs: pd.DataFrame, *, level: float = 0.
     partial table: runs are imported as they come). ``grids`` maps a study to the config's ``grid``
     (key -> values): with it, a claim is also "not run yet" when any grid point it covers has no run
     (a sweep along ``over``, the rivals of ``best``, a selector that pools several grid points), so a
-    half-run sweep is not judged on the half that ran. ``grid_keys`` (implied by ``grids``) maps a study
-    to its grid keys: the settings rule ``best`` compares with.
+    half-run sweep is not judged on the half that ran. The grids' keys are also the settings rule
+    ``best`` compares with.
 
     ``resamples`` and ``seed`` belonged to the bootstrap these rules replaced; they are accepted
     and ignored, so that callers written for it keep working. The verdicts are deterministic.
     """
-    if grids is not None and grid_keys is None:
-        grid_keys = {study: list(grid) for study, grid in grids.items()}
     settings = Settings(level=level, min_runs=min_runs,
-                        grid_keys={k: tuple(v) for k, v in grid_keys.items()} if grid_keys else None)
+                        grid_keys={study: tuple(grid) for study, grid in grids.items()} if grids else None)
     runs = _with_outcome(runs)
     ran = runs[runs["outcome"] != "no-data"] if "outcome" in runs.columns else runs
     studies_present = set(ran["study"].astype(str)) if "study" in ran.columns else set()
