@@ -157,6 +157,10 @@ def runs_table(metrics_files: list[str | Path], grid_keys: list[str], failure_ma
             row.update(solo_times(m, solo[m["setting"]]), time_basis="solo")
         row.update(prediction_columns(m))
         row["device"] = m.get("env", {}).get("device_name")
+        # device type (cpu, cuda, mps) and fp32 pinning: a study's runs from several devices say so
+        row["device_type"] = m.get("device_type") or (str(m.get("device") or "").split(":")[0] or None)
+        row["tf32"] = None if "precision" not in m else bool(
+            m["precision"].get("cudnn_allow_tf32") or m["precision"].get("matmul_allow_tf32"))
         row["commit"] = (m.get("env", {}).get("git") or {}).get("commit")
         row["finished"] = _utc(Path(path).stat().st_mtime)  # metrics.json is written last: the run's end
         row["cuda_graphs"], row["cuda_graphs_note"] = m.get("cuda_graphs"), m.get("cuda_graphs_note")

@@ -120,3 +120,48 @@ def initialise(model: nn.Module, scheme: str) -> None:
 def n_params(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# Modules whose forward draws random numbers, by class; a model can also say so itself with a
+# `random_draws` attribute (True or False), which wins over every check here.
+RANDOM_MODULES = (nn.modules.dropout._DropoutNd, nn.RReLU)
+
+
+def random_draws(model: nn.Module, shape: tuple[int, int, int]) -> list[str]:
+    """What in `model` draws random numbers in training (dropout of any kind, stochastic depth,
+    `F.dropout` in a forward, RReLU...): an empty list when nothing does.
+
+    Seeds packed side by side on one GPU would share the device's one generator, so the engine
+    trains such a model's seeds one after another. Three checks, any one suffices: the model's own
+    `random_draws` declaration; modules of a known random kind (RANDOM_MODULES, and torchvision's
+    StochasticDepth by name: torchvision is not imported here); and one training-mode forward of a
+    copy on 2 CPU images, watching the CPU generator, which catches random draws in any forward
+    (`F.dropout`, `torch.rand`) whatever the class. The model itself is not touched (batch-norm
+    statistics, generator state)."""
+    declared = getattr(model, "random_draws", None)
+    if declared is not None:
+        return [f"declared by {type(model).__name__}.random_draws"] if declared else []
+    found = [f"{name or 'model'} ({type(m).__name__})" for name, m in model.named_modules()
+             if isinstance(m, RANDOM_MODULES) or type(m).__name__ == "StochasticDepth"]
+    if found:
+        return found
+    import copy
+
+    probe = copy.deepcopy(model).to("cpu").train()
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        before = torch.get_rng_state()
+        probe(torch.zeros(2, *shape).uniform_(generator=torch.Generator().manual_seed(0)))
+        drew = not torch.equal(before, torch.get_rng_state())
+    return ["a random draw in the forward pass (seen on the CPU generator)"] if drew else []
+
+
+def pin_fp32() -> dict:
+    """Plain fp32 arithmetic on every device, as on the CPU: no TF32 in cuDNN convolutions (PyTorch's
+    default on Ampere and later) nor in matmuls. Process-wide; returns the flags as set, for a run's
+    metadata, so that a study whose runs come from a CPU and a GPU compares like with like."""
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    return {"cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+            "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+            "float32_matmul_precision": torch.get_float32_matmul_precision()}

@@ -16,8 +16,9 @@ difference between two settings. Per burst and setting:
   step             `steps` full-batch steps (graph replays where the run uses graphs)
   remainder        the epoch's last, smaller batch (images % batch_size), timed on its own:
                    ceil(steps / full steps per epoch) of them, as often as it comes in training
-  eager_step       (warmup_epochs > 0 only) full steps as warm-up runs them: eagerly, the learning
-  eager_remainder  rate set every step; the remainder too where the warm-up reaches an epoch's end
+  eager_step       (warmup_epochs > 0 only) full steps as warm-up runs them, the learning rate set
+  eager_remainder  every step (eagerly off CUDA; on CUDA a rate update and a graph replay); the
+                   remainder too where the warm-up reaches an epoch's end
   eval_test        one evaluation of the test set (an epoch's end, and each mid-epoch target check)
   eval_train       one evaluation of the fixed training subset (an epoch's end)
 
@@ -28,9 +29,11 @@ other settings' bursts, as an epoch's steps start right after an evaluation in t
 step before it. `deterministic: true` applies here as in training. The gradient-noise-scale probe
 of some studies is an instrument, not training, and is not timed.
 
-Every setting's run stays built until the pass ends (on CUDA with its graphs' memory pools). A setting
-that meets the device's memory limit is recorded so ("CUDA out of memory") and left out of the later
-bursts; its runs' tables then show their own wall time, and say so.
+Every setting's run stays built until the pass ends (on CUDA with its graphs' memory pools), also one
+that meets the device's memory limit: that one is recorded so ("CUDA out of memory") and left out of
+the later bursts (its runs' tables then show their own wall time, and say so), but its graphs live on
+and the cache is never emptied, since live graphs may share its stream's cuBLAS workspace. Steps and
+evaluations run on the run's own stream, as in training. fp32 is pinned (no TF32), as in training.
 """
 from __future__ import annotations
 
@@ -44,7 +47,7 @@ from typing import Callable
 
 import torch
 
-from . import data, provenance, train
+from . import data, models, provenance, train
 from .files import atomic_write_json
 
 clock = time.perf_counter  # the pass's clock (a test puts a fake one here)
@@ -86,6 +89,11 @@ def drive(run: train.SeedRun, kind: str, count: int) -> None:
     step_count < warmup_steps): eagerly off CUDA; on CUDA a graph replay that reads the rate from the
     device, so there they cost what a warm-up step really costs, a rate update plus a replay."""
     run.step_count, run.warmup_steps = 0, count if kind.startswith("eager") else 0
+    with run.on_stream():  # the run's own stream, as in training: its capture's restore was queued there
+        _drive_steps(run, kind, count)
+
+
+def _drive_steps(run: train.SeedRun, kind: str, count: int) -> None:
     for j in range(count):
         if kind.endswith("remainder"):
             run.k.fill_(run.full)
@@ -99,8 +107,9 @@ def drive(run: train.SeedRun, kind: str, count: int) -> None:
 def evaluate(run: train.SeedRun, which: str) -> None:
     """One evaluation as an epoch's end runs it, read back to the host."""
     x, y = (run.d.x_test, run.d.y_test) if which == "eval_test" else (run.x_train_eval, run.y_train_eval)
-    for value in train.evaluate(run.model, x, y, run.d.normalise, run.p["eval_batch_size"]):
-        value.tolist()
+    with run.on_stream():  # after the steps queued there, as an epoch's end evaluates in training
+        for value in train.evaluate(run.model, x, y, run.d.normalise, run.p["eval_batch_size"]):
+            value.tolist()
 
 
 def synchronise(device: torch.device) -> Callable[[], None]:
@@ -126,6 +135,7 @@ def build(spec: dict, d: train.DeviceData, device: torch.device, steps: int) -> 
     train.deterministic_kernels(bool(spec.get("deterministic")))
     run = train.SeedRun(spec, spec["seed"], d, device, log=lambda line: None)
     run.order.copy_(torch.randperm(run.n, device=device, generator=run.shuffle))
+    synchronise(device)()  # set-up on the default stream and the capture's restore on the run's: done
     reps = step_kinds(run, run.warmup_steps, steps)
     return Timed(spec, run, device, run.warmup_steps, reps, {key: [] for key in (*reps, *EVALS)})
 
@@ -187,11 +197,11 @@ class _DeviceData:
 
 
 def _out_of_memory(spec: dict, records: dict, log: Callable[[str], None]) -> None:
-    """Recorded, not fatal: the other settings are still timed."""
+    """Recorded, not fatal: the other settings are still timed. No `torch.cuda.empty_cache()` here:
+    the other settings' graphs are alive, and memory freed under them must stay with this process."""
     records[(spec["study"], spec["setting"])] = {"study": spec["study"], "setting": spec["setting"],
                                                  "error": "CUDA out of memory"}
     log(f"{spec['study']}/{spec['setting']}: CUDA out of memory; not timed")
-    torch.cuda.empty_cache()
 
 
 def time_settings(specs: list[dict], caches: dict[str, str | Path], bursts: int = 5, steps: int = 20,
@@ -201,8 +211,10 @@ def time_settings(specs: list[dict], caches: dict[str, str | Path], bursts: int 
     order of `specs`, "sequence": [study, setting, burst] in the order the bursts ran}."""
     if any(spec.get("deterministic") for spec in specs):
         train.deterministic_kernels(True)  # before the first cuBLAS call: it reads its workspace setting then
+    precision = models.pin_fp32()  # as in training: fp32 everywhere, no TF32
     moved, records, active = _DeviceData(caches), {}, []
     env = None
+    kept: list[Timed] = []  # every built setting, left out or not, until the pass ends: see train.KEPT_GRAPHS
     for spec in specs:
         key = (spec["study"], spec["setting"])
         cache = moved.cache(spec["dataset"])
@@ -219,6 +231,7 @@ def time_settings(specs: list[dict], caches: dict[str, str | Path], bursts: int 
             _out_of_memory(spec, records, log)
             continue
         active.append(t)
+        kept.append(t)
         log(f"built and warmed up: {spec['study']}/{spec['setting']} (steps timed per burst: {t.reps})")
     sequence = []
     for b in range(bursts):
@@ -234,7 +247,7 @@ def time_settings(specs: list[dict], caches: dict[str, str | Path], bursts: int 
             sequence.append([t.spec["study"], t.spec["setting"], b + 1])
         log(f"burst {b + 1}/{bursts}: {len(active)} settings in {clock() - start:.1f} s")
     for t in active:
-        records[(t.spec["study"], t.spec["setting"])] = record(t, env)
+        records[(t.spec["study"], t.spec["setting"])] = {**record(t, env), "precision": precision}
         log(f"{t.spec['study']}/{t.spec['setting']}: ms per step by burst "
             + " ".join(f"{1000 * s:.3f}" for s in t.seconds["step"]))
     return {"records": [records[(s["study"], s["setting"])] for s in specs], "sequence": sequence}

@@ -175,6 +175,12 @@ def restore(state: dict, model, opt: SGD, device: torch.device) -> None:
         torch.set_rng_state(state["rng"])
 
 
+# Every CUDA graph this process captures, kept until it exits. Destroying a graph frees its stream's
+# cuBLAS workspace, which live graphs captured on the same pooled stream still use, and empty_cache
+# would then hand that memory back: wrong results or an illegal address. Jobs are one process each.
+KEPT_GRAPHS: list = []
+
+
 def capture(step: Callable, reset: Callable, model, opt: SGD, device, stream: torch.cuda.Stream) -> torch.cuda.CUDAGraph:
     """Record `step` as a CUDA graph, warmed up and captured on `stream`, the seed's own: cuBLAS picks
     its workspace per stream at capture, so graphs of seeds replayed side by side never share one.
@@ -190,6 +196,7 @@ def capture(step: Callable, reset: Callable, model, opt: SGD, device, stream: to
                 opt.zero_grad()
                 step()
             graph = torch.cuda.CUDAGraph()
+            KEPT_GRAPHS.append(graph)  # never destroyed while another graph may share its stream's workspace
             opt.zero_grad()  # grads are then allocated, and overwritten, inside the graph
             with torch.cuda.graph(graph, stream=stream):
                 step()
@@ -287,12 +294,14 @@ class SeedRun:
         options = {k: p[k] for k in ("bn", "pretrained") if k in p}
         self.model, self.weights_note = models.build(spec["model"], tuple(d.x_train.shape[1:]), 10, **options)
         models.initialise(self.model, p["init"])
+        # Random draws (dropout of any kind, stochastic depth, F.dropout) come from the device's one
+        # generator: seeds replayed side by side would share it. Checked before the model moves.
+        self.random_draws = models.random_draws(self.model, tuple(d.x_train.shape[1:]))
+        self.has_dropout = bool(self.random_draws)
         self.model.to(device).train()
         self.lr = effective_lr(p)
         self.opt = SGD(self.model.parameters(), lr=self.lr, momentum=p["momentum"], weight_decay=p["weight_decay"],
                        lr_on_device=device.type == "cuda")
-        # Dropout draws from the device's one generator: seeds replayed side by side would share it.
-        self.has_dropout = any(isinstance(m, torch.nn.Dropout) for m in self.model.modules())
 
         self.n, bs = len(d.x_train), p["batch_size"]
         if bs > self.n:
@@ -337,6 +346,8 @@ class SeedRun:
         """Everything the rest of the run depends on, after a finished epoch: weights and buffers,
         momentum, every random generator, records, counters and target bookkeeping."""
         cuda = self.device.type == "cuda"
+        if self.stream is not None:  # work queued on this seed's stream (the noise-scale probe's restore)
+            self.stream.synchronize()  # ends before the state is read, on whatever stream reads it
         return {"device_type": self.device.type, "model": self.model.state_dict(),
                 "momentum": [b.detach().clone() for b in self.opt.buffers],
                 "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(),
@@ -520,6 +531,7 @@ def set_up_device(spec: dict) -> tuple[torch.device, str]:
     """The device a cell trains on, and deterministic kernels where the spec asks for them."""
     if spec.get("deterministic"):
         deterministic_kernels(True)
+    models.pin_fp32()  # the published runs are CPU fp32: no TF32 on a GPU either
     return pick_device(spec["device"])
 
 
@@ -605,7 +617,8 @@ def train_seeds(spec: dict, cache: data.Cache, seeds: list[int], log: Callable[[
         out = run.result()
         peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
         out["metrics"].update({"first_step_process_age_s": startup["first_step"], "startup_s": startup,
-                               "device": str(device), "device_note": device_note, "gpu_mem_peak_mb": peak,
+                               "device": str(device), "device_type": device.type, "device_note": device_note,
+                               "precision": models.pin_fp32(), "gpu_mem_peak_mb": peak,
                                "seeds_together": len(seeds) if together else 1})
         out["seed"], out["device"], out["model"] = run.seed, device, run.model
         if on_done:
