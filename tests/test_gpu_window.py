@@ -252,6 +252,16 @@ def test_probe_past_its_deadline_skips_and_says_so(tmp_path):
     names = [w[0] for w in probe.WORKLOADS]
     assert set(got["skipped"]) == {
         *(f"{n} bs 16: {mode}: deadline" for n in names
-          for mode in ("1 seed", "3 seeds together", "3 seeds one after another")),
+          for mode in ("1 seed", "3 seeds in one job, one after another", "3 seeds one after another")),
         *(f"{n} bs 16: 1 job(s) at once, MPS off: deadline" for n in names), "MPS: no CUDA device"}
     assert json.loads((tmp_path / "probe.json").read_text())["skipped"] == got["skipped"]
+
+
+def test_probe_says_which_models_pack_their_seeds():
+    """MobileNetV2 has dropout: the engine trains its seeds one after another even on CUDA, and the probe's
+    label must say so; LeNet-5 packs them on CUDA; nothing packs on the CPU."""
+    import torch
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert probe.packs_seeds("lenet5", "mnist", cuda) and not probe.packs_seeds("mobilenet_v2", "cifar10", cuda)
+    assert not probe.packs_seeds("lenet5", "mnist", cpu)

@@ -4,8 +4,10 @@
                                                    [--data results/data] [--steps N] [--jobs 1 4 8]
 
 For LeNet-5 (MNIST) and MobileNetV2 (CIFAR-10) at batch 16, through the engine itself (bench's pieces):
-  seeds     ms per step per seed for 1 seed, 3 seeds in one job (together on CUDA streams; on the
-            CPU the engine runs them one after another) and 3 seeds one after another, each as the
+  seeds     ms per step per seed for 1 seed, 3 seeds in one job (together on CUDA streams where the
+            engine packs them; a model with random draws, MobileNetV2's dropout, and any model on
+            the CPU trains them one after another, and the label says so) and 3 seeds one job
+            after another, each as the
             wall-clock difference between a run of 1 + k epochs and one of 1 epoch (start-up, graph
             capture and the first epoch cancel out)
   jobs      1, 4 and 8 cell jobs (`python -m batchwise train` processes) at once, each without and
@@ -30,10 +32,21 @@ from pathlib import Path
 
 import torch
 
-from . import bench, train
+from . import bench, models, train
 
 WORKLOADS = [("LeNet-5", "lenet5", "mnist", 16, {}), ("MobileNetV2", "mobilenet_v2", "cifar10", 16, {})]
 SEEDS = [0, 1, 2]
+SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+
+
+def packs_seeds(model_name: str, dataset: str, device: torch.device) -> bool:
+    """Whether the engine trains a cell's seeds together on `device`: on CUDA, for a model without
+    random draws (`models.random_draws`); else one after another, as `train.train_seeds` decides."""
+    if device.type != "cuda":
+        return False
+    shape = SHAPES[dataset]
+    return not models.random_draws(models.build(model_name, shape)[0], shape)
+
 EXTRA_EPOCHS = {"cuda": 2, "cpu": 1}  # timed epochs beyond the first
 
 
@@ -69,7 +82,9 @@ def time_seeds(workload: tuple, device: torch.device, data_dir: Path, steps: int
     spec = lambda epochs: bench.bench_spec(model_name, dataset, bs, options, epochs, steps,  # noqa: E731
                                            4 * bs, device, graphs)
     extra, last = out["extra_epochs"], 0.0
-    for mode, seeds, together in (("1 seed", SEEDS[:1], True), ("3 seeds together", SEEDS, True),
+    packed = packs_seeds(model_name, dataset, device)
+    in_one_job = "3 seeds together" if packed else "3 seeds in one job, one after another"
+    for mode, seeds, together in (("1 seed", SEEDS[:1], True), (in_one_job, SEEDS, True),
                                   ("3 seeds one after another", SEEDS, False)):
         label = f"{name} bs {bs}: {mode}"
         if not deadline.fits(1.5 * last * len(seeds)):
@@ -83,7 +98,7 @@ def time_seeds(workload: tuple, device: torch.device, data_dir: Path, steps: int
         last = (short + long) / len(seeds)
         ms = max(long - short, 0.0) / (extra * steps * len(seeds)) * 1000
         out["seeds"].append({"workload": name, "model": model_name, "batch_size": bs, "mode": mode,
-                             "seeds": len(seeds), "ms_per_step_per_seed": ms, "steps_timed": extra * steps,
+                             "seeds": len(seeds), "packed": packed and together and len(seeds) > 1, "ms_per_step_per_seed": ms, "steps_timed": extra * steps,
                              "wall_s": short + long, "cuda_graphs": graphs})
         bench.log(f"  {label:45s} {ms:8.3f} ms/step/seed")
         write(out, path)
