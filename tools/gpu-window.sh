@@ -4,39 +4,57 @@
 # HERE first (a CPU machine with PyPI), once per checkout:
 #     bash tools/gpu-window.sh prepare        [DATA_DIR=../shared/data]
 #   stages, in git-ignored folders, what the device calls carry: .gpu/cifar (CIFAR-10 JPEG folder,
-#   ~55 MB), .gpu/mnist (the four MNIST IDX files gzipped, ~11 MB), .whl (Snakemake's wheels for the
-#   image's CPython 3.12, without what the image has and without pulp), and prints each call's carried
-#   set against the 64 MiB limit (exit 1 if one is over).
+#   55.0 MiB), .gpu/mnist (the four MNIST IDX files gzipped, ~11 MiB), .whl (Snakemake's wheels for the
+#   image's CPython 3.12, without what the image has and without pulp) with .whl/checks (jsonschema
+#   and what it needs: config.validate imports it, the image lacks it), and prints each call's carried
+#   set against the 64 MiB limit (exit 1 if one is over). The tree itself is ~5.5 MiB (the published
+#   bundles, 3.4 MiB, ride in it): call 1 ~61 MiB, call 2 ~27 MiB; `prepare` prints the real figures.
 #
 # THERE, with the device tool's `run` (the two calls back to back: a machine stays warm 30 s, and the
 # CIFAR-10 caches of call 1 are kept on it for call 2):
-#   call 1  carry [".gpu/cifar"]          timeout_s 420
-#           command: bash tools/gpu-window.sh data checks
-#           data: CIFAR-10 caches (results/data/cifar10*.npz); checks (<= CHECKS_S, 120 s): pytest -m gpu,
-#           then the throughput probe (LeNet-5, MobileNetV2 at batch 16: seeds together/alone, 1/4/8 jobs,
-#           MPS off/on). Back: summary.json, probe.json, logs.tar.gz.
+#   call 1  carry [".gpu/cifar", ".whl/checks"]   timeout_s 600
+#           command: bash tools/gpu-window.sh data selfcheck checks
+#           data: CIFAR-10 caches (results/data/cifar10*.npz; ~60-90 s);
+#           selfcheck (<= SELFCHECK_S, 150 s): the engine's own evidence, first, while time is surest
+#           (python -m batchwise.selfcheck): packed seeds vs each alone bit for bit, then the same with
+#           two deliberate mutants (one shared capture stream; the streams' waits removed), each
+#           recorded as caught or not; ms/step of seeds together vs alone (overlap); kill-and-resume
+#           on CUDA (MLP with BN and momentum, MLP-BN with the noise-scale probe, the x3 spec) equal
+#           to an uninterrupted run; one short cell per model with cuda_graphs auto and deterministic
+#           off: graphs on, graph vs eager losses within 1e-3;
+#           checks (<= CHECKS_S, 240 s): pytest -m gpu on the modules holding gpu tests (<= PYTEST_S,
+#           150 s; at the limit SIGINT, so pytest still prints its summary), then the throughput probe
+#           (LeNet-5, MobileNetV2 at batch 16: seeds in one job/alone, 1/4/8 jobs, MPS off/on).
+#           Back: summary.json, selfcheck.json, probe.json, pytest.xml, logs.tar.gz.
 #   call 2  carry [".gpu/mnist", ".whl"]  timeout_s 600
-#           command: bash tools/gpu-window.sh data train
+#           command: DEADLINE_S=<see Budget> bash tools/gpu-window.sh data train
 #           data: the MNIST cache; train: imports docs/results/full/bundles/*, then Snakemake on the
 #           missing cells of STUDIES, longest job first, GPU_JOBS at once, stopped cleanly DEADLINE_S
-#           (510 s) after the command began; exports what finished (and the unfinished runs'
+#           (default 420 s) after the command began; exports what finished (and the unfinished runs'
 #           checkpoints). Back: summary.json, logs.tar.gz, bundle-*.tar.xz (parts <= 16 MiB).
 #   more    while device time is left, call 2 again on the warm machine: it resumes from checkpoints.
-# Budget: 15 device-minutes per session, the machine's start (1-2 min) included. Call 1 takes about
-# 3-4 min, so call 2 gets what status's budget_left_s leaves: set DEADLINE_S to that minus ~90 s
-# (e.g. `DEADLINE_S=420 bash tools/gpu-window.sh data train`, timeout_s 540). The 64 MiB limit is why
-# CIFAR-10 (53 MiB) and MNIST + wheels (21 MiB) travel in two calls.
-# Back here: python -m batchwise results publish <the bundle parts> --source "GPU window (device, date)"
+# Budget: 15 device-minutes per session, the machine's start (1-2 min) included; each command < 10 min.
+# DEADLINE_S is where Snakemake is stopped, counted from the command's start: after it come up to 45 s
+# for the jobs to checkpoint (then SIGTERM, 10 s), the export (xz of the finished runs) and the logs,
+# so the default 420 s ends call 2 by ~540 s, inside its 600 s. Call 1 takes ~8-9 min (its stages stop
+# themselves at their limits), so call 2 gets what status's budget_left_s leaves: set DEADLINE_S to
+# that minus ~150 s (e.g. budget_left_s 330: `DEADLINE_S=180 bash tools/gpu-window.sh data train`) and
+# timeout_s to DEADLINE_S + 150. The 64 MiB limit is why CIFAR-10 (55 MiB) and MNIST + wheels travel
+# in two calls.
+# Back here: python -m batchwise results publish <the bundle parts> --source "GPU window (device, date)";
+# the probe's and the self-check's numbers go into docs/benchmarks.md and docs/benchmarks.json.
 #
 # Every command writes $OUT/summary.json: each stage's outcome (ok or failed) with its note, the jobs
 # planned and the studies skipped (no data cache: run data with it carried), the runs finished per
 # study; a failed stage does not stop the next. At the end every file under $OUT is checked against what comes
 # back (<= 8 files, <= 16 MiB each); logs go into one tarball.
 # Variables: OUT (/tmp/gpu-window-out), CONFIG (config/config.yaml), STUDIES ("s4_mobilenet
-# s3_batch_convergence x3_scaled_lr"), GPU_JOBS (4), CORES (all), DEADLINE_S (510), CHECKS_S (120),
-# PYTEST_S (60), SKIP_WHEELS (0; 1: Snakemake from python3's own packages), WHEEL_DIR (.whl),
-# FETCH_WHEELS (1; prepare: 0 skips the download), DATA_DIR (prepare: ../shared/data).
+# s3_batch_convergence x3_scaled_lr"), GPU_JOBS (4), CORES (all), DEADLINE_S (420), CHECKS_S (240),
+# PYTEST_S (150), SELFCHECK_S (150), SKIP_WHEELS (0; 1: Snakemake from python3's own packages),
+# WHEEL_DIR (.whl), FETCH_WHEELS (1; prepare: 0 skips the download), DATA_DIR (prepare: ../shared/data).
 # The image's python3 is a virtual environment: it is called by that name, never through a link.
+# CI rehearses every stage on the CPU with a python3 holding only IN_IMAGE and IMAGE_ALSO below (and
+# what they need), linked from its own environment (tests/test_gpu_window.py, `window imagepy`).
 set -u -o pipefail
 cd "$(dirname "$0")/.." || exit 2
 T0=$SECONDS
@@ -46,9 +64,10 @@ CONFIG=${CONFIG:-config/config.yaml}
 STUDIES=${STUDIES:-s4_mobilenet s3_batch_convergence x3_scaled_lr}
 GPU_JOBS=${GPU_JOBS:-4}
 CORES=${CORES:-$(nproc)}
-DEADLINE_S=${DEADLINE_S:-510}
-CHECKS_S=${CHECKS_S:-120}
-PYTEST_S=${PYTEST_S:-60}
+DEADLINE_S=${DEADLINE_S:-420}
+CHECKS_S=${CHECKS_S:-240}
+PYTEST_S=${PYTEST_S:-150}
+SELFCHECK_S=${SELFCHECK_S:-150}
 WHEEL_DIR=${WHEEL_DIR:-.whl}
 GPU=.gpu                       # staged data, the wheels' install folder, logs: git-ignored
 LOGS=$GPU/logs
@@ -58,6 +77,11 @@ MNIST_FILES="train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ub
 # scheduler needs no solver): not carried.
 IN_IMAGE=" attrs certifi charset-normalizer idna jinja2 markupsafe packaging psutil pyyaml requests tabulate
  typing-extensions urllib3 wrapt pygments numpy pandas python-dateutil six pulp "
+# What the window itself uses that the image has too (KINDS.md's list), beyond IN_IMAGE: the engine,
+# MobileNetV2, the CIFAR-10 JPEGs, the gpu tests and the report modules they import, the wheels' install.
+IMAGE_ALSO="torch torchvision pillow pytest matplotlib pip"
+# What the gpu tests and the self-check need that the image lacks: carried in call 1 as $WHEEL_DIR/checks.
+CHECK_NEEDS="jsonschema"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 NOTE=""
 
@@ -88,7 +112,26 @@ stage_prepare() {
     say "wheels: not fetched (FETCH_WHEELS=0); $WHEEL_DIR kept as it is"
     mkdir -p "$WHEEL_DIR"
   fi
-  $PY -m batchwise.window carried "call1=$GPU/cifar" "call2=$GPU/mnist,$WHEEL_DIR" --json "$OUT/carried.json"
+  split_check_wheels || return 1
+  $PY -m batchwise.window carried "call1=$GPU/cifar,$WHEEL_DIR/checks" "call2=$GPU/mnist,$WHEEL_DIR" \
+    --json "$OUT/carried.json"
+}
+
+split_check_wheels() {  # the wheels of CHECK_NEEDS (and what they need, less the image's) into $WHEEL_DIR/checks
+  local names name whl
+  names=$($PY -m batchwise.window closure $CHECK_NEEDS --skip $IN_IMAGE) || return 1
+  mkdir -p "$WHEEL_DIR/checks" || return 1
+  for name in $names; do
+    for whl in "$WHEEL_DIR"/*.whl; do
+      [ -e "$whl" ] || continue
+      [ "$(basename "$whl" | cut -d- -f1 | tr 'A-Z_.' 'a-z--')" = "$name" ] && { mv "$whl" "$WHEEL_DIR/checks/" || return 1; }
+    done
+  done
+  for name in $names; do  # each one there, whether moved now or before
+    ls "$WHEEL_DIR/checks" | cut -d- -f1 | tr 'A-Z_.' 'a-z--' | grep -qx "$name" \
+      || { say "no wheel of $name (needed by $CHECK_NEEDS) in $WHEEL_DIR or $WHEEL_DIR/checks"; return 1; }
+  done
+  say "wheels for the checks: $(ls "$WHEEL_DIR/checks" | tr '\n' ' ')"
 }
 
 fetch_wheels() {  # Snakemake at this venv's version, with its dependencies, for the image's CPython 3.12
@@ -113,24 +156,32 @@ fetch_wheels() {  # Snakemake at this venv's version, with its dependencies, for
 }
 
 # ------------------------------------------------------------------------------------------ wheels
-install_wheels() {  # Snakemake into a folder of its own, imported by python3 through PYTHONPATH
-  local site=$PWD/$GPU/site
+WHEELS_IN=""  # set once the wheels are installed in this command
+install_wheels() {  # every carried wheel ($WHEEL_DIR and $WHEEL_DIR/checks) into a folder of its own,
+  local site=$PWD/$GPU/site wheels  # imported by python3 through PYTHONPATH
+  [ -z "$WHEELS_IN" ] || return 0
   if [ "${SKIP_WHEELS:-0}" = 1 ]; then
     say "wheels: not installed (SKIP_WHEELS=1): Snakemake from $PY's own packages"
     $PY -c 'import snakemake' || { say "$PY has no Snakemake: carry $WHEEL_DIR and leave SKIP_WHEELS unset"; return 1; }
-    return 0
+    WHEELS_IN=skipped; return 0
   fi
-  if ! ls "$WHEEL_DIR"/*.whl > /dev/null 2>&1; then
-    say "no wheels in $WHEEL_DIR/: run 'bash tools/gpu-window.sh prepare' here and carry $WHEEL_DIR"
+  mapfile -t wheels < <(find "$WHEEL_DIR" -maxdepth 2 -name '*.whl' 2> /dev/null | sort)
+  if [ "${#wheels[@]}" = 0 ]; then
+    say "no wheels in $WHEEL_DIR/: run 'bash tools/gpu-window.sh prepare' here and carry $WHEEL_DIR" \
+      "($WHEEL_DIR/checks for the checks)"
     return 1
   fi
   rm -rf "$site"
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" \
-    "$WHEEL_DIR"/*.whl || return 1
+    "${wheels[@]}" || return 1
   export PYTHONPATH="$PYTHONPATH:$site"  # after src/: this checkout's package comes first
-  $PY -c 'import snakemake, sys
+  WHEELS_IN=$site
+  say "wheels: ${#wheels[@]} installed into $site"
+  if ls "$site"/snakemake-*.dist-info > /dev/null 2>&1; then
+    $PY -c 'import snakemake, sys
 assert snakemake.__file__.startswith(sys.argv[1]), f"snakemake imported from {snakemake.__file__}"
 print(f"snakemake {snakemake.__version__} from {snakemake.__file__}")' "$site"
+  fi
 }
 
 stage_wheels() { install_wheels; }
@@ -168,14 +219,18 @@ sys.exit(window.cache_usable(Path(sys.argv[1]), bool(int(sys.argv[2]))) is not N
 
 # ------------------------------------------------------------------------------------------ checks
 stage_checks() {  # pytest -m gpu, then the throughput probe, within CHECKS_S seconds
-  local t0=$SECONDS rc=0 left
+  local t0=$SECONDS rc=0 left modules
   if command -v nvidia-smi > /dev/null; then
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   else
     say "no nvidia-smi here: a CPU rehearsal"
   fi
-  # a test module importing what the image lacks must not keep the gpu tests from running
-  timeout "$PYTEST_S" $PY -m pytest -q -m gpu -p no:cacheprovider --continue-on-collection-errors tests
+  install_wheels || { NOTE="wheels for the checks not installed (carry $WHEEL_DIR/checks)"; return 1; }
+  # the modules that hold gpu tests, by name: a collection error in one of them is a failure
+  mapfile -t modules < <(grep -l 'pytest.mark.gpu' tests/test_*.py)
+  # SIGINT at the limit: pytest stops and still prints its summary (and writes its report)
+  timeout --signal=INT --kill-after=30 "$PYTEST_S" $PY -m pytest -q -rfEs -m gpu -p no:cacheprovider \
+    --junitxml="$OUT/pytest.xml" "${modules[@]}"
   local pytest_rc=$?
   [ "$pytest_rc" = 0 ] || [ "$pytest_rc" = 5 ] || rc=1   # 5: no test selected
   left=$((CHECKS_S - (SECONDS - t0)))
@@ -189,7 +244,19 @@ stage_checks() {  # pytest -m gpu, then the throughput probe, within CHECKS_S se
     say "an MPS daemon is still up: stopping it, so that training runs without it"
     echo quit | nvidia-cuda-mps-control || rc=1
   fi
-  NOTE="pytest -m gpu rc $pytest_rc (0 passed, 5 none selected); probe rc $([ $rc = 0 ] && echo 0 || echo 1)"
+  NOTE="pytest -m gpu rc $pytest_rc (0 passed, 5 none selected, 124 cut at ${PYTEST_S}s); probe rc $([ $rc = 0 ] && echo 0 || echo 1)"
+  return $rc
+}
+
+# ------------------------------------------------------------------------------------------ selfcheck
+stage_selfcheck() {  # the engine's evidence, within SELFCHECK_S seconds (python -m batchwise.selfcheck)
+  local rc
+  install_wheels || { NOTE="wheels for the checks not installed (carry $WHEEL_DIR/checks)"; return 1; }
+  timeout --kill-after=20 $((SELFCHECK_S + 60)) $PY -m batchwise.selfcheck --deadline "$SELFCHECK_S" \
+    --out "$OUT/selfcheck.json" --data results/data
+  rc=$?
+  NOTE=$($PY -c 'import json, sys; print(json.load(open(sys.argv[1])).get("verdict", "no verdict"))' \
+    "$OUT/selfcheck.json" 2> /dev/null || echo "no selfcheck.json")
   return $rc
 }
 
@@ -199,6 +266,7 @@ has_results_cli() { $PY -m batchwise results --help > /dev/null 2>&1; }
 stage_train() {
   local bundles=(docs/results/full/bundles/*.tar.xz*) targets rc imported=0
   install_wheels || { NOTE="wheels not installed"; return 1; }
+  $PY -c 'import snakemake' || { NOTE="no Snakemake: carry $WHEEL_DIR (all of it) in this call"; return 1; }
   if ! has_results_cli; then
     say "import: skipped (python -m batchwise results is not in this checkout)"
   elif [ "$CONFIG" != config/config.yaml ]; then  # the published runs are of the default config
@@ -301,10 +369,12 @@ finish() {  # the logs into one tarball; every file under $OUT against the limit
 
 main() {
   local stage
-  [ $# -gt 0 ] || { echo "usage: tools/gpu-window.sh prepare | [data] [checks] [train] | wheels" >&2; return 2; }
+  [ $# -gt 0 ] || { echo "usage: tools/gpu-window.sh prepare | [data] [selfcheck] [checks] [train] | wheels" >&2
+                    return 2; }
   for stage in "$@"; do
-    case "$stage" in prepare|data|checks|train|wheels) ;; *)
-      echo "unknown stage '$stage': use prepare (here), data, checks, train or wheels (there)" >&2; return 2 ;;
+    case "$stage" in prepare|data|selfcheck|checks|train|wheels) ;; *)
+      echo "unknown stage '$stage': use prepare (here), data, selfcheck, checks, train or wheels (there)" >&2
+      return 2 ;;
     esac
   done
   mkdir -p "$OUT" "$LOGS" || return 2

@@ -6,6 +6,8 @@ training targets left (longest first), the window's summary, and the limits on w
     python -m batchwise.window record SUMMARY STAGE STATUS SECONDS [NOTE]
     python -m batchwise.window finished SUMMARY --configfile C... --studies S...
     python -m batchwise.window outcheck OUT SUMMARY              the returned files (exit 1: over a limit)
+    python -m batchwise.window closure NAME... [--skip NAME...]  NAME and what it needs, installed here
+    python -m batchwise.window imagepy DEST NAME...              a Python with only NAME... and their needs
 
 Imports neither torch nor Snakemake: it runs before the wheels are installed.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.metadata
 import json
 import os
 import re
@@ -58,6 +61,52 @@ def carried(repo: Path, calls: dict[str, list[str]]) -> list[dict]:
         rows.append({"call": name, "tree_bytes": tree, "carry": sizes, "total_bytes": total,
                      "fits": total <= CARRY_LIMIT, "missing": [p for p in paths if not (repo / p).exists()]})
     return rows
+
+
+def normalise(name: str) -> str:
+    """A distribution's name as pip compares names (PEP 503): lower case, runs of -_. as one -."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def closure(names: list[str], skip: set[str] = frozenset()) -> set[str]:
+    """`names` and every distribution they need (extras left out), as installed in this Python;
+    a name in `skip` (and what only it needs) is not followed. LookupError naming a missing one."""
+    from packaging.requirements import Requirement
+
+    skip = {normalise(n) for n in skip}
+    seen, todo = set(), [normalise(n) for n in names]
+    while todo:
+        name = todo.pop()
+        if name in seen or name in skip:
+            continue
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            raise LookupError(f"{name} is not installed in {sys.executable}") from None
+        seen.add(name)
+        for line in dist.requires or []:
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(normalise(req.name))
+    return seen
+
+
+def image_python(dest: Path, names: set[str]) -> Path:
+    """A virtual environment at `dest` whose packages are exactly the distributions `names`, linked
+    from this Python's own (no copy: torch is gigabytes): what a machine with only those installed
+    would import. Returns its python3. The window's rehearsal runs with it, so that an import of
+    something the GPU image lacks fails on the CPU first."""
+    import venv
+
+    venv.EnvBuilder(with_pip=False, symlinks=True, clear=True).create(dest)
+    site = next((dest / "lib").glob("python3*/site-packages"))
+    for name in sorted(names):
+        dist = importlib.metadata.distribution(name)
+        for top in {Path(str(f)).parts[0] for f in dist.files or []} - {"..", "__pycache__"}:
+            source = Path(dist.locate_file(top))
+            if source.exists() and not (site / top).exists():
+                (site / top).symlink_to(source)
+    return dest / "bin" / "python3"
 
 
 def cache_usable(path: Path, synthetic_ok: bool) -> str | None:
@@ -183,6 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("status", choices=("ok", "failed", "skipped"))
     r.add_argument("seconds", type=float)
     r.add_argument("note", nargs="?", default="")
+    cl = sub.add_parser("closure", help="print NAME... and what they need, installed here, one a line")
+    cl.add_argument("names", nargs="+")
+    cl.add_argument("--skip", nargs="*", default=[], help="names not followed (what the image has)")
+    ip = sub.add_parser("imagepy", help="a virtual environment with only NAME... and their needs")
+    ip.add_argument("dest")
+    ip.add_argument("names", nargs="+")
     o = sub.add_parser("outcheck", help="the files under OUT against the limits on what comes back")
     o.add_argument("out")
     o.add_argument("summary")
@@ -198,6 +253,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
         return 0 if all(r["fits"] and not r["missing"] for r in rows) else 1
+    if args.command == "closure":
+        try:
+            print("\n".join(sorted(closure(args.names, set(args.skip)))))
+        except LookupError as exc:
+            print(f"closure: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    if args.command == "imagepy":
+        print(image_python(Path(args.dest), closure(args.names)))
+        return 0
     if args.command == "targets":
         got = plan(load_config(args.configfile), args.studies)
         Path(args.plan).write_text(json.dumps(got, indent=1) + "\n")
