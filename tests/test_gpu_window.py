@@ -1,9 +1,13 @@
 """The GPU window's script (tools/gpu-window.sh), rehearsed end to end on the CPU as a lent GPU would
-run it: `prepare` here, then call 1 (`data checks`) and call 2 (`data train`) on a copy of the working
-tree as it travels, with the smoke config, a tiny fake data folder and a short deadline that stops
-Snakemake mid-job. Also the limits it checks (carried set, returned files) on made-up folders."""
+run it: `prepare` here, then call 1 (`data selfcheck checks`, carrying only the checks' wheels) and call
+2 (`data train`, all the wheels) on a copy of the working tree as it travels, with the smoke config, a
+tiny fake data folder and a short deadline that stops Snakemake mid-job. Calls 1 and 2 run with a
+python3 that holds only what the GPU image holds (the script's IN_IMAGE and IMAGE_ALSO, linked from
+this environment) plus what the carried wheels install: an import of anything else fails here, not in
+a window. Also the limits it checks (carried set, returned files) on made-up folders."""
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import re
@@ -50,10 +54,47 @@ def fake_data(folder: Path) -> Path:
     return folder
 
 
-def script(repo: Path, out: Path, *stages: str, **env: str) -> subprocess.CompletedProcess:
-    """The script in `repo`, with this interpreter's folder first on PATH (its `python3`)."""
-    full = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-            "OUT": str(out), **env}
+def script_list(name: str) -> list[str]:
+    """A package list the script keeps (IN_IMAGE, IMAGE_ALSO, CHECK_NEEDS): one source of truth."""
+    text = (REPO / SCRIPT).read_text()
+    return re.search(rf'^{name}="([^"]*)"', text, re.M).group(1).split()
+
+
+def image_python(dest: Path) -> Path:
+    """A python3 with only what the GPU image has: IN_IMAGE and IMAGE_ALSO (those installed here),
+    and what they need, linked from this environment."""
+    installed = [n for n in script_list("IN_IMAGE") + script_list("IMAGE_ALSO") if has_dist(n)]
+    return window.image_python(dest, window.closure(installed))
+
+
+def has_dist(name: str) -> bool:
+    try:
+        importlib.metadata.distribution(name)
+        return True
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+def wheel_from_installed(name: str, folder: Path) -> Path:
+    """The installed distribution `name` packed back into a wheel (its files as installed, stored, its
+    own WHEEL tag): what `prepare` would fetch, without a package index."""
+    dist = importlib.metadata.distribution(name)
+    tags = [line.split(":", 1)[1].strip() for line in dist.read_text("WHEEL").splitlines() if line.startswith("Tag:")]
+    tag = next(t for t in tags if t.startswith(("py3", "cp3")))  # a py2.py3 wheel lists py2 first
+    path = folder / f"{re.sub(r'[-_.]+', '_', dist.metadata['Name'])}-{dist.version}-{tag}.whl"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for f in dist.files:
+            source = Path(dist.locate_file(f))
+            if f.parts[0] != ".." and "__pycache__" not in f.parts and source.is_file():
+                zf.write(source, str(f))
+    return path
+
+
+def script(repo: Path, out: Path, *stages: str, python: Path | None = None, **env: str) -> subprocess.CompletedProcess:
+    """The script in `repo`, with `python`'s folder (default: this interpreter's) first on PATH (its
+    `python3`)."""
+    bindir = (python or Path(sys.executable)).parent
+    full = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}", "OUT": str(out), **env}
     full.pop("PYTHONPATH", None)  # the copy's own src/ (the script puts it first)
     proc = subprocess.run(["bash", SCRIPT, *stages], cwd=repo, env=full, capture_output=True, text=True,
                           timeout=900)
@@ -85,12 +126,23 @@ def window_run(tmp_path_factory) -> dict:
     studies["s4_mobilenet"].update(params={"epochs": 1, "train_subset": 32, "test_subset": 64},
                                    grid={"batch_size": [32]})
     (tmp / "window.yaml").write_text(yaml.safe_dump(overlay))
-    common = {"CONFIG": str(tmp / "window.yaml"), "STUDIES": STUDIES, "SKIP_WHEELS": "1", "GPU_JOBS": "2",
-              "CORES": "4"}
+    common = {"CONFIG": str(tmp / "window.yaml"), "STUDIES": STUDIES, "GPU_JOBS": "2", "CORES": "4",
+              "python": image_python(tmp / "imagepy")}
+    wheels = repo / ".whl"  # what prepare fetches: Snakemake and what it needs, less what the image has
+    wheels.mkdir()
+    for name in window.closure(["snakemake"], skip=set(script_list("IN_IMAGE"))):
+        wheel_from_installed(name, wheels)
     runs = {"repo": repo, "config": tmp / "window.yaml"}
     runs["prepare"] = script(repo, tmp / "out0", "prepare", DATA_DIR=str(fake_data(tmp / "data")), FETCH_WHEELS="0")
-    runs["call1"] = script(repo, tmp / "out1", "data", "checks", CHECKS_S="40", PYTEST_S="30", **common)
-    runs["call2"] = script(repo, tmp / "out2", "data", "train", DEADLINE_S="120", **common)
+    aside = tmp / "not-carried-in-call-1"  # call 1 carries .whl/checks only
+    aside.mkdir()
+    for whl in wheels.glob("*.whl"):
+        whl.rename(aside / whl.name)
+    runs["call1"] = script(repo, tmp / "out1", "data", "selfcheck", "checks", CHECKS_S="60", PYTEST_S="45",
+                           SELFCHECK_S="60", **common)
+    for whl in aside.glob("*.whl"):
+        whl.rename(wheels / whl.name)
+    runs["call2"] = script(repo, tmp / "out2", "data", "train", DEADLINE_S="150", **common)
     runs.update(out0=tmp / "out0", out1=tmp / "out1", out2=tmp / "out2")
     return runs
 
@@ -101,11 +153,14 @@ def test_prepare_stages_each_calls_carry_under_64_mib(window_run):
     assert stages(window_run["out0"])["prepare"]["status"] == "ok"
     calls = {c["call"]: c for c in json.loads((window_run["out0"] / "carried.json").read_text())}
     assert set(calls) == {"call1", "call2"}
-    assert set(calls["call1"]["carry"]) == {".gpu/cifar"} and set(calls["call2"]["carry"]) == {".gpu/mnist", ".whl"}
+    repo = window_run["repo"]
+    assert set(calls["call1"]["carry"]) == {".gpu/cifar", ".whl/checks"}
+    assert set(calls["call2"]["carry"]) == {".gpu/mnist", ".whl"}
+    checks = {p.name.split("-")[0].lower().replace("_", "-") for p in (repo / ".whl/checks").iterdir()}
+    assert checks == window.closure(script_list("CHECK_NEEDS"), skip=set(script_list("IN_IMAGE")))
     for call in calls.values():
         assert call["fits"] and not call["missing"] and call["total_bytes"] < 64 * MIB
         assert call["total_bytes"] == call["tree_bytes"] + sum(call["carry"].values())
-    repo = window_run["repo"]
     assert sorted(p.name for p in (repo / ".gpu/mnist/MNIST/raw").iterdir()) == sorted(
         f"{n}.gz" for n in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                             "t10k-labels-idx1-ubyte"))
@@ -117,14 +172,23 @@ def test_call1_builds_caches_then_checks_and_probe(window_run):
     out = window_run["out1"]
     assert window_run["call1"].returncode == 0, window_run["call1"].stdout[-3000:]
     got = stages(out)
-    assert list(got) == ["data", "checks"] and got["data"]["status"] == "ok", got
+    assert list(got) == ["data", "selfcheck", "checks"] and got["data"]["status"] == "ok", got
     assert got["data"]["note"] == "built: mnist cifar10 cifar10_grey"
+    assert got["selfcheck"]["status"] == "ok", window_run["call1"].stdout[-3000:]
     assert got["checks"]["status"] == "ok", window_run["call1"].stdout[-3000:]
+    checked = json.loads((out / "selfcheck.json").read_text())
+    assert [(c["check"], c["case"], c["ok"]) for c in checked["checks"]] == [
+        ("resume", "mlp-bn-momentum", True), ("resume", "mlp-bn-noise-scale", True), ("resume", "x3", True)]
+    assert "packed: no CUDA device" in checked["skipped"] and checked["verdict"].startswith("3 of 3 checks ok")
+    junit = (out / "pytest.xml").read_text()  # the gpu test modules were collected with the image's packages
+    suite = re.search(r"<testsuite [^>]*>", junit).group(0)
+    assert 'errors="0"' in suite and 'failures="0"' in suite and not re.search(r'tests="0"', suite), suite
     measured = json.loads((out / "probe.json").read_text())
     assert measured["kind"] == "throughput-probe" and measured["device"] == "cpu"
     assert measured["seeds"] or measured["jobs"], measured  # at least one measurement within the deadline
     assert "MPS: no CUDA device" in measured["skipped"]
-    assert {p.name for p in returned(out)} == {"summary.json", "probe.json", "logs.tar.gz"}
+    assert {p.name for p in returned(out)} == {"summary.json", "selfcheck.json", "pytest.xml", "probe.json",
+                                               "logs.tar.gz"}
 
 
 @pytest.mark.slow
@@ -133,7 +197,7 @@ def test_call2_trains_longest_first_stops_at_deadline_and_exports(window_run):
     assert window_run["call2"].returncode == 0, window_run["call2"].stdout[-3000:]
     got = stages(out)
     assert got["data"]["note"] == "built: nothing"  # the caches of call 1 were kept, as on a warm machine
-    assert got["train"]["status"] == "ok" and "stopped at the deadline (120s)" in got["train"]["note"], got
+    assert got["train"]["status"] == "ok" and "stopped at the deadline (150s)" in got["train"]["note"], got
     summary = json.loads((out / "summary.json").read_text())
     assert summary["train_plan"]["jobs"] == 4 and not summary["train_plan"]["skipped_studies"]
     assert summary["train_plan"]["longest_first"][0] == "results/s3_batch_convergence/batch_size=16"
@@ -265,3 +329,14 @@ def test_probe_says_which_models_pack_their_seeds():
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     assert probe.packs_seeds("lenet5", "mnist", cuda) and not probe.packs_seeds("mobilenet_v2", "cifar10", cuda)
     assert not probe.packs_seeds("lenet5", "mnist", cpu)
+
+
+@pytest.mark.slow
+def test_the_rehearsal_python_lacks_what_the_image_lacks(window_run, tmp_path):
+    """The image-only python3 of calls 1 and 2 imports torch but neither jsonschema nor Snakemake (they
+    come from the carried wheels), so the rehearsal would fail where the image would."""
+    python = image_python(tmp_path / "imagepy")
+    assert subprocess.run([python, "-c", "import torch, yaml, pytest"], capture_output=True).returncode == 0
+    for name in ("jsonschema", "snakemake"):
+        proc = subprocess.run([python, "-c", f"import {name}"], capture_output=True, text=True)
+        assert proc.returncode != 0 and "No module named" in proc.stderr, name

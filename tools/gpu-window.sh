@@ -78,8 +78,9 @@ MNIST_FILES="train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ub
 IN_IMAGE=" attrs certifi charset-normalizer idna jinja2 markupsafe packaging psutil pyyaml requests tabulate
  typing-extensions urllib3 wrapt pygments numpy pandas python-dateutil six pulp "
 # What the window itself uses that the image has too (KINDS.md's list), beyond IN_IMAGE: the engine,
-# MobileNetV2, the CIFAR-10 JPEGs, the gpu tests and the report modules they import, the wheels' install.
-IMAGE_ALSO="torch torchvision pillow pytest matplotlib pip"
+# MobileNetV2, the CIFAR-10 JPEGs, the gpu tests and the report and statistics modules they import,
+# the wheels' install.
+IMAGE_ALSO="torch torchvision pillow pytest matplotlib scipy pip"
 # What the gpu tests and the self-check need that the image lacks: carried in call 1 as $WHEEL_DIR/checks.
 CHECK_NEEDS="jsonschema"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
@@ -165,7 +166,7 @@ install_wheels() {  # every carried wheel ($WHEEL_DIR and $WHEEL_DIR/checks) int
     $PY -c 'import snakemake' || { say "$PY has no Snakemake: carry $WHEEL_DIR and leave SKIP_WHEELS unset"; return 1; }
     WHEELS_IN=skipped; return 0
   fi
-  mapfile -t wheels < <(find "$WHEEL_DIR" -maxdepth 2 -name '*.whl' 2> /dev/null | sort)
+  mapfile -t wheels < <(find "$WHEEL_DIR" -maxdepth 2 -type f -name '*.whl' 2> /dev/null | sort)
   if [ "${#wheels[@]}" = 0 ]; then
     say "no wheels in $WHEEL_DIR/: run 'bash tools/gpu-window.sh prepare' here and carry $WHEEL_DIR" \
       "($WHEEL_DIR/checks for the checks)"
@@ -219,7 +220,7 @@ sys.exit(window.cache_usable(Path(sys.argv[1]), bool(int(sys.argv[2]))) is not N
 
 # ------------------------------------------------------------------------------------------ checks
 stage_checks() {  # pytest -m gpu, then the throughput probe, within CHECKS_S seconds
-  local t0=$SECONDS rc=0 left modules
+  local t0=$SECONDS rc=0 left modules probe_rc=0
   if command -v nvidia-smi > /dev/null; then
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   else
@@ -239,12 +240,12 @@ stage_checks() {  # pytest -m gpu, then the throughput probe, within CHECKS_S se
   fi
   # the probe stops itself at its deadline; timeout is the backstop (probe.json is written as it goes)
   timeout --kill-after=10 $((left + 60)) $PY -m batchwise.bench probe --deadline "$left" \
-    --out "$OUT/probe.json" --data results/data || rc=1
+    --out "$OUT/probe.json" --data results/data || { rc=1; probe_rc=1; }
   if [ -S /tmp/nvidia-mps/control ]; then  # the probe stops the MPS daemon it starts; if it was cut short
     say "an MPS daemon is still up: stopping it, so that training runs without it"
     echo quit | nvidia-cuda-mps-control || rc=1
   fi
-  NOTE="pytest -m gpu rc $pytest_rc (0 passed, 5 none selected, 124 cut at ${PYTEST_S}s); probe rc $([ $rc = 0 ] && echo 0 || echo 1)"
+  NOTE="pytest -m gpu rc $pytest_rc (0 passed, 5 none selected, 124 cut at ${PYTEST_S}s); probe rc $probe_rc"
   return $rc
 }
 
