@@ -4,11 +4,12 @@
 # HERE first (a CPU machine with PyPI), once per checkout:
 #     bash tools/gpu-window.sh prepare        [DATA_DIR=../shared/data]
 #   stages, in git-ignored folders, what the device calls carry: .gpu/cifar (CIFAR-10 JPEG folder,
-#   55.0 MiB), .gpu/mnist (the four MNIST IDX files gzipped, ~11 MiB), .whl (Snakemake's wheels for the
-#   image's CPython 3.12, without what the image has and without pulp) with .whl/checks (jsonschema
-#   and what it needs: config.validate imports it, the image lacks it), and prints each call's carried
-#   set against the 64 MiB limit (exit 1 if one is over). The tree itself is ~5.5 MiB (the published
-#   bundles, 3.4 MiB, ride in it): call 1 ~61 MiB, call 2 ~27 MiB; `prepare` prints the real figures.
+#   52.7 MiB), .gpu/mnist (the four MNIST IDX files gzipped, 11.1 MiB), .whl (Snakemake's 38 wheels for
+#   the image's CPython 3.12, without what the image has and without pulp, 9.9 MiB) with .whl/checks
+#   (jsonschema and the 3 it needs, 0.5 MiB: config.validate imports it, the image lacks it), and
+#   prints each call's carried set against the 64 MiB limit (exit 1 if one is over). Measured
+#   2026-12-02, snakemake 9.27.1: the tree 5.4 MiB (the published bundles, 3.4 MiB, ride in it),
+#   call 1 58.6 MiB, call 2 26.3 MiB.
 #
 # THERE, with the device tool's `run` (the two calls back to back: a machine stays warm 30 s, and the
 # CIFAR-10 caches of call 1 are kept on it for call 2):
