@@ -88,7 +88,8 @@ def test_a_model_that_declares_no_draws_is_taken_at_its_word():
 
 
 def spec_for(**params) -> dict:
-    cfg = config.validate({"data_dir": "data", "device": "cpu", "cuda_graphs": "off", "homeworks": {"x": {"title": "x"}},
+    cfg = config.validate({"data_dir": "data", "device": "cpu", "cuda_graphs": "off",
+                           "homeworks": {"x": {"title": "x"}},
                            "studies": {"t": {"homework": "x", "title": "t", "dataset": "mnist", "model": "mlp",
                                              "seeds": [0], "params": params, "grid": {"batch_size": [32]}}}})
     return config.resolve(cfg, config.cells(cfg)[0])

@@ -98,7 +98,8 @@ def time_seeds(workload: tuple, device: torch.device, data_dir: Path, steps: int
         last = (short + long) / len(seeds)
         ms = max(long - short, 0.0) / (extra * steps * len(seeds)) * 1000
         out["seeds"].append({"workload": name, "model": model_name, "batch_size": bs, "mode": mode,
-                             "seeds": len(seeds), "packed": packed and together and len(seeds) > 1, "ms_per_step_per_seed": ms, "steps_timed": extra * steps,
+                             "seeds": len(seeds), "packed": packed and together and len(seeds) > 1,
+                             "ms_per_step_per_seed": ms, "steps_timed": extra * steps,
                              "wall_s": short + long, "cuda_graphs": graphs})
         bench.log(f"  {label:45s} {ms:8.3f} ms/step/seed")
         write(out, path)
