@@ -37,11 +37,11 @@
 # Budget: 15 device-minutes per session, the machine's start (1-2 min) included; each command < 10 min.
 # DEADLINE_S is where Snakemake is stopped, counted from the command's start: after it come up to 45 s
 # for the jobs to checkpoint (then SIGTERM, 10 s), the export (xz of the finished runs) and the logs,
-# so the default 420 s ends call 2 by ~540 s, inside its 600 s. Call 1 takes at most ~9 min by its stages'
-# limits (data ~1.5 min, estimated; selfcheck 150 s; checks 240 s; not yet run on a GPU), so call 2 gets what status's budget_left_s leaves: set DEADLINE_S to
-# that minus ~150 s (e.g. budget_left_s 330: `DEADLINE_S=180 bash tools/gpu-window.sh data train`) and
-# timeout_s to DEADLINE_S + 150. The 64 MiB limit is why CIFAR-10 (55 MiB) and MNIST + wheels travel
-# in two calls.
+# so the default 420 s ends call 2 by ~540 s, inside its 600 s. Call 1 takes at most ~9 min by its
+# stages' limits (data ~1.5 min, an estimate; selfcheck 150 s; checks 240 s; not yet run on a GPU), so
+# call 2 gets what status's budget_left_s leaves: set DEADLINE_S to that minus ~150 s (e.g.
+# budget_left_s 330: `DEADLINE_S=180 bash tools/gpu-window.sh data train`) and timeout_s to
+# DEADLINE_S + 150. The 64 MiB limit is why CIFAR-10 and MNIST + wheels travel in two calls.
 # Back here: python -m batchwise results publish <the bundle parts> --source "GPU window (device, date)";
 # the probe's and the self-check's numbers go into docs/benchmarks.md and docs/benchmarks.json.
 #
