@@ -589,8 +589,9 @@ def train_seeds(spec: dict, cache: data.Cache, seeds: list[int], log: Callable[[
 
     On the CPU the seeds run one after another, each exactly as it would alone. On CUDA they run
     together, step by step, each on its own stream, so that small runs fill the GPU together; models
-    with dropout train their seeds one after another there too (dropout draws from the device's one
-    generator, which seeds side by side would share).
+    with random draws (`models.random_draws`: dropout of any kind, stochastic depth...) train their
+    seeds one after another there too (the draws come from the device's one generator, which seeds
+    side by side would share).
     With a `store`, each seed saves its state there after every epoch and resumes from it when the
     job is started again; `on_done(seed, result)` is called as each seed finishes.
     """
@@ -630,8 +631,8 @@ def train_seeds(spec: dict, cache: data.Cache, seeds: list[int], log: Callable[[
     runs = [start(seeds[0])]
     if together and runs[0].has_dropout:
         together = False
-        log("this model has dropout, whose draws come from the device's one generator: "
-            "the cell's seeds train one after another")
+        log(f"this model draws random numbers ({'; '.join(runs[0].random_draws)}), from the device's one "
+            "generator: the cell's seeds train one after another")
     runs += [start(s) for s in seeds[1:]] if together else []
     startup["model_ready"] = provenance.process_age_s()
     startup["first_step"] = provenance.process_age_s()
