@@ -37,7 +37,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "eval_batch_size": 2000,
     "lr_scaling": "none",          # none | linear | sqrt: lr x (batch_size / base_batch_size)^(1 | 1/2)
     "base_batch_size": 256,        # the batch size at which the scaled learning rate equals `lr`
-    "warmup_epochs": 0.0,          # linear lr warm-up from lr/steps to lr (on CUDA graph replays: the rate lives on the device)
+    "warmup_epochs": 0.0,          # linear lr warm-up from lr/steps to lr (graph replays on CUDA)
     "stop_at_target": False,       # stop a run once test accuracy reaches target_acc
     "target_checks_per_epoch": 1,  # test-accuracy checks per epoch for the target (steps to target)
     "noise_scale_batches": None,   # [small, big]: measure the gradient noise scale after each epoch

@@ -165,6 +165,11 @@ def pin_fp32() -> dict:
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.set_float32_matmul_precision("highest")
+    return fp32_flags()
+
+
+def fp32_flags() -> dict:
+    """The process's fp32 flags as they are now (for a run's metadata: what was in force)."""
     return {"cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
             "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
             "float32_matmul_precision": torch.get_float32_matmul_precision()}

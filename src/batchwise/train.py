@@ -619,7 +619,7 @@ def train_seeds(spec: dict, cache: data.Cache, seeds: list[int], log: Callable[[
         peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
         out["metrics"].update({"first_step_process_age_s": startup["first_step"], "startup_s": startup,
                                "device": str(device), "device_type": device.type, "device_note": device_note,
-                               "precision": models.pin_fp32(), "gpu_mem_peak_mb": peak,
+                               "precision": models.fp32_flags(), "gpu_mem_peak_mb": peak,
                                "seeds_together": len(seeds) if together else 1})
         out["seed"], out["device"], out["model"] = run.seed, device, run.model
         if on_done:
