@@ -71,3 +71,63 @@ def environment(device=None) -> dict:
             env["device_name"] = env["cpu"]
     env["git"] = git_state()
     return env
+
+
+# What builds results and reports: a change elsewhere (docs/, published bundles) changes no number.
+CODE_PATHS = ("Snakefile", "src", "workflow", "config", "reports/templates", "profiles", "envs")
+# Options whose value names where this machine keeps things, not what was computed.
+_MACHINE_OPTIONS = {"--directory", "-d"}
+_SNAKEFILE_OPTIONS = {"--snakefile", "-s"}
+
+
+def code_state(repo: Path = REPO) -> dict:
+    """Commit hash, and whether the code and config that build results (CODE_PATHS) have uncommitted
+    changes; the same keys as `git_state`."""
+    try:
+        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        status = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no", "--",
+                                 *CODE_PATHS], capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": bool(status)}
+
+
+def _portable_path(token: str, repo: Path, workdir: Path) -> str:
+    """An absolute path as a reader can use it: relative to the repository, else to the working
+    directory, else only its name."""
+    path = Path(token)
+    for base in (repo, workdir):
+        try:
+            return path.resolve().relative_to(base.resolve()).as_posix()
+        except (ValueError, OSError):
+            continue
+    return path.name
+
+
+def reproducible_command(argv: list[str], repo: Path = REPO, workdir: Path | None = None) -> str:
+    """The command line that built a report, as a reader reruns it in a checkout: `snakemake` for
+    whichever entry point ran (a venv's script, `python -m snakemake`), without the working directory
+    and the repository's own Snakefile (the defaults there), and every other path repository-relative
+    (or working-directory-relative, or its name alone): never a machine's absolute path."""
+    workdir = Path.cwd() if workdir is None else workdir
+    out, i = ["snakemake"], 1
+    while i < len(argv):
+        token = argv[i]
+        name, _, inline = token.partition("=") if token.startswith("--") else (token, "", "")
+        value = inline or (argv[i + 1] if i + 1 < len(argv) else "")
+        step = 1 if inline else 2
+        if name in _MACHINE_OPTIONS:
+            i += step
+            continue
+        if name in _SNAKEFILE_OPTIONS and Path(value).resolve() == (repo / "Snakefile").resolve():
+            i += step
+            continue
+        if token.startswith("/"):
+            token = _portable_path(token, repo, workdir)
+        elif "=/" in token:   # --config key=/a/path
+            key, _, path = token.partition("=")
+            token = f"{key}={_portable_path(path, repo, workdir)}"
+        out.append(token)
+        i += 1
+    return " ".join(out)
