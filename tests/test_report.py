@@ -49,7 +49,8 @@ def test_data_notes_lose_the_absolute_path():
 
 def test_device_types_per_study_and_the_mixed_note():
     runs = pd.DataFrame({"status": ["ok", "ok", "diverged", "no-data", "ok"],
-                         "device": ["cpu", "cuda:0", "cuda", "cuda:1", "cpu"]})
+                         "device": ["AMD EPYC", "NVIDIA H100", "NVIDIA H100", "NVIDIA H100", "AMD EPYC"],
+                         "device_type": ["cpu", "cuda", "cuda", "cuda", "cpu"]})
     assert report.device_types(runs) == {"cpu": 2, "cuda": 2}
     assert report.device_listing({"cpu": 2, "cuda": 2}) == "cpu (2 runs), cuda (2 runs)"
     assert report.device_listing({"cpu": 60}) == "cpu (all 60 runs)"
@@ -61,6 +62,11 @@ def test_device_types_per_study_and_the_mixed_note():
     assert report.time_claim_device_note({"study": "s3", "metric": "time_to_target_s"}, mixed) == f"s3: {note}"
     assert report.time_claim_device_note({"study": "s3", "metric": "final_test_acc"}, mixed) == ""
     assert report.time_claim_device_note({"study": "s1", "metric": "train_time_s"}, mixed) == ""
+
+
+def test_device_type_of_a_recorded_device():
+    assert [provenance.device_type(d) for d in ("cpu", "cuda:0", "cuda", "mps", None, float("nan"))] == \
+        ["cpu", "cuda", "cuda", "mps", "unknown", "unknown"]
 
 
 def test_commit_wording_says_when_the_tree_was_not_clean():
@@ -86,6 +92,8 @@ def test_findings_page_gives_verdict_numbers_spread_and_what_is_missing():
                      "n_trained": 1}]},
         {"verdict": "inconclusive", "english": "time falls", "metric": "time_to_target_s", "evidence": "e2",
          "groups": [], "device_note": "s3: mixed"},
+        {"verdict": "inconclusive", "english": "BN tolerates a higher lr", "metric": "lr", "evidence": "BN 3.2 [0.5, 9]",
+         "groups": [{"label": "BN", "mean": 3.2, "std": float("nan"), "n": 46, "n_runs": 50}]},
         {"verdict": "not run yet", "english": "zeros give 11 %", "metric": "final_test_acc", "evidence": "", "groups": []},
     ]
     chapters = [{"id": "002", "title": "BN x lr", "homework": "002", "beyond": False, "claims": claims,
@@ -97,7 +105,9 @@ def test_findings_page_gives_verdict_numbers_spread_and_what_is_missing():
                    "seeds": "bn=true, lr=0.5: 50.00 ± 40.00 % (5 runs); bn=false, lr=0.5: 98.00 % (1 of 5 runs trained)",
                    "evidence": "", "device_note": ""},
                   {"verdict": "inconclusive", "phrase": "not settled", "english": "time falls", "seeds": "",
-                   "evidence": "e2", "device_note": "s3: mixed"}],
+                   "evidence": "e2", "device_note": "s3: mixed"},
+                  {"verdict": "inconclusive", "phrase": "not settled", "english": "BN tolerates a higher lr",
+                   "seeds": "", "evidence": "BN 3.2 [0.5, 9]", "device_note": ""}],
         "waiting": ["zeros give 11 %"], "unrun_studies": ["S9"]}]
     page = report.render_html({"findings": got, "homeworks": [], "provenance": [], "verdict_counts": {},
                                "progress": {"show": False}})

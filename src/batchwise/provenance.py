@@ -12,6 +12,13 @@ from pathlib import Path
 from .config import REPO
 
 
+def device_type(device: object) -> str:
+    """The kind of arithmetic a run used, from the device it recorded: 'cuda' for 'cuda:0', 'cpu', 'mps';
+    'unknown' where none was recorded."""
+    text = "" if device is None else str(device).strip()
+    return text.split(":", 1)[0] if text and text.lower() != "nan" else "unknown"
+
+
 def git_state(repo: Path = REPO) -> dict:
     """Commit hash and whether the working tree has uncommitted changes (None outside git)."""
     def git(*args: str) -> str | None:

@@ -22,7 +22,7 @@ from .aggregate import TIME_BASIS_TEXT, outcome_rule_text
 from .config import REPO, slug_value
 from .figures import LABELS, PERCENT
 from .files import atomic_write_bytes, atomic_write_text
-from .provenance import code_state
+from .provenance import code_state, device_type
 
 TEMPLATES = REPO / "reports" / "templates"
 # Columns of each study's results table; the target columns appear only where a target is set.
@@ -240,17 +240,12 @@ def read_analyses(folder: Path) -> list[dict]:
     return json.loads(path.read_text())["blocks"] if path.exists() else []
 
 
-def device_type(device: object) -> str:
-    """'cuda' for 'cuda:0' or 'cuda (NVIDIA H100)', 'cpu' for 'cpu': the kind of arithmetic a run used."""
-    return re.split(r"[:\s(]", str(device).strip(), maxsplit=1)[0] or "unknown"
-
-
 def device_types(runs: pd.DataFrame) -> dict[str, int]:
     """Runs per device type among the study's runs that ran (no-data runs left out), most first."""
     done = runs[runs["status"] != "no-data"] if "status" in runs else runs
-    if "device" not in done or done.empty:
+    if "device_type" not in done or done.empty:
         return {}
-    counts = done["device"].dropna().map(device_type).value_counts()
+    counts = done["device_type"].map(device_type).value_counts()
     return {str(k): int(v) for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))}
 
 
@@ -388,8 +383,11 @@ def findings(chapters: list[dict], studies: list[dict]) -> list[dict]:
                 waiting.append(c["english"])
                 continue
             metric = str(c.get("metric", ""))
-            groups = [_group_text(g, metric) for g in c.get("groups", [])[:FINDING_GROUPS]]
-            more = len(c.get("groups", [])) - FINDING_GROUPS
+            # Groups tell the number and its spread over seeds; a rule whose groups carry no spread (a
+            # half-failure value, a share) says it better in its evidence.
+            spread = any(g.get("n", 0) > 1 and not pd.isna(g.get("std")) for g in c.get("groups", []))
+            groups = [_group_text(g, metric) for g in c.get("groups", [])[:FINDING_GROUPS]] if spread else []
+            more = len(c.get("groups", [])) - FINDING_GROUPS if groups else 0
             lines.append({"verdict": c["verdict"], "phrase": VERDICT_PHRASES.get(c["verdict"], c["verdict"]),
                           "english": c["english"],
                           "seeds": "; ".join(groups) + (f"; {more} more groups in the chapter" if more > 0 else ""),
