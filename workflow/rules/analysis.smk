@@ -1,16 +1,12 @@
 # Each study's analyses (half-failure, bend, collapsed models), computed from its runs table into
 # results/<study>/analysis.json, which the report shows as it is. The zero-initialisation measurement
 # the collapse explanation quotes needs torch: it is its own job, cached in results/<study>/zero_init.json.
+from batchwise.analysis import zero_init as bw_zero_init
+
+
 localrules:
     analyse_study,
     measure_zero_init,
-
-
-def zero_init_input(study: str) -> dict:
-    """The zero-init measurement, for a study whose collapse explanation quotes it."""
-    from batchwise.analysis import zero_init
-
-    return {"zero_init": f"results/{study}/zero_init.json"} if zero_init.needed(config["studies"][study]) else {}
 
 
 rule measure_zero_init:
@@ -34,7 +30,9 @@ rule analyse_study:
     message:
         "Analysing {wildcards.study}: the analyses its figures call for, and collapsed models"
     input:
-        unpack(lambda w: zero_init_input(w.study)),
+        # the zero-init measurement, for a study whose collapse explanation quotes it
+        unpack(lambda w: {"zero_init": f"results/{w.study}/zero_init.json"}
+               if bw_zero_init.needed(config["studies"][w.study]) else {}),
         runs="results/{study}/runs.csv",
     output:
         "results/{study}/analysis.json",
