@@ -1,5 +1,6 @@
 """The report's own logic on hand-made input: no torch at build time, reproducible commands, no
 machine paths, device types per study, the findings page, the commit wording, the layout rules."""
+import json
 import subprocess
 import sys
 
@@ -119,3 +120,22 @@ def test_claim_blocks_are_never_split_across_pages():
     css = (REPO / "reports" / "templates" / "report.css").read_text()
     assert ".conclusions li { margin-bottom: 5pt; page-break-inside: avoid; }" in css
     assert ".finding li { margin-bottom: 3pt; page-break-inside: avoid; }" in css
+
+
+def test_analyses_are_keyed_by_figure_kinds_the_schema_allows(tmp_path):
+    import yaml
+
+    from batchwise.analysis.registry import FIGURE_ANALYSES, write_study_analysis
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    text = json.dumps(schema)
+    assert set(FIGURE_ANALYSES) == {"trained_share", "to_target"}
+    assert all(f'"{kind}"' in text for kind in FIGURE_ANALYSES)
+    # a study whose runs all lacked data gets no analysis, and the report shows none
+    runs = tmp_path / "runs.csv"
+    pd.DataFrame({"study": ["s"], "setting": ["lr=0.1"], "status": ["no-data"], "outcome": ["no-data"],
+                  "lr": [0.1]}).to_csv(runs, index=False)
+    study = {"dataset": "mnist", "grid": {"lr": [0.1]}, "figures": [{"kind": "trained_share", "x": "lr"},
+                                                                      {"kind": "predictions", "hue": "lr"}]}
+    assert write_study_analysis(study, runs, tmp_path / "analysis.json", 0.95) == {"blocks": []}
+    assert report.read_analyses(tmp_path) == []
