@@ -139,3 +139,18 @@ def test_analyses_are_keyed_by_figure_kinds_the_schema_allows(tmp_path):
                                                                       {"kind": "predictions", "hue": "lr"}]}
     assert write_study_analysis(study, runs, tmp_path / "analysis.json", 0.95) == {"blocks": []}
     assert report.read_analyses(tmp_path) == []
+
+
+def test_mixed_devices_are_said_beside_the_table_and_the_time_claim():
+    note = report.mixed_device_note({"cpu": 3, "cuda": 2})
+    claim = {"homework": "001", "quote": "q", "english": "time falls", "verdict": "inconclusive", "evidence": "ev",
+             "reason": "r", "device_note": f"s3: {note}"}
+    study = {"id": "s3", "title": "S3", "meta": {}, "setup": [("device type of the runs", "cpu (3 runs), cuda (2 runs)")],
+             "results": {"header": ["batch_size"], "rows": [{"cells": ["16"]}], "time_note": ""},
+             "figures": [], "analyses": [], "device_note": note}
+    page = report.render_html({"homeworks": [{"id": "001", "homework": "001", "title": "T", "studies": [study],
+                                              "tables": [], "claims": [claim]}],
+                               "claims": [claim], "provenance": [], "verdict_counts": {}, "progress": {"show": False}})
+    assert page.count("Mixed devices: this study&#39;s runs come from more than one device type "
+                      "(cpu (3 runs), cuda (2 runs)).") == 3   # beside the table, in the chapter's claim, in the verdicts
+    assert '<p class="warning device-note">Mixed devices' in page
