@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from batchwise import aggregate, figures, report
+from batchwise import aggregate, figures, provenance, report
 
 
 def write_run(folder, setting, seed, *, acc=None, time_s=None, diverged=False, lr=0.1):
@@ -150,4 +150,4 @@ def test_runs_table_records_each_runs_device_type(tmp_path):
         path.write_text(json.dumps(m))
     runs = aggregate.runs_table(files, ["lr"], failure_margin=0.02)
     assert list(runs["device_type"]) == ["cpu", "cuda", "unknown"]
-    assert report.device_types(runs) == {"cpu": 1, "cuda": 1, "unknown": 1}
+    assert provenance.device_types(runs) == {"cpu": 1, "cuda": 1, "unknown": 1}

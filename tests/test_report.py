@@ -39,24 +39,24 @@ def test_reproducible_command_drops_machine_paths():
 def test_data_notes_lose_the_absolute_path():
     note = ("MNIST: original IDX files in /work/shared/data/MNIST/raw; all four match the published MD5 sums, "
             "so the pixels are the original ones.")
-    assert report.portable_note(note) == ("MNIST: original IDX files in <data_dir>/MNIST/raw; all four match the "
+    assert provenance.portable_note(note) == ("MNIST: original IDX files in <data_dir>/MNIST/raw; all four match the "
                                           "published MD5 sums, so the pixels are the original ones.")
-    assert report.portable_note("CIFAR-10 from the original python-pickle batches in /d/cifar-10-batches-py.") == \
+    assert provenance.portable_note("CIFAR-10 from the original python-pickle batches in /d/cifar-10-batches-py.") == \
         "CIFAR-10 from the original python-pickle batches in <data_dir>/cifar-10-batches-py."
-    assert report.portable_note("cached at /home/x/cache/mnist.npz (uint8)") == "cached at mnist.npz (uint8)"
-    assert report.portable_note("ITU-R 601-2 luma, 1/3 of it") == "ITU-R 601-2 luma, 1/3 of it"
-    assert report.portable_note(None) is None
+    assert provenance.portable_note("cached at /home/x/cache/mnist.npz (uint8)") == "cached at mnist.npz (uint8)"
+    assert provenance.portable_note("ITU-R 601-2 luma, 1/3 of it") == "ITU-R 601-2 luma, 1/3 of it"
+    assert provenance.portable_note(None) is None
 
 
 def test_device_types_per_study_and_the_mixed_note():
     runs = pd.DataFrame({"status": ["ok", "ok", "diverged", "no-data", "ok"],
                          "device": ["AMD EPYC", "NVIDIA H100", "NVIDIA H100", "NVIDIA H100", "AMD EPYC"],
                          "device_type": ["cpu", "cuda", "cuda", "cuda", "cpu"]})
-    assert report.device_types(runs) == {"cpu": 2, "cuda": 2}
-    assert report.device_listing({"cpu": 2, "cuda": 2}) == "cpu (2 runs), cuda (2 runs)"
-    assert report.device_listing({"cpu": 60}) == "cpu (all 60 runs)"
-    assert report.mixed_device_note({"cpu": 60}) == ""
-    note = report.mixed_device_note({"cpu": 2, "cuda": 1})
+    assert provenance.device_types(runs) == {"cpu": 2, "cuda": 2}
+    assert provenance.device_listing({"cpu": 2, "cuda": 2}) == "cpu (2 runs), cuda (2 runs)"
+    assert provenance.device_listing({"cpu": 60}) == "cpu (all 60 runs)"
+    assert provenance.mixed_device_note({"cpu": 60}) == ""
+    note = provenance.mixed_device_note({"cpu": 2, "cuda": 1})
     assert note.startswith("Mixed devices: this study's runs come from more than one device type "
                            "(cpu (2 runs), cuda (1 run)).")
     mixed = {"s3": note}
@@ -142,7 +142,7 @@ def test_analyses_are_keyed_by_figure_kinds_the_schema_allows(tmp_path):
 
 
 def test_mixed_devices_are_said_beside_the_table_and_the_time_claim():
-    note = report.mixed_device_note({"cpu": 3, "cuda": 2})
+    note = provenance.mixed_device_note({"cpu": 3, "cuda": 2})
     claim = {"homework": "001", "quote": "q", "english": "time falls", "verdict": "inconclusive", "evidence": "ev",
              "reason": "r", "device_note": f"s3: {note}"}
     study = {"id": "s3", "title": "S3", "meta": {}, "setup": [("device type of the runs", "cpu (3 runs), cuda (2 runs)")],

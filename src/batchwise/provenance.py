@@ -1,15 +1,21 @@
-"""What ran where: versions, hardware, git state. Recorded in every metrics file and the report."""
+"""What ran where: versions, hardware, git state, device types. Recorded in every metrics file and the
+report, whose commands and notes it also rids of machine paths."""
 from __future__ import annotations
 
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import REPO
+
+if TYPE_CHECKING:   # runs tables only pass through; the engine imports this module without pandas
+    import pandas as pd
 
 
 def device_type(device: object) -> str:
@@ -138,3 +144,51 @@ def reproducible_command(argv: list[str], repo: Path = REPO, workdir: Path | Non
         out.append(token)
         i += 1
     return " ".join(out)
+
+
+# The folders of the data layouts (README, Data): a path into one is shown from data_dir on.
+DATA_LAYOUTS = ("MNIST", "cifar-10-batches-py", "cifar10-jpeg")
+_ABSOLUTE = re.compile(r"(?<![\w.])/[^\s;,()\"']+")
+
+
+def portable_note(text: str | None) -> str | None:
+    """A data note without the machine's absolute paths: a path into a data layout from `<data_dir>` on,
+    any other absolute path by its name alone."""
+    if not text:
+        return text
+
+    def shorten(match: re.Match) -> str:
+        path = match.group(0)
+        tail = "." if path.endswith(".") else ""
+        parts = path.rstrip(".").split("/")
+        for i, part in enumerate(parts):
+            if part in DATA_LAYOUTS:
+                return "<data_dir>/" + "/".join(parts[i:]) + tail
+        return parts[-1] + tail
+    return _ABSOLUTE.sub(shorten, text)
+
+
+def device_types(runs: pd.DataFrame) -> dict[str, int]:
+    """Runs per device type among the study's runs that ran (no-data runs left out), most first."""
+    done = runs[runs["status"] != "no-data"] if "status" in runs else runs
+    if "device_type" not in done or done.empty:
+        return {}
+    counts = done["device_type"].map(device_type).value_counts()
+    return {str(k): int(v) for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))}
+
+
+def device_listing(devices: dict[str, int]) -> str:
+    """'cpu (all 60 runs)' or 'cpu (40 runs), cuda (20 runs)'."""
+    if len(devices) == 1:
+        (kind, n), = devices.items()
+        return f"{kind} (all {n} run{'s' if n != 1 else ''})"
+    return ", ".join(f"{kind} ({n} run{'s' if n != 1 else ''})" for kind, n in devices.items())
+
+
+def mixed_device_note(devices: dict[str, int]) -> str:
+    """What a study whose runs come from more than one device type must say beside its numbers; '' otherwise."""
+    if len(devices) < 2:
+        return ""
+    return (f"Mixed devices: this study's runs come from more than one device type ({device_listing(devices)}). "
+            f"Its means, spreads and verdicts pool them, though the devices round differently; its compute times "
+            f"all come from one timing pass, so they are that pass's device's times, not every run's.")

@@ -11,7 +11,6 @@ import itertools
 import json
 import math
 import os
-import re
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +21,7 @@ from .aggregate import TIME_BASIS_TEXT, outcome_rule_text
 from .config import REPO, slug_value
 from .figures import LABELS, PERCENT
 from .files import atomic_write_bytes, atomic_write_text
-from .provenance import code_state, device_type
+from .provenance import code_state, device_listing, device_types, mixed_device_note, portable_note
 
 TEMPLATES = REPO / "reports" / "templates"
 # Columns of each study's results table; the target columns appear only where a target is set.
@@ -211,59 +210,11 @@ def _study_meta(folder: Path) -> dict:
     return {}
 
 
-# The folders of the data layouts (README, Data): a path into one is shown from data_dir on.
-DATA_LAYOUTS = ("MNIST", "cifar-10-batches-py", "cifar10-jpeg")
-_ABSOLUTE = re.compile(r"(?<![\w.])/[^\s;,()\"']+")
-
-
-def portable_note(text: str | None) -> str | None:
-    """A data note without the machine's absolute paths: a path into a data layout from `<data_dir>` on,
-    any other absolute path by its name alone."""
-    if not text:
-        return text
-
-    def shorten(match: re.Match) -> str:
-        path = match.group(0)
-        tail = "." if path.endswith(".") else ""
-        parts = path.rstrip(".").split("/")
-        for i, part in enumerate(parts):
-            if part in DATA_LAYOUTS:
-                return "<data_dir>/" + "/".join(parts[i:]) + tail
-        return parts[-1] + tail
-    return _ABSOLUTE.sub(shorten, text)
-
-
 def read_analyses(folder: Path) -> list[dict]:
     """The study's analysis blocks as the workflow computed them (results/<study>/analysis.json, rule
     analyse_study); none where it has not run."""
     path = folder / "analysis.json"
     return json.loads(path.read_text())["blocks"] if path.exists() else []
-
-
-def device_types(runs: pd.DataFrame) -> dict[str, int]:
-    """Runs per device type among the study's runs that ran (no-data runs left out), most first."""
-    done = runs[runs["status"] != "no-data"] if "status" in runs else runs
-    if "device_type" not in done or done.empty:
-        return {}
-    counts = done["device_type"].map(device_type).value_counts()
-    return {str(k): int(v) for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))}
-
-
-def device_listing(devices: dict[str, int]) -> str:
-    """'cpu (all 60 runs)' or 'cpu (40 runs), cuda (20 runs)'."""
-    if len(devices) == 1:
-        (kind, n), = devices.items()
-        return f"{kind} (all {n} run{'s' if n != 1 else ''})"
-    return ", ".join(f"{kind} ({n} run{'s' if n != 1 else ''})" for kind, n in devices.items())
-
-
-def mixed_device_note(devices: dict[str, int]) -> str:
-    """What a study whose runs come from more than one device type must say beside its numbers; '' otherwise."""
-    if len(devices) < 2:
-        return ""
-    return (f"Mixed devices: this study's runs come from more than one device type ({device_listing(devices)}). "
-            f"Its means, spreads and verdicts pool them, though the devices round differently; its compute times "
-            f"all come from one timing pass, so they are that pass's device's times, not every run's.")
 
 
 def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path, *, claims: str | Path,
