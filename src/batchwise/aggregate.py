@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from .config import RUN_METRICS
+from .provenance import device_type
 
 CHANCE = 0.1  # every data set here has 10 balanced classes
 OUTCOMES = ("trained", "failed", "diverged")
@@ -157,6 +158,7 @@ def runs_table(metrics_files: list[str | Path], grid_keys: list[str], failure_ma
             row.update(solo_times(m, solo[m["setting"]]), time_basis="solo")
         row.update(prediction_columns(m))
         row["device"] = m.get("env", {}).get("device_name")
+        row["device_type"] = device_type(m.get("device"))   # cpu / cuda / mps: whose arithmetic, not which chip
         row["commit"] = (m.get("env", {}).get("git") or {}).get("commit")
         row["finished"] = _utc(Path(path).stat().st_mtime)  # metrics.json is written last: the run's end
         row["cuda_graphs"], row["cuda_graphs_note"] = m.get("cuda_graphs"), m.get("cuda_graphs_note")
