@@ -379,7 +379,7 @@ def read_bundle(parts: list[Path], folder: Path, limits: Limits = LIMITS) -> Unp
                 member = shown(info.name)
                 if count == 1:
                     if info.name != MANIFEST or member_kind(info) != "file":
-                        raise BundleError(f"bundle {name}: first member is {member!r}, not {MANIFEST}; "
+                        raise BundleError(f"bundle {name}: first member is '{member}', not {MANIFEST}; "
                                           f"not made by `results export`")
                     if info.size > 16 * 2**20:
                         raise BundleError(f"bundle {name}: {MANIFEST}: {info.size} bytes, over the cap of "
@@ -390,11 +390,11 @@ def read_bundle(parts: list[Path], folder: Path, limits: Limits = LIMITS) -> Unp
                 if count > limits.members:
                     raise BundleError(f"bundle {name}: over {limits.members} members, the cap per bundle")
                 if info.name in seen:
-                    raise BundleError(f"bundle {name}: member {member!r} appears twice; a bundle holds each file once")
+                    raise BundleError(f"bundle {name}: member '{member}' appears twice; a bundle holds each file once")
                 seen.add(info.name)
                 problem = _member_problem(info, limits)
                 if problem:
-                    raise BundleError(f"bundle {name}: member {member!r}: {problem}")
+                    raise BundleError(f"bundle {name}: member '{member}': {problem}")
                 if info.isdir():
                     continue
                 total += info.size
@@ -405,7 +405,7 @@ def read_bundle(parts: list[Path], folder: Path, limits: Limits = LIMITS) -> Unp
                 try:
                     dest.parent.mkdir(parents=True, exist_ok=True)
                 except (FileExistsError, NotADirectoryError):
-                    raise BundleError(f"bundle {name}: member {member!r}: a folder of its path is a file "
+                    raise BundleError(f"bundle {name}: member '{member}': a folder of its path is a file "
                                       f"in the bundle") from None
                 with tar.extractfile(info) as src, open(dest, "wb") as out:
                     shutil.copyfileobj(src, out, 2**20)
@@ -477,25 +477,25 @@ def _agrees(b: Unpacked) -> None:
     listed: dict[str, dict] = {}
     for record in doc["runs"]:
         if record["path"] in listed:
-            raise BundleError(f"bundle {name}: {MANIFEST} lists {shown(record['path'])!r} twice")
+            raise BundleError(f"bundle {name}: {MANIFEST} lists '{shown(record['path'])}' twice")
         listed[record["path"]] = record
     for path in sorted(set(listed) | set(b.runs)):
         if path not in b.runs:
-            raise BundleError(f"bundle {name}: {MANIFEST} lists the run {shown(path)!r}, which the archive does not "
+            raise BundleError(f"bundle {name}: {MANIFEST} lists the run '{shown(path)}', which the archive does not "
                               f"hold; export the bundle again")
         if path not in listed:
-            raise BundleError(f"bundle {name}: the archive holds the run {shown(path)!r}, which {MANIFEST} does not "
+            raise BundleError(f"bundle {name}: the archive holds the run '{shown(path)}', which {MANIFEST} does not "
                               f"list; export the bundle again")
         r, m = listed[path], b.runs[path]
         if (r["study"], r["setting"], r["seed"]) != (m["study"], m["setting"], m["seed"]):
-            raise BundleError(f"bundle {name}: {MANIFEST} names {shown(path)!r} {shown(r['study'])}/"
+            raise BundleError(f"bundle {name}: {MANIFEST} names '{shown(path)}' {shown(r['study'])}/"
                               f"{shown(r['setting'])} seed={r['seed']}, its metrics.json "
                               f"{m['study']}/{m['setting']} seed={m['seed']}")
     timing = set(doc.get("timing", {}))
     if timing != set(b.timing):
         odd = sorted(timing ^ set(b.timing))[0]
         raise BundleError(f"bundle {name}: {MANIFEST} and the archive disagree on the timing file of "
-                          f"{shown(odd)!r} (" + ("listed, not held" if odd in timing else "held, not listed") + ")")
+                          f"'{shown(odd)}' (" + ("listed, not held" if odd in timing else "held, not listed") + ")")
     if doc.get("checkpoints", 0) != len(b.checkpoint_files):
         raise BundleError(f"bundle {name}: {MANIFEST} counts {doc.get('checkpoints', 0)} checkpoint file(s), the "
                           f"archive holds {len(b.checkpoint_files)}")

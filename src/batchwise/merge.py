@@ -71,7 +71,7 @@ def _same(a: Path, b: Path) -> bool:
 
 def _differences(run: dict, expected: dict) -> list[str]:
     """The parameters in which a run's recorded spec differs from this config's, as 'name A here B'."""
-    out = [f"{key} {bw.shown(run.get(key))!r} in the bundle, {expected[key]!r} here"
+    out = [f"{key} {bw.shown(repr(run.get(key)))[:80]} in the bundle, {expected[key]!r} here"
            for key in ("dataset", "model") if run.get(key) != expected[key]]
     mine, theirs = expected["params"], run.get("params", {})
     for key in sorted(set(mine) | set(theirs)):
