@@ -378,8 +378,11 @@ def read_bundle(parts: list[Path], folder: Path, limits: Limits = LIMITS) -> Unp
                 count += 1
                 member = shown(info.name)
                 if count == 1:
-                    if info.name != MANIFEST or member_kind(info) != "file":
+                    if info.name != MANIFEST:
                         raise BundleError(f"bundle {name}: first member is '{member}', not {MANIFEST}; "
+                                          f"not made by `results export`")
+                    if member_kind(info) != "file":
+                        raise BundleError(f"bundle {name}: {MANIFEST} is a {member_kind(info)}, not a file; "
                                           f"not made by `results export`")
                     if info.size > 16 * 2**20:
                         raise BundleError(f"bundle {name}: {MANIFEST}: {info.size} bytes, over the cap of "

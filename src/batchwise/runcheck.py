@@ -42,10 +42,18 @@ _COUNT = {"type": "integer", "minimum": 0}
 _COUNT_OR_NULL = {"type": ["integer", "null"], "minimum": 0}
 _COUNTS = {"type": ["array", "null"], "items": _COUNT}
 
+_TEXT = {"type": ["string", "null"]}
 METRICS_SCHEMA: dict = {
     "type": "object",
-    "required": ["study", "setting", "cell", "seed", "spec", "status"],
+    "required": ["study", "setting", "cell", "seed", "spec", "status", "data"],
     "properties": {
+        # what the report and the ledger read besides the numbers: objects and plain text
+        "data": {"type": "object", "properties": {"note": _TEXT, "source": _TEXT, "name": _TEXT}},
+        "env": {"type": "object", "properties": {"device_name": _TEXT, "hostname": _TEXT,
+                                                  "git": {"type": ["object", "null"],
+                                                          "properties": {"commit": _TEXT,
+                                                                         "dirty": {"type": ["boolean", "null"]}}}}},
+        "device": _TEXT, "weights": _TEXT, "reason": _TEXT, "cuda_graphs_note": _TEXT,
         "schema": {"type": "integer"},
         "study": {"type": "string", "pattern": STUDY_RE.pattern},
         "setting": {"type": "string", "pattern": SETTING_RE.pattern},
@@ -83,6 +91,7 @@ METRICS_SCHEMA: dict = {
             "test_pred_counts": _COUNTS, "test_label_counts": _COUNTS,
             "train_time_s": _SECONDS, "eval_time_s": _SECONDS, "total_time_s": _SECONDS, "mean_epoch_s": _SECONDS,
             "time_until_stop_s": _SECONDS, "time_to_target_s": _SECONDS, "noise_scale": {"type": ["number", "null"]},
+            "lr_effective": {"type": ["number", "null"]}, "gpu_mem_peak_mb": _SECONDS,
             "stopped_at_target": {"type": "boolean"},
         },
     },
@@ -207,6 +216,11 @@ def _metrics_rules(m: dict, member: str) -> None:
             bad(f"{key} {m[key]!r} in a diverged run (its numbers are not measurements: null)")
         if not diverged and m[key] is None:
             bad(f"{key} is null in a run that did not diverge (status 'ok')")
+    labels, preds, top = m.get("test_label_counts"), m.get("test_pred_counts"), m.get("top_pred_class")
+    if labels is not None and preds is not None and len(preds) != len(labels):
+        bad(f"test_pred_counts has {len(preds)} classes, test_label_counts {len(labels)}")
+    if top is not None and (labels is None or top >= len(labels)):
+        bad(f"top_pred_class {top} is not one of the {len(labels or [])} classes of test_label_counts")
     per_epoch = m["steps_per_epoch"]
     if not (run - 1) * per_epoch < m["steps_run"] <= run * per_epoch:
         bad(f"steps_run {m['steps_run']} does not fit {run} epoch(s) of {per_epoch} steps")
