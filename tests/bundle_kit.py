@@ -113,8 +113,8 @@ def exported_members(tmp: Path) -> list[Member]:
     return out
 
 
-def write_members(path: Path, members: list[Member], preset: int = 0) -> Path:
-    """Pack `members` as they are (any name, type, date) into one tar.xz file."""
+def write_members(path: Path, members: list[Member], preset: int = 0, tail: bytes = b"") -> Path:
+    """Pack `members` as they are (any name, type, date) into one tar.xz file, `tail` after the archive's end."""
     path.parent.mkdir(parents=True, exist_ok=True)
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
@@ -123,7 +123,7 @@ def write_members(path: Path, members: list[Member], preset: int = 0) -> Path:
             info.type, info.mtime, info.linkname, info.mode = m.type, m.mtime, m.linkname, 0o644
             info.size = len(m.data) if m.type in (tarfile.REGTYPE, tarfile.AREGTYPE) else 0
             tar.addfile(info, io.BytesIO(m.data) if info.size else None)
-    path.write_bytes(lzma.compress(raw.getvalue(), preset=preset))
+    path.write_bytes(lzma.compress(raw.getvalue() + tail, preset=preset))
     return path
 
 

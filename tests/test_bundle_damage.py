@@ -241,6 +241,15 @@ def test_broken_compression_and_parts_are_refused(base, root, tmp_path):
     refused([split], "bundle b.tar.xz: unreadable (Corrupt input data); was every part copied whole?")
 
 
+def test_data_after_the_archive_end_is_refused(base, root, tmp_path):
+    before = snapshot(root)
+    lines, _ = try_import([write_members(tmp_path / "tail.tar.xz", base, tail=b"\0" * 512 + b"more")], root)
+    assert lines == ["bundle tail.tar.xz: data after the end of the archive; a stale or foreign part? export the "
+                     "bundle again"]
+    assert snapshot(root) == before
+    assert try_import([write_members(tmp_path / "pad.tar.xz", base, tail=b"\0" * 4096)], root)[0] == []
+
+
 def test_size_caps_are_checked_before_the_bytes_are_read(base, root, tmp_path):
     """A few kB of compressed zeros that claim 64 MiB: refused from the header, nothing unpacked."""
     bomb = write_members(tmp_path / "bomb.tar.xz",
