@@ -4,8 +4,6 @@ byte-for-byte as they were. The bundle is the small synthetic one of `bundle_kit
 from __future__ import annotations
 
 import json
-import lzma
-import shutil
 import tarfile
 from dataclasses import replace
 from pathlib import Path
@@ -263,10 +261,14 @@ def test_size_caps_are_checked_before_the_bytes_are_read(base, root, tmp_path):
     lines, _ = try_import([write_members(tmp_path / "big.tar.xz", base)], root, bundles.Limits(bundle_bytes=10_000))
     assert lines == ["bundle big.tar.xz: over 10000 bytes unpacked, the cap per bundle (--max-bundle-mib)"]
     assert snapshot(root) == before
+    lines, _ = try_import([bomb], root)  # the default caps: 512 MiB per member, 16 MiB for a text file
+    assert lines == ["bundle bomb.tar.xz: member 'checkpoints/t/batch_size=64/seed=1/history.csv': 67108864 bytes, "
+                     "over the cap of 16777216 bytes for a run's or timing text file"]
+    assert snapshot(root) == before
 
 
 def test_text_from_a_bundle_is_printed_with_control_characters_escaped(base, root, tmp_path):
-    """A skipped run's setting id is bundle text; so is a timing device. Neither reaches the terminal raw."""
+    """A timing device is bundle text: it never reaches the terminal raw."""
     assert bundles.shown("ok\x1b[31m\r\nforged\u202e") == "ok\\x1b[31m\\x0d\\x0aforged\\u202e"
     damaged = _key(base, "manifest.json", "timing", {"t": {"device": "GPU\x1b[2J\nerror: forged"}})
     lines, outcome = try_import([write_members(tmp_path / "esc.tar.xz", damaged)], root)

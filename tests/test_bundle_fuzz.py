@@ -10,7 +10,6 @@ import random
 import shutil
 import tarfile
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 

@@ -266,6 +266,7 @@ class Limits:
 
 
 LIMITS = Limits()
+TEXT_BYTES = 16 * 2**20  # a run's JSON and CSV files, timing.json, manifest.json: ~100 kB in practice
 MTIME_MAX = 4102444800  # 2100-01-01T00:00:00Z: member dates outside [0, this) are refused
 _SAFE = r"(?!\.\.?(?:/|$))[a-z0-9_.=+-]{1,200}"  # a setting id (config.SLUG_RE), never '.' or '..'
 _RUN_RE = re.compile(r"^(?P<top>results|checkpoints)/(?P<study>[a-z][a-z0-9_]{0,99})/(?P<setting>" + _SAFE
@@ -340,6 +341,8 @@ def _member_problem(info: tarfile.TarInfo, limits: Limits) -> str | None:
         return f"not a file a bundle holds (a bundle holds {EXPECTED})"
     if info.size > limits.member_bytes:
         return f"{info.size} bytes, over the cap of {limits.member_bytes} bytes per member (--max-member-mib)"
+    if not info.name.endswith(STATE) and info.size > TEXT_BYTES:  # read whole into memory to be checked
+        return f"{info.size} bytes, over the cap of {TEXT_BYTES} bytes for a run's or timing text file"
     if not 0 <= info.mtime < MTIME_MAX:
         return f"modification time {info.mtime} is out of range (1970 to 2100)"
     return None
@@ -384,9 +387,9 @@ def read_bundle(parts: list[Path], folder: Path, limits: Limits = LIMITS) -> Unp
                     if member_kind(info) != "file":
                         raise BundleError(f"bundle {name}: {MANIFEST} is a {member_kind(info)}, not a file; "
                                           f"not made by `results export`")
-                    if info.size > 16 * 2**20:
+                    if info.size > TEXT_BYTES:
                         raise BundleError(f"bundle {name}: {MANIFEST}: {info.size} bytes, over the cap of "
-                                          f"{16 * 2**20} bytes")
+                                          f"{TEXT_BYTES} bytes")
                     seen.add(info.name)
                     doc = _manifest(tar.extractfile(info).read(), name)
                     continue
