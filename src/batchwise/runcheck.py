@@ -169,9 +169,15 @@ def parse_json(data: bytes, member: str) -> Any:
         raise RunError(member, f"not JSON ({str(err).splitlines()[0]})") from None
 
 
+_VALIDATORS: dict[int, jsonschema.Draft202012Validator] = {}
+
+
 def _schema_check(doc: Any, schema: dict, member: str) -> None:
     """The first schema violation, as `member: key path: message`."""
-    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(doc), key=lambda e: list(map(str, e.path)))
+    if id(schema) not in _VALIDATORS:  # built once per schema: building is most of a check's cost
+        _VALIDATORS[id(schema)] = jsonschema.Draft202012Validator(schema)
+    validator = _VALIDATORS[id(schema)]
+    errors = sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.path)))
     if errors:
         err = errors[0]
         where = ".".join(map(str, err.absolute_path)) or "the document"
