@@ -4,6 +4,7 @@ byte-for-byte as they were. The bundle is the small synthetic one of `bundle_kit
 from __future__ import annotations
 
 import json
+import shutil
 import tarfile
 from dataclasses import replace
 from pathlib import Path
@@ -353,3 +354,40 @@ def runcheck_example() -> str:
     from batchwise import config
 
     return run_files(config.settings(CONFIG)[0], 0)["metrics.json"].decode()
+
+
+def test_the_ledger_counts_what_was_imported(tmp_path):
+    """A run that ran without its data set is listed in its bundle's manifest but never imported: the
+    ledger does not count it (2 runs of 4 done: batch 32's seeds; batch 64 seed 0 is no-data here)."""
+    from batchwise import publish
+
+    src = checkout(tmp_path / "src")
+    shutil.rmtree(src / "checkpoints")
+    metrics = json.loads((src / R0 / "metrics.json").read_text())
+    no_data = src / "results" / "t" / "batch_size=64" / "seed=0"
+    no_data.mkdir(parents=True)
+    spec = {**metrics["spec"], "params": {**metrics["spec"]["params"], "batch_size": 64}, "setting": "batch_size=64",
+            "cell": "batch_size=64_seed=0"}
+    (no_data / "metrics.json").write_text(json.dumps({
+        "schema": 2, "study": "t", "cell": "batch_size=64_seed=0", "setting": "batch_size=64", "seed": 0, "spec": spec,
+        "data": {"name": "mnist"}, "status": "no-data", "reason": "no files"}))
+    (no_data / "history.csv").write_text("epoch\n")
+    (no_data / "iterations.csv").write_text("step,epoch,loss\n")
+    folder = tmp_path / "full"
+    (folder / "bundles").mkdir(parents=True)
+    files, doc = bundles.export(folder / "bundles" / "b", root=src)
+    (folder / "bundles" / "sources.json").write_text('{"b.tar.xz": {"source": "lab"}}')
+    assert len(doc["runs"]) == 2  # export leaves no-data runs out; a bundle made elsewhere may list them
+    doc["runs"].append({**doc["runs"][0], "path": "results/t/batch_size=64/seed=0", "setting": "batch_size=64",
+                        "seed": 0, "status": "no-data"})
+    members = [Member(info.name, data or b"", int(info.mtime)) for info, data in bundles.members(files)]
+    members[0].data = json.dumps(doc).encode()
+    members += [Member(f"results/t/batch_size=64/seed=0/{f}", (no_data / f).read_bytes()) for f in runcheck.RUN_FILES]
+    write_members(files[0], members)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    outcome = merge.plan_and_import([folder / "bundles"], CONFIG, root=scratch)
+    assert outcome.skipped == ["t/batch_size=64 seed=0 (b.tar.xz): it ran without its data set (no-data)"]
+    lines = publish.ledger(CONFIG, folder, outcome)
+    assert lines[0] == "**2 of 4 runs done.**\n"
+    assert lines[3].startswith("| t | 2 of 4 | Test CPU | ") and "`b.tar.xz` (lab)" in lines[3]
