@@ -176,4 +176,5 @@ def test_damaged_bundles_are_refused_whole_or_imported_valid(tmp_path):
         aggregate.aggregate_study(sorted(root.glob("*/t/*/seed=*/metrics.json")), ["batch_size"], tmp_path / "agg",
                                   timing=timing if timing.exists() else None)
         assert len(pd.read_csv(tmp_path / "agg" / "runs.csv")) == len(outcome.sources), case
+    print(f"{CASES} cases: {counts}")
     assert counts["refused"] > CASES / 2 and counts["imported"] > 10, counts
