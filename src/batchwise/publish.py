@@ -73,7 +73,9 @@ def build_report(bundles: list[Path], scratch: Path, overlays: tuple[str | Path,
     outcome = merge.plan_and_import(bundles, config, root=scratch, limits=limits)
     if outcome.refused:
         raise ConfigError("\n".join(f"publish: bundle refused: {line}" for line in outcome.refused))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    # The report names the command a reader reruns to rebuild it, not this internal snakemake call.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "BATCHWISE_REPORT_COMMAND": "python -m batchwise results publish"}
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(scratch),
            "--cores", "2", "--configfile", *map(str, overlays), str(overlay), "--quiet", "rules"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
