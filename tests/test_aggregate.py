@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from batchwise import aggregate, figures, report
+from batchwise import aggregate, figures, provenance, report
 
 
 def write_run(folder, setting, seed, *, acc=None, time_s=None, diverged=False, lr=0.1):
@@ -139,3 +139,15 @@ def test_runs_table_takes_solo_times_and_keeps_wall_times(tmp_path):
     assert row["train_time_s_se"] == pytest.approx(1874 * 0.0001 / math.sqrt(3)) and row["timing_bursts"] == 3
     assert row["mean_epoch_s"] == pytest.approx(0.9375)
     assert aggregate.runs_table([path], ["lr"]).iloc[0]["time_basis"] == "wall"  # no timing file
+
+
+def test_runs_table_records_each_runs_device_type(tmp_path):
+    files = [write_run(tmp_path, "lr=0.1", 0, acc=0.9, time_s=1.0), write_run(tmp_path, "lr=0.1", 1, acc=0.9, time_s=1.0),
+             write_run(tmp_path, "lr=0.1", 2, acc=0.9, time_s=1.0)]
+    for path, device in zip(files, ["cpu", "cuda:0", None]):
+        m = json.loads(path.read_text())
+        m["device"] = device
+        path.write_text(json.dumps(m))
+    runs = aggregate.runs_table(files, ["lr"], failure_margin=0.02)
+    assert list(runs["device_type"]) == ["cpu", "cuda", "unknown"]
+    assert provenance.device_types(runs) == {"cpu": 1, "cuda": 1, "unknown": 1}

@@ -73,6 +73,10 @@ def test_imported_runs_are_not_trained_again(smoke_run, full_bundle, tmp_path, m
     assert rc == 0, out
     some = sorted(smoke_run.glob("results/s2_bn_lr_mlp/*/seed=0/iterations.csv"))[0]
     assert (tmp_path / some.relative_to(smoke_run)).read_bytes() == some.read_bytes()
+    # Before the data is prepared: the data jobs that run first must not pull the imported cells (or
+    # their timing) back in as "updated by another job", which would delete and retrain them.
+    first = jobs_in_dry_run(_snakemake(tmp_path, "-n").stdout)
+    assert first.get("prepare_data") == 3 and "train_cell" not in first and "time_settings" not in first, first
     data = [f"results/data/{d}.npz" for d in ("mnist", "cifar10", "cifar10_grey")]
     prepared = _snakemake(tmp_path, *data)
     assert prepared.returncode == 0, prepared.stderr[-3000:]

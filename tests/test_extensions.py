@@ -199,6 +199,8 @@ def _write_study(folder, runs: pd.DataFrame, grid_keys: list[str]) -> None:
 
 def test_beyond_chapters_follow_the_homework_chapters(tmp_path):
     from batchwise import report
+    from batchwise.analysis import zero_init
+    from batchwise.analysis.registry import write_study_analysis
 
     config = {
         "run_label": "", "verdict": {"level": 0.95, "resamples": 1000, "min_runs": 3, "failure_margin": 0.02},
@@ -228,6 +230,13 @@ def test_beyond_chapters_follow_the_homework_chapters(tmp_path):
     tables = tmp_path / "homework.yaml"
     tables.write_text("tables:\n  - {id: t, homework: '000', title: T, study: s1, key: [init, batch_size],\n"
                       "     columns: [{metric: final_test_acc, label: acc}], rows: [{init: zeros, batch_size: 64, final_test_acc: 11}]}\n")
+    for name, study in config["studies"].items():   # what rules measure_zero_init and analyse_study do
+        folder = tmp_path / "results" / name
+        measured = folder / "zero_init.json" if zero_init.needed(study) else None
+        if measured:
+            zero_init.write(study, measured)
+        write_study_analysis(study, folder / "runs.csv", folder / "analysis.json", 0.95, measured)
+    assert [zero_init.needed(s) for s in config["studies"].values()] == [False, False, True]
     context = report.build_context(config, tmp_path / "results", tmp_path / "figures", claims=claims, homework=tables)
     assert [(c["id"], c["beyond"]) for c in context["homeworks"]] == [
         ("000", False), ("beyond-000", True), ("beyond-002", True)]
@@ -240,7 +249,7 @@ def test_beyond_chapters_follow_the_homework_chapters(tmp_path):
     assert "Ioffe &amp; Szegedy 2015" in page
     # collapse: detected in every study where it happens, explained where the prediction figure is asked for
     assert page.count("Collapsed models") == 2 and page.count("<b>Why.</b>") == 1
-    # the mechanism measured on the chapter's own network (an MLP here) when the report is built
+    # the mechanism measured on the chapter's own network (an MLP here) by its own job, quoted by the report
     assert "only the output bias (" in page and "gradient of exactly 0" in page and "dead saddle" in page
     assert "1,135 of 10,000 = 11.35 %" in page
 

@@ -57,13 +57,15 @@ def _export(args: argparse.Namespace) -> None:
     size = sum(f.stat().st_size for f in files)
     print(f"{len(doc['runs'])} finished run(s), {len(doc['timing'])} timing file(s), {doc['checkpoints']} checkpoint "
           f"file(s) -> {len(files)} file(s), {size / 2**20:.2f} MiB: {' '.join(map(str, files))}")
+    for name in doc["skipped"]:
+        print(f"not packed (no part of a run): {bundles.shown(name)}")
 
 
 def _import(args: argparse.Namespace) -> None:
     from . import checks, config, merge
 
     cfg = checks.check(config.resolve_files(*args.configfile))
-    outcome = merge.plan_and_import(args.bundle, cfg, replace=args.replace)
+    outcome = merge.plan_and_import(args.bundle, cfg, replace=args.replace, limits=_limits(args))
     if outcome.refused:
         raise config.ConfigError("\n".join(f"import refused (nothing written): {line}" for line in outcome.refused))
     print("\n".join(outcome.lines()))
@@ -72,7 +74,21 @@ def _import(args: argparse.Namespace) -> None:
 def _publish(args: argparse.Namespace) -> None:
     from . import publish
 
-    print(publish.publish(args.bundle, source=args.source, folder=args.to))
+    print(publish.publish(args.bundle, source=args.source, folder=args.to, limits=_limits(args)))
+
+
+def _limits(args: argparse.Namespace):
+    from .bundles import LIMITS, Limits
+
+    return Limits(member_bytes=int(args.max_member_mib * 2**20) if args.max_member_mib else LIMITS.member_bytes,
+                  bundle_bytes=int(args.max_bundle_mib * 2**20) if args.max_bundle_mib else LIMITS.bundle_bytes)
+
+
+def _cap_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-member-mib", type=float, help="refuse a bundle with a member over this size "
+                   "(default 512 MiB)")
+    p.add_argument("--max-bundle-mib", type=float, help="refuse a bundle that unpacks to more than this "
+                   "(default 4096 MiB)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,11 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("--replace", action="store_true",
                    help="take the bundle's run (and timing) where a different one is here")
     i.add_argument("--configfile", nargs="*", default=[], help="overlays of this checkout's config, in order")
+    _cap_options(i)
     i.set_defaults(func=_import)
     u = rsub.add_parser("publish", help="add bundles to docs/results/full/ and rebuild its report, CSVs and ledger")
     u.add_argument("bundle", nargs="*", help="new bundles (every part) or folders holding them; none: rebuild only")
     u.add_argument("--source", default="", help="where the new bundles come from, e.g. 'GPU window, ../shared/results'")
     u.add_argument("--to", default="docs/results/full", help="the published folder (default: docs/results/full)")
+    _cap_options(u)
     u.set_defaults(func=_publish)
     args = parser.parse_args(argv)
     try:

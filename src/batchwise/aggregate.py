@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from .config import RUN_METRICS
+from .provenance import device_type
 
 CHANCE = 0.1  # every data set here has 10 balanced classes
 OUTCOMES = ("trained", "failed", "diverged")
@@ -157,8 +158,8 @@ def runs_table(metrics_files: list[str | Path], grid_keys: list[str], failure_ma
             row.update(solo_times(m, solo[m["setting"]]), time_basis="solo")
         row.update(prediction_columns(m))
         row["device"] = m.get("env", {}).get("device_name")
-        # device type (cpu, cuda, mps) and fp32 pinning: a study's runs from several devices say so
-        row["device_type"] = m.get("device_type") or (str(m.get("device") or "").split(":")[0] or None)
+        row["device_type"] = device_type(m.get("device"))   # cpu / cuda / mps: whose arithmetic, not which chip
+        # TF32 in force (None: a run from before fp32 was pinned); pinned off since, on every device
         row["tf32"] = None if "precision" not in m else bool(
             m["precision"].get("cudnn_allow_tf32") or m["precision"].get("matmul_allow_tf32"))
         row["commit"] = (m.get("env", {}).get("git") or {}).get("commit")

@@ -20,6 +20,7 @@ import torch
 from .files import atomic_write_bytes
 
 STATE = "state.pt"
+UNLOADABLE = "state.pt.unloadable"  # where a checkpoint that cannot be loaded is set aside
 RESULT_FILES = ("history.csv", "iterations.csv", "metrics.json")  # metrics.json last: it marks a finished run
 
 
@@ -42,7 +43,14 @@ class Checkpoints:
         path = self.folder(seed) / "metrics.json"
         if not path.exists():
             return False
-        if spec_identity(json.loads(path.read_text())["spec"]) == self.identity:
+        try:
+            same = spec_identity(json.loads(path.read_text())["spec"]) == self.identity
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            self.log(f"seed {seed}: finished results in {self.folder(seed)} cannot be read "
+                     f"({_first_line(exc)}); removed, training afresh")
+            self._discard(seed)
+            return False
+        if same:
             return True
         self.log(f"seed {seed}: results of a different spec of this cell removed; training afresh")
         self._discard(seed)
@@ -60,7 +68,16 @@ class Checkpoints:
         if not path.exists():
             return None
         # weights_only: a checkpoint may have travelled in a bundle; tensors and plain values only
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict):
+                raise ValueError(f"holds a {type(state).__name__}, not a training state")
+        except Exception as exc:  # noqa: BLE001 - truncated, corrupt or foreign: any of torch's many errors
+            aside = path.with_name(UNLOADABLE)
+            os.replace(path, aside)  # kept for a look, out of the way: the next job does not trip on it again
+            self.log(f"seed {seed}: checkpoint {path} cannot be loaded ({_first_line(exc)}); set aside as "
+                     f"{aside.name}, training from the start")
+            return None
         if state.get("identity") != self.identity:
             self.log(f"seed {seed}: checkpoint of a different spec of this cell ignored; training afresh")
             return None
@@ -88,4 +105,12 @@ class Checkpoints:
                 break
 
     def _discard(self, seed: int) -> None:
+        """Remove a seed's folder (a finished run of another spec, or unreadable)."""
         shutil.rmtree(self.folder(seed), ignore_errors=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception as one short line (torch's messages run to many)."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line if len(line) <= 200 else line[:197] + "..."

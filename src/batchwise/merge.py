@@ -13,11 +13,13 @@ Rules (docs/reliability.md, "Results that travel"):
 - a study's timing.json is kept where one exists, unless `replace`;
 - the derived tables of every study that gained runs are removed, so that the next `snakemake`
   aggregates them again (the profile does not re-run jobs on file dates: see docs/reliability.md).
-Bytes are copied as they are.
+All or nothing per import: every bundle is unpacked into a scratch folder under the checkout and
+checked (`bundles.read_bundle`, `runcheck`) before anything is written; a damaged bundle is refused in
+one line naming it, the member and what is wrong. Bytes are copied as they are, each file atomically,
+a run's metrics.json after its CSVs.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -42,6 +44,8 @@ class Outcome:
     timing: list[str] = field(default_factory=list)
     checkpoints: int = 0
     studies: set[str] = field(default_factory=set)
+    sources: dict[tuple[str, str, int], tuple[str, Path]] = field(default_factory=dict)  # run -> (bundle, its folder here)
+    timing_from: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # study -> (bundle, device)
 
     def lines(self) -> list[str]:
         """The summary the command prints."""
@@ -57,7 +61,7 @@ class Outcome:
         if self.checkpoints:
             out.append(f"checkpoint files: {self.checkpoints} copied into checkpoints/")
         out.append(f"identical runs already here: {self.identical}")
-        return out
+        return [bw.shown(line) for line in out]
 
 
 def _same(a: Path, b: Path) -> bool:
@@ -67,60 +71,53 @@ def _same(a: Path, b: Path) -> bool:
 
 def _differences(run: dict, expected: dict) -> list[str]:
     """The parameters in which a run's recorded spec differs from this config's, as 'name A here B'."""
-    out = [f"{key} {run.get(key)!r} in the bundle, {expected[key]!r} here"
+    out = [f"{key} {bw.shown(repr(run.get(key)))[:80]} in the bundle, {expected[key]!r} here"
            for key in ("dataset", "model") if run.get(key) != expected[key]]
     mine, theirs = expected["params"], run.get("params", {})
     for key in sorted(set(mine) | set(theirs)):
         if theirs.get(key, "<absent>") != mine.get(key, "<absent>"):
-            out.append(f"{key} {theirs.get(key, '<absent>')!r} in the bundle, {mine.get(key, '<absent>')!r} here")
+            out.append(f"{bw.shown(key)} {bw.shown(repr(theirs.get(key, '<absent>')))[:80]} in the bundle, "
+                       f"{mine.get(key, '<absent>')!r} here")
     return out
 
 
-def _unpack(parts_list: list[list[Path]], scratch: Path) -> list[tuple[str, Path, dict]]:
-    """Extract every bundle into its own folder under `scratch`; (name, folder, manifest) each.
-    Only regular files under results/ and checkpoints/ are taken (no links, no '..')."""
-    out = []
+def read_all(parts_list: list[list[Path]], scratch: Path, limits: bw.Limits = bw.LIMITS) -> list[bw.Unpacked]:
+    """Unpack and check every bundle (`bundles.read_bundle`), each into its own folder under `scratch`.
+    BundleError with one line per bundle that is refused, after all of them were read."""
+    out, errors = [], []
     for i, parts in enumerate(parts_list):
-        folder = scratch / f"b{i}"
-        doc = None
-        for info, data in bw.members(parts):
-            name = Path(info.name)
-            if info.name == bw.MANIFEST and data is not None:
-                doc = json.loads(data)
-                continue
-            if data is None or name.is_absolute() or ".." in name.parts or name.parts[0] not in ("results", "checkpoints"):
-                continue
-            dest = folder / name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(data)
-            os.utime(dest, (info.mtime, info.mtime))  # a run's date is its metrics.json's time
-        if doc is None:
-            raise bw.BundleError(f"bundle {parts[0].name}: no {bw.MANIFEST}; not made by `results export`")
-        out.append((parts[0].name.split(".part-")[0], folder, doc))
+        try:
+            out.append(bw.read_bundle(parts, scratch / f"b{i}", limits))
+        except bw.BundleError as err:
+            errors.append(str(err))
+    if errors:
+        raise bw.BundleError("\n".join(errors))
     return out
 
 
 def plan_and_import(bundle_paths: list[str | Path], config: dict, root: str | Path = ".", replace: bool = False,
-                    dry_run: bool = False) -> Outcome:
+                    dry_run: bool = False, limits: bw.Limits = bw.LIMITS) -> Outcome:
     """Import the bundles into the checkout at `root` under `config` (resolved and validated), by the
-    rules of this module's docstring. Refused runs raise nothing: they are in `Outcome.refused`, and
-    then nothing has been written."""
+    rules of this module's docstring. All or nothing: every member of every bundle is unpacked into a
+    scratch folder and checked first; a bundle that is damaged raises BundleError (one line per bundle)
+    and runs of other parameters are returned in `Outcome.refused`; either way nothing has been written."""
     from .config import resolve_setting, settings
 
     root = Path(root)
     result = Outcome()
     known = {(s.study, s.id): s for s in settings(config)}
-    with tempfile.TemporaryDirectory(prefix="bundle-", dir=root) as tmp:
-        unpacked = _unpack(bw.group_parts(list(bundle_paths)), Path(tmp))
+    groups = bw.group_parts(list(bundle_paths))
+    with tempfile.TemporaryDirectory(prefix=".importing-", dir=root) as tmp:
+        unpacked = read_all(groups, Path(tmp), limits)
         runs: dict[tuple[str, str, int], tuple[Path, str]] = {}  # (study, setting, seed) -> (folder, bundle)
-        extra_files: list[tuple[Path, Path]] = []  # opaque checkpoint files: (source, path under root)
+        extra_files: list[tuple[Path, Path, str]] = []  # unfinished seeds' files: (source, path under root, bundle)
         timings: dict[str, tuple[Path, str, str | None]] = {}
         refused: dict[tuple[str, str], list[str]] = {}
-        for name, folder, doc in unpacked:
-            for metrics in sorted(folder.glob("*/*/*/seed=*/metrics.json")):
-                seed_dir = metrics.parent
-                m = json.loads(metrics.read_text())
-                study, setting, seed = m["study"], m["setting"], int(m["seed"])
+        for b in unpacked:
+            name, folder, doc = bw.shown(b.name), b.folder, b.manifest
+            for rel, m in sorted(b.runs.items()):
+                seed_dir = folder / rel
+                study, setting, seed = m["study"], m["setting"], m["seed"]
                 where = f"{study}/{setting} seed={seed} ({name})"
                 if m.get("status") == "no-data":
                     result.skipped.append(f"{where}: it ran without its data set (no-data)")
@@ -140,31 +137,37 @@ def plan_and_import(bundle_paths: list[str | Path], config: dict, root: str | Pa
                     refused[(study, setting)] += [d for d in diffs if d not in refused[(study, setting)]]
                     continue
                 key = (study, setting, seed)
-                if key in runs and not _same(runs[key][0], seed_dir):
-                    if not replace:
-                        result.kept.append(f"{where}: differs from the same run in {runs[key][1]}; kept that one")
-                        continue
+                if key in runs and _same(runs[key][0], seed_dir):
+                    continue
+                if key in runs and not replace:
+                    result.kept.append(f"{where}: differs from the same run in {runs[key][1]}; kept that one")
+                    continue
+                if key in runs:
                     result.replaced.append(f"{where}: replaces the same run in {runs[key][1]}")
-                runs[key] = (seed_dir, name) if key not in runs or replace else runs[key]
-            finished = {p.parent for p in folder.glob("checkpoints/*/*/seed=*/metrics.json")}
-            for path in sorted(p for p in (folder / "checkpoints").rglob("*") if p.is_file()):
-                rel = path.relative_to(folder)
-                if path.parent in finished or (rel.parts[1], rel.parts[2]) not in known:
-                    continue  # finished seeds are runs (above); other studies' checkpoints do not resume here
-                extra_files.append((path, rel))
-            for path in sorted(folder.glob("results/*/timing.json")):
-                study = path.parent.name
-                if study in config["studies"] and (study not in timings or replace):
+                runs[key] = (seed_dir, name)
+            for rel in b.checkpoint_files:
+                _, study, setting, *_ = rel.split("/")
+                if (study, setting) not in known:  # other studies' checkpoints do not resume here
+                    result.skipped.append(f"{rel} ({name}): checkpoint of a cell this config does not have")
+                    continue
+                extra_files.append((folder / rel, Path(rel), name))
+            for study, path in sorted(b.timing.items()):
+                if study not in config["studies"]:
+                    result.skipped.append(f"results/{study}/timing.json ({name}): study {study} is not in this config")
+                elif study not in timings or replace:
                     timings[study] = (path, name, doc.get("timing", {}).get(study, {}).get("device"))
         result.refused = [f"{study}/{setting}: run parameters differ from this config's: {'; '.join(diffs)}"
                           for (study, setting), diffs in refused.items()]
         if result.refused or dry_run:
             return result
+        # Everything is read and checked: only now is anything written, each file atomically, a run's
+        # metrics.json after its CSVs.
         _write_runs(root, config, runs, replace, result)
-        for path, rel in extra_files:
+        for path, rel, name in extra_files:
             dest = root / rel
             if (root / "results" / rel.parts[1] / rel.parts[2]).exists():
-                continue  # that cell finished here: its checkpoints are of no use
+                result.skipped.append(f"{rel} ({name}): that cell finished here; its checkpoint is of no use")
+                continue
             if dest.exists() and (dest.read_bytes() == path.read_bytes() or not replace):
                 continue
             _copy(path, dest)
@@ -172,14 +175,16 @@ def plan_and_import(bundle_paths: list[str | Path], config: dict, root: str | Pa
         for study, (path, name, device) in timings.items():
             dest = root / "results" / study / "timing.json"
             here = bw.timing_device(dest) if dest.exists() else None
+            result.timing_from[study] = (name, device)
             if dest.exists() and dest.read_bytes() == path.read_bytes():
                 continue
             if dest.exists() and not replace:
+                result.timing_from[study] = ("this checkout", here)
                 result.timing.append(f"{study}: kept this checkout's timing ({here}); the bundle {name}'s "
-                                     f"({device}) differs (--replace to take it)")
+                                     f"({bw.shown(device)}) differs (--replace to take it)")
                 continue
             _copy(path, dest)
-            result.timing.append(f"{study}: timing from {name} ({device})")
+            result.timing.append(f"{study}: timing from {name} ({bw.shown(device)})")
             result.studies.add(study)
     for study in result.studies:  # aggregate again on the next run
         for table in DERIVED:
@@ -213,6 +218,7 @@ def _write_runs(root: Path, config: dict, runs: dict, replace: bool, result: Out
                              if (d / f"seed={seed}" / "metrics.json").exists()), None)
             if existing is not None and _same(existing, src):
                 result.identical += 1
+                result.sources[(study, setting, seed)] = (name, existing)
                 continue
             if existing is not None and not replace:
                 result.kept.append(f"{where}: a different finished run is here ({existing.relative_to(root)}); "
@@ -221,15 +227,20 @@ def _write_runs(root: Path, config: dict, runs: dict, replace: bool, result: Out
             dest = (done_dir if complete else wait_dir) / f"seed={seed}"
             if existing is not None:
                 result.replaced.append(f"{where}: replaced by the bundle {name}'s")
-                shutil.rmtree(existing)
-            for f in bw.RUN_FILES:  # metrics.json last: its presence means the run finished
-                if (src / f).exists():
-                    _copy(src / f, dest / f)
+                (existing / "metrics.json").unlink()  # first: the old run no longer counts as finished
+                if existing != dest:
+                    shutil.rmtree(existing)
+            for f in reversed(bw.RUN_FILES):  # metrics.json last: its presence means the run finished
+                _copy(src / f, dest / f)
+            result.sources[(study, setting, seed)] = (name, dest)
             result.imported.append(f"{where} from {name}" + ("" if complete else " (cell incomplete: into checkpoints/)"))
             result.studies.add(study)
         if complete:  # finished seeds waiting in checkpoints/ join the now complete cell
             for seed in sorted(waiting - have):
                 if not (done_dir / f"seed={seed}").exists():
                     shutil.move(str(wait_dir / f"seed={seed}"), done_dir / f"seed={seed}")
+                    for key, (name, folder) in result.sources.items():
+                        if folder == wait_dir / f"seed={seed}":
+                            result.sources[key] = (name, done_dir / f"seed={seed}")
             if wait_dir.is_dir() and not any(wait_dir.iterdir()):
                 wait_dir.rmdir()

@@ -1,10 +1,12 @@
 """`results publish`: the full report, built up from bundles, in docs/results/full/.
 
-One command: copy new bundles into `<folder>/bundles/` (with where they came from, in
-`bundles/sources.json`), import ALL bundles there into a scratch checkout under the default config,
+One command: import ALL bundles (those in `<folder>/bundles/` and the new ones, checked as
+`results import` checks them) into a scratch checkout under the default config,
 build the report of whatever has run there (`missing_runs: skip`: no data, no training), and copy
 `report.pdf` and each study's runs.csv and summary.csv into `<folder>/`, with a README that holds the
-command that rebuilds the PDF and a ledger of what ran where, when, at which commit, and what is left.
+command that rebuilds the PDF and a ledger of what ran where, when, at which commit, and what is left
+(counted from what the import took). Only then are the new bundles copied into `<folder>/bundles/`
+(with where they came from, in `bundles/sources.json`): a bundle that import refuses is never added.
 """
 from __future__ import annotations
 
@@ -24,23 +26,35 @@ from .config import REPO, ConfigError, cells, load, resolve
 SOURCES = "sources.json"
 
 
-def add_bundles(paths: list[str | Path], folder: Path, source: str) -> list[str]:
-    """Copy the bundles' files into `folder/bundles/` and record `source` for each; returns their names.
-    A bundle of the same name already published with other bytes is an error (rename the new one)."""
+def new_bundles(paths: list[str | Path], folder: Path) -> list[list[Path]]:
+    """The bundles among `paths` not yet in `folder/bundles/` (each a list of its parts). A bundle of
+    the same name already published with other bytes is an error (rename the new one)."""
+    dest = folder / "bundles"
+    out = []
+    for parts in bw.group_parts(list(paths)):
+        published = [dest / part.name for part in parts]
+        for part, target in zip(parts, published):
+            if target.exists() and target.read_bytes() != part.read_bytes():
+                raise bw.BundleError(f"bundle {bw.shown(part.name)}: a different file of that name is published "
+                                     f"already; export under a new name")
+        if not all(target.exists() for target in published):
+            out.append(parts)
+    return out
+
+
+def add_bundles(new: list[list[Path]], folder: Path, source: str) -> list[str]:
+    """Copy the bundles' files (checked and imported already: `publish`) into `folder/bundles/` and
+    record `source` for each; returns their names."""
     dest = folder / "bundles"
     dest.mkdir(parents=True, exist_ok=True)
     sources = json.loads((dest / SOURCES).read_text()) if (dest / SOURCES).exists() else {}
     names = []
-    for parts in bw.group_parts(list(paths)):
+    for parts in new:
         doc = bw.read_manifest(parts)
-        name = parts[0].name.split(".part-")[0]
+        name = bw.bundle_name(parts)
         for part in parts:
-            target = dest / part.name
-            if target.exists() and target.read_bytes() != part.read_bytes():
-                raise bw.BundleError(f"bundle {part.name}: a different file of that name is published already; "
-                                     f"export under a new name")
-            if not target.exists():
-                shutil.copyfile(part, target)
+            if not (dest / part.name).exists():
+                shutil.copyfile(part, dest / part.name)
         sources.setdefault(name, {"source": source or doc.get("source") or "–", "added": bw.utc(),
                                   "created": doc.get("created"), "host": doc.get("host")})
         names.append(name)
@@ -48,23 +62,26 @@ def add_bundles(paths: list[str | Path], folder: Path, source: str) -> list[str]
     return names
 
 
-def build_report(folder: Path, scratch: Path, overlays: tuple[str | Path, ...] = ()) -> tuple[dict, list[str]]:
-    """Import every bundle of `folder/bundles/` into `scratch` and build its report there (no data, no
+def build_report(bundles: list[Path], scratch: Path, overlays: tuple[str | Path, ...] = (),
+                 limits: bw.Limits = bw.LIMITS) -> tuple[dict, merge.Outcome]:
+    """Import `bundles` (files or folders) into `scratch` and build its report there (no data, no
     training) under the default config (and `overlays`); returns the config used and the import's
-    notes. ConfigError where a bundle is refused."""
+    outcome. BundleError where a bundle is damaged, ConfigError where its runs are refused."""
     overlay = scratch / "publish.yaml"
     overlay.write_text("# The published report: the default config, of whatever has run.\nmissing_runs: skip\n")
     config = load(*overlays, overlay)
-    outcome = merge.plan_and_import([folder / "bundles"], config, root=scratch)
+    outcome = merge.plan_and_import(bundles, config, root=scratch, limits=limits)
     if outcome.refused:
         raise ConfigError("\n".join(f"publish: bundle refused: {line}" for line in outcome.refused))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    # The report names the command a reader reruns to rebuild it, not this internal snakemake call.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "BATCHWISE_REPORT_COMMAND": "python -m batchwise results publish"}
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(scratch),
            "--cores", "2", "--configfile", *map(str, overlays), str(overlay), "--quiet", "rules"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise ConfigError(f"publish: the report did not build; snakemake said: {(proc.stdout + proc.stderr)[-2000:]}")
-    return config, outcome.lines()
+    return config, outcome
 
 
 def left_cost(config: dict, done: set[tuple[str, str, int]]) -> dict[str, tuple[int, int, float]]:
@@ -84,19 +101,20 @@ def left_cost(config: dict, done: set[tuple[str, str, int]]) -> dict[str, tuple[
     return out
 
 
-def ledger(config: dict, folder: Path) -> list[str]:
+def ledger(config: dict, folder: Path, outcome: merge.Outcome) -> list[str]:
     """The README's ledger table: per study, runs done of total, device(s), dates, commit(s), bundles
-    and their sources, and what is left."""
+    and their sources, and what is left. It counts the runs the import took (`outcome.sources`: each
+    run's bundle and where it now lies), not what the manifests list."""
     sources = json.loads((folder / "bundles" / SOURCES).read_text())
     done: dict[tuple[str, str, int], dict] = {}
-    timing: dict[str, str] = {}  # per study, the device of its timing pass (the first bundle's, as import keeps it)
+    for key, (name, seed_dir) in outcome.sources.items():
+        done[key] = {**bw.run_record(seed_dir, seed_dir.name), "bundle": name}
+    timing: dict[str, str] = {}  # per study, the device of its timing pass, as the import took it
     for parts in bw.group_parts([folder / "bundles"]):
-        name = parts[0].name.split(".part-")[0]
         doc = bw.read_manifest(parts)
-        for run in doc["runs"]:
-            done.setdefault((run["study"], run["setting"], run["seed"]), {**run, "bundle": name})
         for study, record in doc.get("timing", {}).items():
-            timing.setdefault(study, f"{record.get('device') or '?'} ({(record.get('date') or '')[:10]})")
+            if outcome.timing_from.get(study, (None,))[0] == bw.bundle_name(parts):
+                timing[study] = f"{record.get('device') or '?'} ({(record.get('date') or '')[:10]})"
     wanted = {(c.study, c.setting, c.seed) for c in cells(config)}
     left = left_cost(config, set(done) & wanted)
     lines = ["| study | runs done | device(s) | finished | commit(s) | bundle (source) | timing pass | left |",
@@ -108,11 +126,12 @@ def ledger(config: dict, folder: Path) -> list[str]:
         when = "–" if not dates else dates[0] if dates[0] == dates[-1] else f"{dates[0]} – {dates[-1]}"
         runs_left, steps_left, gpu_s = left.get(study, (0, 0, 0.0))
         lines.append("| " + " | ".join([
-            study, f"{len(mine)} of {total}", ", ".join(sorted({str(r['device']) for r in mine})) or "–", when,
-            ", ".join(sorted({(r["commit"] or "?")[:10] for r in mine})) or "–",
-            "; ".join(f"`{b}` ({sources.get(b, {}).get('source', '–')})" for b in sorted({r["bundle"] for r in mine})) or "–",
-            timing.get(study, "–"), f"{runs_left} run(s), {steps_left:,} training steps, ~{gpu_s / 60:.1f} GPU-min" if runs_left
-            else "nothing"]) + " |")
+            study, f"{len(mine)} of {total}", ", ".join(sorted({bw.shown(r['device']) for r in mine})) or "–", when,
+            ", ".join(sorted({bw.shown(r["commit"] or "?")[:10] for r in mine})) or "–",
+            "; ".join(f"`{b}` ({bw.shown(sources.get(b, {}).get('source', '–'))})"
+                      for b in sorted({r["bundle"] for r in mine})) or "–",
+            bw.shown(timing.get(study, "–")), f"{runs_left} run(s), {steps_left:,} training steps, ~{gpu_s / 60:.1f} GPU-min"
+            if runs_left else "nothing"]) + " |")
     total_done = len(set(done) & wanted)
     lines.insert(0, f"**{total_done} of {len(wanted)} runs done.**\n")
     return lines
@@ -161,16 +180,21 @@ Built {date}. Import notes:
 
 
 def publish(paths: list[str | Path], source: str = "", folder: str | Path = "docs/results/full",
-            overlays: tuple[str | Path, ...] = ()) -> str:
+            overlays: tuple[str | Path, ...] = (), limits: bw.Limits = bw.LIMITS) -> str:
     """Add `paths` (bundles) to `folder` and rebuild its report, CSVs and README under the default
-    config (`overlays` merged onto it: the tests' smoke config); returns a summary."""
+    config (`overlays` merged onto it: the tests' smoke config); returns a summary. The new bundles
+    are checked and imported (with every published one) first and added only once the report is
+    built: a bundle that import refuses is never published, and `folder` is left as it was."""
     folder = Path(folder)
-    added = add_bundles(paths, folder, source) if paths else []
-    if not (folder / "bundles").is_dir() or not any((folder / "bundles").iterdir()):
+    new = new_bundles(paths, folder) if paths else []
+    published = [folder / "bundles"] if (folder / "bundles").is_dir() and any(
+        f.name != SOURCES for f in (folder / "bundles").iterdir()) else []
+    if not published and not new:
         raise bw.BundleError(f"publish: no bundle in {folder / 'bundles'}; name the bundles to publish")
     with tempfile.TemporaryDirectory(prefix="publish-") as tmp:
         scratch = Path(tmp)
-        config, notes = build_report(folder, scratch, overlays)
+        config, outcome = build_report(published + [p for parts in new for p in parts], scratch, overlays, limits)
+        added = add_bundles(new, folder, source)
         shutil.copyfile(scratch / "reports" / "report.pdf", folder / "report.pdf")
         for study in config["studies"]:
             for table in ("runs.csv", "summary.csv"):
@@ -178,7 +202,7 @@ def publish(paths: list[str | Path], source: str = "", folder: str | Path = "doc
                 if src.exists():
                     (folder / study).mkdir(exist_ok=True)
                     shutil.copyfile(src, folder / study / table)
-    text = README.format(total=len(cells(config)), ledger="\n".join(ledger(config, folder)), date=bw.utc(),
-                         notes="\n".join(f"- {n}" for n in notes))
+        text = README.format(total=len(cells(config)), ledger="\n".join(ledger(config, folder, outcome)),
+                             date=bw.utc(), notes="\n".join(f"- {n}" for n in outcome.lines()))
     (folder / "README.md").write_text(text)
     return f"published {len(added)} new bundle(s) into {folder}: report.pdf, CSVs, README.md ledger"

@@ -21,6 +21,7 @@ from .aggregate import TIME_BASIS_TEXT, outcome_rule_text
 from .config import REPO, slug_value
 from .figures import LABELS, PERCENT
 from .files import atomic_write_bytes, atomic_write_text
+from .provenance import code_state, device_listing, device_types, mixed_device_note, portable_note
 
 TEMPLATES = REPO / "reports" / "templates"
 # Columns of each study's results table; the target columns appear only where a target is set.
@@ -166,7 +167,9 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def _setup(study: dict, meta: dict) -> list[tuple[str, str]]:
+def _setup(study: dict, meta: dict, devices: dict[str, int] | None = None) -> list[tuple[str, str]]:
+    """The study's setup table: data, model, fixed values, grid, images, seeds, the device types its
+    runs came from, and the values the homework left to us."""
     p = study["params"]
     grid = "; ".join(f"{k} ∈ {{{', '.join(slug_value(v) for v in vals)}}}" for k, vals in study["grid"].items())
     rows = [("data set", f"{study['dataset']}" + (f" — {meta['data_note']}" if meta.get("data_note") else "")),
@@ -177,6 +180,8 @@ def _setup(study: dict, meta: dict) -> list[tuple[str, str]]:
             ("images per epoch", f"{meta['images_per_epoch']:,} ({_which_images(p)}; the last step of an epoch "
              f"takes the remainder)" if meta.get("images_per_epoch") else "–"),
             ("seeds", ", ".join(map(str, study["seeds"])))]
+    if devices:
+        rows.append(("device type of the runs", device_listing(devices)))
     rows += [(f"our choice: {k}", v) for k, v in study.get("our_choices", {}).items()]
     return rows
 
@@ -196,11 +201,20 @@ def _study_meta(folder: Path) -> dict:
     for path in sorted(folder.glob("*/seed=*/metrics.json")) + sorted(waiting.glob("*/seed=*/metrics.json")):
         m = json.loads(path.read_text())
         if m.get("status") != "no-data":
-            return {"n_params": m.get("n_params"), "weights": m.get("weights"), "data_note": m["data"].get("note"),
+            return {"n_params": m.get("n_params"), "weights": m.get("weights"),
+                    "data_note": portable_note(m["data"].get("note")),
                     "images_per_epoch": m.get("images_per_epoch"),
                     "env": m.get("env", {}), "device": m.get("device")}
-        return {"no_data": m.get("reason") or "data set not available", "data_note": m["data"].get("note")}
+        return {"no_data": portable_note(m.get("reason")) or "data set not available",
+                "data_note": portable_note(m["data"].get("note"))}
     return {}
+
+
+def read_analyses(folder: Path) -> list[dict]:
+    """The study's analysis blocks as the workflow computed them (results/<study>/analysis.json, rule
+    analyse_study); none where it has not run."""
+    path = folder / "analysis.json"
+    return json.loads(path.read_text())["blocks"] if path.exists() else []
 
 
 def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path, *, claims: str | Path,
@@ -212,7 +226,8 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
         if not (results_dir / name / "runs.csv").exists():  # `missing_runs: skip` and no run of it yet
             studies.append({"id": name, "title": study["title"], "homework": study.get("homework") or study["extends"],
                             "chapter": chapter_key(study), "meta": {"not_run_yet": True}, "setup": _setup(study, {}),
-                            "results": None, "figures": [], "analyses": [], "collapse": None})
+                            "results": None, "figures": [], "analyses": [], "devices": {},
+                            "device_note": ""})
             continue
         runs = pd.read_csv(results_dir / name / "runs.csv")
         summary = pd.read_csv(results_dir / name / "summary.csv")
@@ -221,11 +236,12 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
         studies.append({
             "id": name, "title": study["title"], "homework": study.get("homework") or study["extends"],
             "chapter": chapter_key(study), "meta": meta,
-            "setup": _setup(study, meta),
+            "setup": _setup(study, meta, device_types(runs)),
             "results": results_table(study, summary, runs) if not summary.empty else None,
             "figures": [{"path": str(figures_dir / name / f"fig{i}.svg"), "caption": f.get("caption", "")}
                         for i, f in enumerate(study["figures"])],
-            **(study_analyses(study, runs, config["verdict"]["level"]) if not meta.get("no_data") else {}),
+            "analyses": [] if meta.get("no_data") else read_analyses(results_dir / name),
+            "devices": device_types(runs), "device_note": mixed_device_note(device_types(runs)),
         })
     runs = pd.concat(all_runs, ignore_index=True) if all_runs else pd.DataFrame(columns=NO_RUNS_COLUMNS)
     done = runs[runs["status"] != "no-data"]
@@ -239,8 +255,10 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
         grids={name: s["grid"] for name, s in config["studies"].items()})
     sources = {c["id"]: c.get("source", "") for c in wanted}  # a claim from the literature cites its paper
     chapter_of = {s["id"]: s["chapter"] for s in studies}
+    mixed = {s["id"]: s["device_note"] for s in studies if s["device_note"]}
     for c in claim_list:
         c["source"], c["chapter"] = sources.get(c["id"], ""), chapter_of.get(c["study"], ("homework", c["homework"]))
+        c["device_note"] = time_claim_device_note(c, mixed)
     tables = []
     for table in claims_mod.load_homework_tables(Path(homework)):
         if table["study"] in config["studies"]:
@@ -249,6 +267,7 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
     chapters = _chapters(config, studies, tables, claim_list)
     env = next((s["meta"]["env"] for s in studies if s["meta"].get("env")), {})
     return {
+        "findings": findings(chapters, studies),
         "run_label": config.get("run_label", ""),
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "homeworks": chapters,
@@ -262,6 +281,7 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
         "data_notes": sorted({s["meta"]["data_note"] for s in studies if s["meta"].get("data_note")}),
         "choices": [(s["id"], k, v) for s in studies for k, v in config["studies"][s["id"]].get("our_choices", {}).items()],
         "provenance": _provenance(config, runs, env, command),
+        "run_commits": run_commits(runs),
         "progress": progress(config, runs, results_dir),
         "cells": _cell_times(runs),
         "metric_definitions": METRIC_DEFINITIONS,
@@ -271,6 +291,71 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
 
 NO_RUNS_COLUMNS = ["study", "setting", "cell", "seed", "status", "outcome", "device", "commit", "finished",
                    "time_until_stop_s", "train_time_s", "time_basis", "cuda_graphs", "cuda_graphs_note"]
+
+
+def time_claim_device_note(claim: dict, mixed: dict[str, str]) -> str:
+    """For a claim on a time whose study mixes device types, the study's note; '' otherwise."""
+    if not str(claim.get("metric", "")).endswith("_s") or claim["study"] not in mixed:
+        return ""
+    return f"{claim['study']}: {mixed[claim['study']]}"
+
+
+# How the findings page words each verdict, in one short phrase.
+VERDICT_PHRASES = {"supported": "holds up", "contradicted": "does not hold up", "inconclusive": "not settled",
+                   "not run yet": "not run yet"}
+FINDING_GROUPS = 4   # groups of runs shown per claim on the findings page; the rest are in the chapter
+
+
+def _group_text(group: dict, metric: str) -> str:
+    """'bn=true, lr=0.5: 97.54 ± 0.21 % over 5 runs' (with how many trained, where not all did)."""
+    unit = " %" if metric in PERCENT else (" s" if metric.endswith("_s") else "")
+    if not group.get("n"):
+        value = "no measured run"
+    else:
+        value = fmt(group["mean"], metric) + unit
+        if group["n"] > 1 and not pd.isna(group.get("std")):
+            value = f"{fmt(group['mean'], metric)} ± {fmt(group['std'], metric)}{unit}"
+    runs = group.get("n_runs") or group.get("n") or 0
+    trained = group.get("n_trained")
+    count = f"{group['n']} run{'s' if group['n'] != 1 else ''}" if group.get("n") else ""
+    if runs and trained is not None and trained < runs:
+        count = f"{trained} of {runs} runs trained"
+    return f"{group['label']}: {value}" + (f" ({count})" if count else "")
+
+
+def findings(chapters: list[dict], studies: list[dict]) -> list[dict]:
+    """The findings page, per chapter: each conclusion checked (its verdict, and what the repeated seeds
+    show: per group of runs the mean, its spread and the number of runs), then what is not run yet."""
+    out = []
+    for hw in chapters:
+        lines, waiting = [], []
+        for c in hw["claims"]:
+            if c["verdict"] == "not run yet":
+                waiting.append(c["english"])
+                continue
+            metric = str(c.get("metric", ""))
+            # Groups tell the number and its spread over seeds; a rule whose groups carry no spread (a
+            # half-failure value, a share) says it better in its evidence.
+            spread = any(g.get("n", 0) > 1 and not pd.isna(g.get("std")) for g in c.get("groups", []))
+            groups = [_group_text(g, metric) for g in c.get("groups", [])[:FINDING_GROUPS]] if spread else []
+            more = len(c.get("groups", [])) - FINDING_GROUPS if groups else 0
+            lines.append({"verdict": c["verdict"], "phrase": VERDICT_PHRASES.get(c["verdict"], c["verdict"]),
+                          "english": c["english"],
+                          "seeds": "; ".join(groups) + (f"; {more} more groups in the chapter" if more > 0 else ""),
+                          "evidence": "" if groups else c["evidence"], "device_note": c.get("device_note", "")})
+        unrun = [s["title"] for s in hw["studies"] if s["meta"].get("not_run_yet") or s["meta"].get("no_data")]
+        out.append({"id": hw["id"], "title": hw["title"], "homework": hw["homework"], "beyond": hw["beyond"],
+                    "lines": lines, "waiting": waiting, "unrun_studies": unrun})
+    return out
+
+
+def run_commits(runs: pd.DataFrame) -> list[list[str]]:
+    """Per study and commit, the runs made at that commit: [study, commit, runs]."""
+    done = runs[runs["status"] != "no-data"] if "status" in runs else runs
+    if "commit" not in done or done.empty:
+        return []
+    counts = done.assign(commit=done["commit"].fillna("unknown").astype(str)).groupby(["study", "commit"], sort=False)
+    return [[study, commit[:12], str(len(group))] for (study, commit), group in counts]
 
 
 def progress(config: dict, runs: pd.DataFrame, results_dir: str | Path) -> dict:
@@ -330,111 +415,45 @@ def _chapters(config: dict, studies: list[dict], tables: list[dict], claim_list:
     return chapters
 
 
-def study_analyses(study: dict, runs: pd.DataFrame, level: float) -> dict:
-    """What a study's figures call for beside the results table: the half-failure value of a
-    `trained_share` figure, the fitted bend and noise scale of a `to_target` figure, the explanation
-    of a `predictions` figure; and, for every study, its collapsed models (one class for >= 90 % of
-    the test images), wherever they occur."""
-    runs = runs[runs["status"] != "no-data"]
-    keys = list(study["grid"])
-    analyses = []
-    for spec in study["figures"]:
-        hue = spec.get("hue") if spec.get("hue") != spec.get("x") else None
-        if spec["kind"] == "trained_share":
-            analyses.append(_half_failure_analysis(runs, spec["x"], hue, level))
-        elif spec["kind"] == "to_target":
-            analyses.append(_bend_analysis(runs, spec["x"], hue))
-    collapsed = ext.collapsed_settings(runs, keys) if "top_pred_share" in runs else []
-    explain = any(spec["kind"] == "predictions" for spec in study["figures"])
-    return {"analyses": analyses,
-            "collapse": {"rows": ext.collapse_rows(collapsed, study["dataset"]),
-                         "paragraph": ext.collapse_paragraph(collapsed, study["dataset"],
-                                                             measured=_zero_init_measurement(study))
-                         if explain else ""}
-            if collapsed or explain else None}
-
-
-def _zero_init_measurement(study: dict) -> str:
-    """The zero-initialisation mechanism measured on the study's own network (saddle.zero_init_gradients),
-    for a study that trains a zero-initialised model; '' otherwise."""
-    if "zeros" not in [str(v) for v in study["grid"].get("init", [])] + [str(study.get("params", {}).get("init"))]:
-        return ""
-    from . import saddle   # torch: imported only for a report that needs the measurement
-    from .data import input_shape
-    measured = saddle.zero_init_gradients(study["model"], input_shape(study["dataset"]))
-    return saddle.gradient_sentence(measured, study["model"])
-
-
-def _half_failure_analysis(runs: pd.DataFrame, x: str, hue: str | None, level: float) -> dict:
-    """The half-failure value of `x` per hue value, its interval, and where all or none trained."""
-    rows = []
-    share = ext.trained_share(runs, x, hue, level)
-    for value, mine in (share.groupby(hue, sort=False) if hue else [(None, share)]):
-        half = ext.half_failure(mine, x)
-        all_ok = mine.loc[mine["trained"] == mine["n"], x]
-        none_ok = mine.loc[mine["trained"] == 0, x]
-        rows.append([slug_value(_native(value)) if hue else "all runs", half.text(), half.interval_text(),
-                     f"{all_ok.max():g}" if len(all_ok) else "–", f"{none_ok.min():g}" if len(none_ok) else "–",
-                     " · ".join(f"{k}/{n}" for k, n in zip(mine["trained"], mine["n"]))])
-    return {"title": f"Half-failure {x}: where half of the runs fail to train",
-            "header": [hue or "", f"half-failure {x}", f"{level:.0%} interval", f"every run trained at {x}",
-                       f"no run trained at {x}", f"runs that trained, by {x}"],
-            "rows": rows, "method": ext.HALF_FAILURE_METHOD.format(level=level)}
-
-
-def _bend_analysis(runs: pd.DataFrame, x: str, hue: str | None) -> dict:
-    """Per hue value (and for the best value at each x): the runs that reached the target, and the
-    fit S_min (1 + B_crit / B) of steps to target; then the measured noise scale."""
-    def fit_row(label: str, means: pd.DataFrame, reached: str) -> list[str]:
-        s_min, b_crit = ext.bend_fit(list(means[x]), list(means["mean"]))
-        return [label, reached, fmt(s_min, "steps") if math.isfinite(s_min) else "–", _bend_text(b_crit, means, x)]
-
-    rows = []
-    for value, group in (runs.groupby(hue, sort=False) if hue else [(None, runs)]):
-        means = ext.to_target_means(group, x, "steps_to_target")
-        reached = f"{int(means['n'].sum())} of {int(means['n_runs'].sum())}"
-        rows.append(fit_row(slug_value(value) if hue else "all runs", means[means["n"] > 0], reached))
-    if hue:
-        best = ext.envelope(runs, x, hue, "steps_to_target")
-        rows.append(fit_row(f"best {hue} at each {x}", best, f"{len(best)} {x} values where every run reached"))
-    noise = ext.noise_scale(runs)
-    note = (f"Measured gradient noise scale B_simple: median {noise['median']:,.0f} (interquartile range "
-            f"{noise['q25']:,.0f} – {noise['q75']:,.0f}) over {noise['n']} runs that trained."
-            if noise["n"] else "No gradient noise scale was measured (noise_scale_batches not set, or no run trained).")
-    return {"title": f"Steps to target: where the curve bends, and the noise scale",
-            "header": [hue or "", "runs that reached the target", "fitted S_min (steps)", f"fitted bend B_crit ({x})"],
-            "rows": rows, "note": note, "method": ext.BEND_METHOD}
-
-
-def _bend_text(b_crit: float, means: pd.DataFrame, x: str) -> str:
-    if math.isnan(b_crit):
-        return "– (steps do not fall with the batch size, or too few points)"
-    if math.isinf(b_crit) or b_crit > means[x].max():
-        return f"> {means[x].max():g} (still perfect scaling at the largest batch)"
-    return f"{b_crit:,.0f}" + (f" (below the smallest batch tried, {means[x].min():g})" if b_crit < means[x].min() else "")
-
-
 def _provenance(config: dict, runs: pd.DataFrame, env: dict, command: str) -> list[tuple[str, str]]:
+    """The provenance table (its first three rows are on the title page too)."""
     import snakemake
 
-    from .provenance import git_state
-
-    git = git_state()
     done = runs[runs["status"] != "no-data"]
     return [
-        ("git commit", f"{git['commit'] or 'not a git checkout'}" + (" (uncommitted changes)" if git["dirty"] else "")),
+        ("report built at commit", commit_text(code_state())),
         ("config hash", config_hash(config)),
         ("command", command or "–"),
         ("Python", env.get("python", "–")), ("PyTorch", env.get("torch", "–")),
         ("CUDA / cuDNN", f"{env.get('cuda') or '–'} / {env.get('cudnn') or '–'}"),
         ("Snakemake", snakemake.__version__),
         ("device", ", ".join(sorted(done["device"].dropna().astype(str).unique())) or "–"),
+        ("runs made at commit", ", ".join(f"{c[:10]} ({n} runs)" for c, n in _commit_counts(done)) or "–"),
         ("training runs", ", ".join(f"{int((done['outcome'] == o).sum())} {o}" for o in ("trained", "failed", "diverged"))),
         ("training step", _step_kind(done)),
         ("total training + evaluation time", f"{done['time_until_stop_s'].sum():,.1f} s of wall time, summed over runs "
                                              f"(diverged runs until they stopped; runs overlap on a shared device)"),
         ("times in the tables", _time_basis(done)),
     ]
+
+
+def commit_text(git: dict) -> str:
+    """The commit a report was built at; from a working tree whose code or config differs from it, said so:
+    such a report cannot be rebuilt from the commit alone."""
+    if not git.get("commit"):
+        return "not a git checkout"
+    if git.get("dirty"):
+        return (f"{git['commit']}, with uncommitted changes to the code or config: this report cannot be rebuilt "
+                f"from the commit alone")
+    return git["commit"]
+
+
+def _commit_counts(done: pd.DataFrame) -> list[tuple[str, int]]:
+    """(commit, runs) over all studies, most runs first."""
+    if "commit" not in done or done.empty:
+        return []
+    counts = done["commit"].fillna("unknown").astype(str).value_counts()
+    return sorted(((str(c), int(n)) for c, n in counts.items()), key=lambda cn: (-cn[1], cn[0]))
 
 
 def _time_basis(done: pd.DataFrame) -> str:

@@ -10,7 +10,7 @@ from snakemake.utils import validate
 REPO = Path(workflow.basedir)
 
 try:
-    from batchwise import checks as bw_checks, config as bw_config
+    from batchwise import bundles as bw_bundles, checks as bw_checks, config as bw_config
 except ModuleNotFoundError:
     sys.exit("The batchwise package is not installed in this Python: run `make report` (sets up .venv), "
              "or `pip install -e .` in the repository, and run snakemake from that environment.")
@@ -79,9 +79,39 @@ def data_cache(study: str, result: str) -> str:
     return path if _ran_without_data(Path(result)) else ancient(path)
 
 
+def train_inputs(study: str, cell: str) -> list[str] | str:
+    """train_cell's data input. None for a finished cell (every seed's run in results/, trained on its
+    data at this very setting: runs imported from a bundle, say): a data job that runs in the same
+    invocation would otherwise mark it "updated by another job", and Snakemake would delete and retrain
+    it whatever the input's date. A changed setting still re-runs it (the spec is a param)."""
+    if _cell_finished(study, cell):
+        return []
+    seed0 = config["studies"][study]["seeds"][0]
+    return data_cache(study, f"results/{study}/{cell}/seed={seed0}/metrics.json")
+
+
+def _cell_finished(study: str, cell: str) -> bool:
+    """Whether every seed of the cell has a run in results/ that had its data and was trained at the
+    config's setting (same setting hash as the resolved spec)."""
+    want = bw_bundles.setting_hash(json.loads(cell_spec(study, cell)))
+    for seed in config["studies"][study]["seeds"]:
+        try:
+            doc = json.loads(Path(f"results/{study}/{cell}/seed={seed}/metrics.json").read_text())
+        except (OSError, ValueError):
+            return False
+        if doc.get("status") == "no-data" or not isinstance(doc.get("spec"), dict) \
+                or bw_bundles.setting_hash(doc["spec"]) != want:
+            return False
+    return True
+
+
 def timing_inputs() -> list[str]:
     """The timing pass's data caches, one per data set, dates ignored as in `data_cache` unless a study
-    of that data set was timed without it."""
+    of that data set was timed without it. None when every study has a timing file that timed its
+    settings (imported with its runs, say), for the reason given in `train_inputs`."""
+    timings = [Path(f"results/{study}/timing.json") for study in STUDIES]
+    if all(path.exists() and not _ran_without_data(path) for path in timings):
+        return []
     by_path: dict[str, str] = {}
     for study in STUDIES:
         cache = data_cache(study, f"results/{study}/timing.json")
@@ -165,7 +195,7 @@ onstart:
         from batchwise import estimate as bw_estimate
 
         left = [cell for cell in bw_config.cells(config)
-                if not Path(f"results/{cell.study}/{cell.id}/metrics.json").exists()]
+                if not Path(f"results/{cell.study}/{cell.setting}/seed={cell.seed}/metrics.json").exists()]
         cores = min(workflow.cores or 1, os.cpu_count() or 1)
         note = bw_estimate.cpu_warning(config, left, cores=cores, threads=2)  # train_cell's threads
         if note:

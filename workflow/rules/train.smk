@@ -2,7 +2,7 @@ rule train_cell:
     message:
         "Training {wildcards.study}/{wildcards.cell}, all seeds"
     input:
-        data=lambda w: data_cache(w.study, f"results/{w.study}/{w.cell}/seed={config['studies'][w.study]['seeds'][0]}/metrics.json"),
+        data=lambda w: train_inputs(w.study, w.cell),
     output:
         # seed=<n>/{metrics.json,history.csv,iterations.csv} per seed. An interrupted job is re-run and
         # resumes from checkpoints/{study}/{cell}/ (each seed's state after its last finished epoch):

@@ -1,0 +1,156 @@
+"""The report's own logic on hand-made input: no torch at build time, reproducible commands, no
+machine paths, device types per study, the findings page, the commit wording, the layout rules."""
+import json
+import subprocess
+import sys
+
+import pandas as pd
+
+from batchwise import provenance, report
+from conftest import REPO
+
+VENV = "/home/someone/batchwise/.venv/bin/snakemake"
+
+
+def test_building_a_report_imports_no_torch():
+    code = ("import sys; import batchwise.report, batchwise.analysis.registry; "
+            "print('torch' in sys.modules, 'batchwise.saddle' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": str(REPO / "src")})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "False"]
+
+
+def test_reproducible_command_drops_machine_paths():
+    argv = [VENV, "-s", str(REPO / "Snakefile"), "--directory", "/tmp/tmpab12cd", "--cores", "2",
+            "--configfile", str(REPO / "config" / "quick.yaml"), "/tmp/tmpab12cd/publish.yaml", "--quiet", "rules"]
+    got = provenance.reproducible_command(argv, repo=REPO, workdir=REPO.parent / "elsewhere")
+    assert got == "snakemake --cores 2 --configfile config/quick.yaml publish.yaml --quiet rules"
+    argv = ["/usr/lib/python3/site-packages/snakemake/__main__.py", "--directory=/scratch/x",
+            "--config", "missing_runs=skip", "data_dir=/mnt/big/data"]
+    assert provenance.reproducible_command(argv, repo=REPO, workdir=REPO) == \
+        "snakemake --config missing_runs=skip data_dir=data"
+    # a path in the working directory stays relative to it; a Snakefile other than the repository's is kept
+    argv = [VENV, "-s", "/opt/other/Snakefile", "--configfile", "/work/run/mine.yaml"]
+    assert provenance.reproducible_command(argv, repo=REPO, workdir=REPO.parent / "run") == \
+        "snakemake -s Snakefile --configfile mine.yaml"
+
+
+def test_data_notes_lose_the_absolute_path():
+    note = ("MNIST: original IDX files in /work/shared/data/MNIST/raw; all four match the published MD5 sums, "
+            "so the pixels are the original ones.")
+    assert provenance.portable_note(note) == ("MNIST: original IDX files in <data_dir>/MNIST/raw; all four match the "
+                                          "published MD5 sums, so the pixels are the original ones.")
+    assert provenance.portable_note("CIFAR-10 from the original python-pickle batches in /d/cifar-10-batches-py.") == \
+        "CIFAR-10 from the original python-pickle batches in <data_dir>/cifar-10-batches-py."
+    assert provenance.portable_note("cached at /home/x/cache/mnist.npz (uint8)") == "cached at mnist.npz (uint8)"
+    assert provenance.portable_note("ITU-R 601-2 luma, 1/3 of it") == "ITU-R 601-2 luma, 1/3 of it"
+    assert provenance.portable_note(None) is None
+
+
+def test_device_types_per_study_and_the_mixed_note():
+    runs = pd.DataFrame({"status": ["ok", "ok", "diverged", "no-data", "ok"],
+                         "device": ["AMD EPYC", "NVIDIA H100", "NVIDIA H100", "NVIDIA H100", "AMD EPYC"],
+                         "device_type": ["cpu", "cuda", "cuda", "cuda", "cpu"]})
+    assert provenance.device_types(runs) == {"cpu": 2, "cuda": 2}
+    assert provenance.device_listing({"cpu": 2, "cuda": 2}) == "cpu (2 runs), cuda (2 runs)"
+    assert provenance.device_listing({"cpu": 60}) == "cpu (all 60 runs)"
+    assert provenance.mixed_device_note({"cpu": 60}) == ""
+    note = provenance.mixed_device_note({"cpu": 2, "cuda": 1})
+    assert note.startswith("Mixed devices: this study's runs come from more than one device type "
+                           "(cpu (2 runs), cuda (1 run)).")
+    mixed = {"s3": note}
+    assert report.time_claim_device_note({"study": "s3", "metric": "time_to_target_s"}, mixed) == f"s3: {note}"
+    assert report.time_claim_device_note({"study": "s3", "metric": "final_test_acc"}, mixed) == ""
+    assert report.time_claim_device_note({"study": "s1", "metric": "train_time_s"}, mixed) == ""
+
+
+def test_device_type_of_a_recorded_device():
+    assert [provenance.device_type(d) for d in ("cpu", "cuda:0", "cuda", "mps", None, float("nan"))] == \
+        ["cpu", "cuda", "cuda", "mps", "unknown", "unknown"]
+
+
+def test_commit_wording_says_when_the_tree_was_not_clean():
+    assert report.commit_text({"commit": "abc123", "dirty": False}) == "abc123"
+    assert report.commit_text({"commit": None, "dirty": None}) == "not a git checkout"
+    dirty = report.commit_text({"commit": "abc123", "dirty": True})
+    assert dirty == ("abc123, with uncommitted changes to the code or config: this report cannot be rebuilt "
+                     "from the commit alone")
+    assert "uncommitted changes)" not in dirty   # the old wording, which a published report showed
+
+
+def test_run_commits_per_study():
+    runs = pd.DataFrame({"study": ["a", "a", "a", "b"], "status": ["ok", "ok", "no-data", "ok"],
+                         "commit": ["1" * 40, "2" * 40, "3" * 40, "1" * 40]})
+    assert report.run_commits(runs) == [["a", "1" * 12, "1"], ["a", "2" * 12, "1"], ["b", "1" * 12, "1"]]
+
+
+def test_findings_page_gives_verdict_numbers_spread_and_what_is_missing():
+    claims = [
+        {"verdict": "contradicted", "english": "BN rescues lr 0.5", "metric": "final_test_acc", "evidence": "e1",
+         "groups": [{"label": "bn=true, lr=0.5", "mean": 0.5, "std": 0.4, "n": 5, "n_runs": 5, "n_trained": 5},
+                    {"label": "bn=false, lr=0.5", "mean": 0.98, "std": float("nan"), "n": 1, "n_runs": 5,
+                     "n_trained": 1}]},
+        {"verdict": "inconclusive", "english": "time falls", "metric": "time_to_target_s", "evidence": "e2",
+         "groups": [], "device_note": "s3: mixed"},
+        {"verdict": "inconclusive", "english": "BN tolerates a higher lr", "metric": "lr", "evidence": "BN 3.2 [0.5, 9]",
+         "groups": [{"label": "BN", "mean": 3.2, "std": float("nan"), "n": 46, "n_runs": 50}]},
+        {"verdict": "not run yet", "english": "zeros give 11 %", "metric": "final_test_acc", "evidence": "", "groups": []},
+    ]
+    chapters = [{"id": "002", "title": "BN x lr", "homework": "002", "beyond": False, "claims": claims,
+                 "studies": [{"title": "S2", "meta": {}}, {"title": "S9", "meta": {"not_run_yet": True}}]}]
+    got = report.findings(chapters, [])
+    assert got == [{
+        "id": "002", "title": "BN x lr", "homework": "002", "beyond": False,
+        "lines": [{"verdict": "contradicted", "phrase": "does not hold up", "english": "BN rescues lr 0.5",
+                   "seeds": "bn=true, lr=0.5: 50.00 ± 40.00 % (5 runs); bn=false, lr=0.5: 98.00 % (1 of 5 runs trained)",
+                   "evidence": "", "device_note": ""},
+                  {"verdict": "inconclusive", "phrase": "not settled", "english": "time falls", "seeds": "",
+                   "evidence": "e2", "device_note": "s3: mixed"},
+                  {"verdict": "inconclusive", "phrase": "not settled", "english": "BN tolerates a higher lr",
+                   "seeds": "", "evidence": "BN 3.2 [0.5, 9]", "device_note": ""}],
+        "waiting": ["zeros give 11 %"], "unrun_studies": ["S9"]}]
+    page = report.render_html({"findings": got, "homeworks": [], "provenance": [], "verdict_counts": {},
+                               "progress": {"show": False}})
+    assert "<h2>What the runs found</h2>" in page and "bn=true, lr=0.5: 50.00 ± 40.00 % (5 runs)" in page
+    assert "<b>Not run yet:</b> S9 (no finished run). 1 conclusion waits for runs: zeros give 11 %." in page
+
+
+def test_claim_blocks_are_never_split_across_pages():
+    css = (REPO / "reports" / "templates" / "report.css").read_text()
+    assert ".conclusions li { margin-bottom: 5pt; page-break-inside: avoid; }" in css
+    assert ".finding li { margin-bottom: 3pt; page-break-inside: avoid; }" in css
+
+
+def test_analyses_are_keyed_by_figure_kinds_the_schema_allows(tmp_path):
+    import yaml
+
+    from batchwise.analysis.registry import FIGURE_ANALYSES, write_study_analysis
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    text = json.dumps(schema)
+    assert set(FIGURE_ANALYSES) == {"trained_share", "to_target"}
+    assert all(f'"{kind}"' in text for kind in FIGURE_ANALYSES)
+    # a study whose runs all lacked data gets no analysis, and the report shows none
+    runs = tmp_path / "runs.csv"
+    pd.DataFrame({"study": ["s"], "setting": ["lr=0.1"], "status": ["no-data"], "outcome": ["no-data"],
+                  "lr": [0.1]}).to_csv(runs, index=False)
+    study = {"dataset": "mnist", "grid": {"lr": [0.1]}, "figures": [{"kind": "trained_share", "x": "lr"},
+                                                                      {"kind": "predictions", "hue": "lr"}]}
+    assert write_study_analysis(study, runs, tmp_path / "analysis.json", 0.95) == {"blocks": []}
+    assert report.read_analyses(tmp_path) == []
+
+
+def test_mixed_devices_are_said_beside_the_table_and_the_time_claim():
+    note = provenance.mixed_device_note({"cpu": 3, "cuda": 2})
+    claim = {"homework": "001", "quote": "q", "english": "time falls", "verdict": "inconclusive", "evidence": "ev",
+             "reason": "r", "device_note": f"s3: {note}"}
+    study = {"id": "s3", "title": "S3", "meta": {}, "setup": [("device type of the runs", "cpu (3 runs), cuda (2 runs)")],
+             "results": {"header": ["batch_size"], "rows": [{"cells": ["16"]}], "time_note": ""},
+             "figures": [], "analyses": [], "device_note": note}
+    page = report.render_html({"homeworks": [{"id": "001", "homework": "001", "title": "T", "studies": [study],
+                                              "tables": [], "claims": [claim]}],
+                               "claims": [claim], "provenance": [], "verdict_counts": {}, "progress": {"show": False}})
+    assert page.count("Mixed devices: this study&#39;s runs come from more than one device type "
+                      "(cpu (3 runs), cuda (2 runs)).") == 3   # beside the table, in the chapter's claim, in the verdicts
+    assert '<p class="warning device-note">Mixed devices' in page
