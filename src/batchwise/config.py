@@ -124,6 +124,10 @@ def _apply_defaults(config: dict) -> dict:
     config.setdefault("device", "auto")
     config.setdefault("cuda_graphs", "auto")
     config.setdefault("deterministic", False)
+    # One thread per job, as many jobs as cores: measured on 2 cores, two 1-thread jobs train 1.2-1.9x
+    # the images of one 2-thread job (docs/benchmarks.md). Not part of a run's spec: it changes the
+    # time, and metrics.json records it (engine.threads).
+    config.setdefault("train_threads", 1)
     config.setdefault("run_label", "")
     config.setdefault("claims", "config/claims.yaml")
     config.setdefault("homework_tables", "config/homework.yaml")
