@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from . import bench, train
+from . import benchkit as bench, train
 
 WORKLOADS = [("LeNet-5", "lenet5", "mnist", 16, {}), ("MobileNetV2", "mobilenet_v2", "cifar10", 16, {})]
 SEEDS = [0, 1, 2]
