@@ -61,23 +61,32 @@ def _step_s(measured: dict[int, float], batch_size: int) -> float:
 
 
 
-def engine_times(spec: dict, steps: int = 2, eval_images: int = 2000) -> dict[str, float]:
-    """The engine's own costs for `spec` on this CPU, at the current thread count: seconds per training
-    step (`train.SeedRun.advance`, micro-batches and all, median of `steps` after one warm-up step) and
-    seconds per evaluated image (`train.evaluate` at the spec's `eval_batch_size`), on random uint8
-    images of the data set's full size and shape (a step's cost does not depend on pixel values)."""
+@functools.cache
+def _random_data(dataset: str, eval_images: int):
+    """Random uint8 images of the data set's full size and shape (a step's cost does not depend on
+    pixel values), as the engine holds them; built once per data set."""
     import numpy as np
     import torch
 
     from . import train
 
-    c, h, w = SHAPES[spec["dataset"]]
+    c, h, w = SHAPES[dataset]
     gen = np.random.default_rng(0)
-    n_train = TRAIN_SIZES[spec["dataset"]]
-    x = torch.from_numpy(gen.integers(0, 256, (n_train, c, h, w), dtype=np.uint8))
-    xt = x[:eval_images].clone()
-    y = torch.from_numpy(gen.integers(0, 10, n_train).astype(np.int64))
-    d = train.DeviceData(x, y, xt, y[:eval_images].clone(), torch.full((1, c, 1, 1), 0.5), torch.full((1, c, 1, 1), 0.25))
+    x = torch.from_numpy(gen.integers(0, 256, (TRAIN_SIZES[dataset], c, h, w), dtype=np.uint8))
+    y = torch.from_numpy(gen.integers(0, 10, TRAIN_SIZES[dataset]).astype(np.int64))
+    stats = torch.full((1, c, 1, 1), 0.5), torch.full((1, c, 1, 1), 0.25)
+    return train.DeviceData(x, y, x[:eval_images].clone(), y[:eval_images].clone(), *stats)
+
+
+def engine_times(spec: dict, steps: int = 2, eval_images: int = 2000) -> dict[str, float]:
+    """The engine's own costs for `spec` on this CPU, at the current thread count: seconds per training
+    step (`train.SeedRun.advance`, micro-batches and all, median of `steps` after one warm-up step) and
+    seconds per evaluated image (`train.evaluate` at the spec's `eval_batch_size`)."""
+    import torch
+
+    from . import train
+
+    d = _random_data(spec["dataset"], eval_images)
     spec = {**spec, "device": "cpu", "params": {**spec["params"], "train_subset": None, "test_subset": None}}
     run = train.SeedRun(spec, 0, d, torch.device("cpu"), log=lambda line: None)
     run.warmup_steps = 0
@@ -92,6 +101,17 @@ def engine_times(spec: dict, steps: int = 2, eval_images: int = 2000) -> dict[st
     train.evaluate(run.model, d.x_test, d.y_test, d.normalise, spec["params"]["eval_batch_size"])
     per_image = (time.perf_counter() - start) / eval_images
     return {"step_s": sorted(times[1:])[len(times[1:]) // 2], "eval_s_per_image": per_image}
+
+
+def measured_times(spec: dict, steps: int = 2) -> dict[str, float]:
+    """`engine_times` at the spec's batch size; a step of more than two micro-batches is its chunks'
+    forward and backward passes one after another plus one update, so it is measured at two chunks
+    and scaled by its count of chunks (every chunk but perhaps the last is full)."""
+    b, chunk = spec["params"]["batch_size"], spec["params"].get("micro_batch")
+    if not chunk or b <= 2 * chunk:
+        return engine_times(spec, steps)
+    two = engine_times({**spec, "params": {**spec["params"], "batch_size": 2 * chunk}}, steps)
+    return {**two, "step_s": two["step_s"] * math.ceil(b / chunk) / 2}
 
 
 def _kind(spec: dict) -> tuple:
@@ -121,7 +141,7 @@ def step_time_table(config: dict, cells: list[Cell], threads: int) -> dict[tuple
         table[kind] = {}
         for b in sorted(sizes):
             at = {**spec, "params": {**spec["params"], "batch_size": b}}
-            table[kind][b] = engine_times(at, steps=2 if b <= 4096 else 1)
+            table[kind][b] = measured_times(at, steps=2 if b <= 4096 else 1)
     return table
 
 
