@@ -60,7 +60,7 @@ def test_cpu_bench_counts_flops_linear_in_the_batch_and_lists_the_studies_batche
 def test_cpu_bench_hours_are_the_estimate_of_the_measured_steps(tmp_path):
     """Study hours come from `estimate.cell_seconds` on the measured step and evaluation times: with 1 ms
     per step and 0.1 ms per image, s1_batch1 (3 runs of 60,000 steps, 2 x 10,000 images evaluated) is
-    3 x (60 s + 2 s), divided by the jobs that run at once; a batch not measured gives no number."""
+    3 x (60 s + 2 s), divided by the jobs that run at once; runs at a batch not measured are not counted."""
     from batchwise import config, cpubench, estimate
 
     cfg = config.load()
@@ -72,7 +72,8 @@ def test_cpu_bench_hours_are_the_estimate_of_the_measured_steps(tmp_path):
     hours = cpubench.study_hours(cfg, ["s1_batch1", "s1_batch_init"], records)
     assert math.isclose(hours["s1_batch1"]["was"] * 3600, 3 * 62.0)
     assert math.isclose(hours["s1_batch1"]["is"] * 3600, 3 * 62.0 / cpubench.variants(spec, 1)["is"]["jobs"])
-    assert math.isnan(hours["s1_batch_init"]["was"])
+    assert math.isnan(hours["s1_batch_init"]["was"]) and hours["s1_batch_init"]["runs_measured"] == 0
+    assert hours["s1_batch1"]["runs_measured"] == hours["s1_batch1"]["runs"] == 3
     md = cpubench.report({"date": "d", "cpu": "c", "cores": 2, "torch": "t", "load": "l", "command": "x",
                           "peak": {"a": 100.0}, "records": records, "hours": {"s1_batch1": hours["s1_batch1"]}})
-    assert "| mnist_cnn | mnist | 1 | 1 |" in md and "% peak" in md
+    assert "| mnist_cnn | mnist | 1 | 1 |" in md and "% peak" in md and "| s1_batch1 | 3 of 3 |" in md

@@ -120,18 +120,20 @@ def study_hours(cfg: dict, studies: list[str], records: list[dict], was_threads:
                 "step_s": v["ms_per_step"] / 1000, "eval_s_per_image": v["eval_s_per_10k"] / 10000}
     out = {}
     for study in studies:
-        hours = {}
+        hours: dict[str, float] = {}
+        cells = [c for c in config.cells(cfg) if c.study == study]
         for name in ("was", "is"):
-            total = 0.0
-            for cell in (c for c in config.cells(cfg) if c.study == study):
+            total, measured = 0.0, 0
+            for cell in cells:
                 spec = variants(config.resolve(cfg, cell), 1, was_threads)[name]["spec"]
                 kind = json.dumps(estimate._kind(spec))
                 if spec["params"]["batch_size"] not in tables[name].get(kind, {}):  # not measured: no guess
-                    total = float("nan")
-                    break
+                    continue
                 total += estimate.cell_seconds(cfg, spec, tables[name][kind])
+                measured += 1
             jobs = variants({"params": {}}, cfg["train_threads"], was_threads)[name]["jobs"]
-            hours[name] = total / jobs / 3600
+            hours[name] = total / jobs / 3600 if measured else float("nan")
+        hours["runs_measured"], hours["runs"] = measured, len(cells)
         out[study] = hours
     return out
 
@@ -165,14 +167,15 @@ def report(out: dict) -> str:
             f"x{was['eval_s_per_10k'] * now['jobs'] / now['eval_s_per_10k'] / was['jobs']:.2f} |")
     lines += ["", "'x': the machine's rate, is / was (steps or evaluated images per second, all jobs together).",
               "", "CPU hours on this machine, every run at its full budget (runs that stop at their target end earlier):",
-              "", "| study | was (h) | is (h) | x |", "|---|---:|---:|---:|"]
+              "", "| study | runs counted | was (h) | is (h) | x |", "|---|---:|---:|---:|---:|"]
     total = {"was": 0.0, "is": 0.0}
     for study, h in out.get("hours", {}).items():
-        lines.append(f"| {study} | {h['was']:.1f} | {h['is']:.1f} | x{h['was'] / h['is']:.2f} |")
-        for k in total:  # NaN where a study's batch was not measured (--max-batch): the sum says so
+        lines.append(f"| {study} | {h['runs_measured']} of {h['runs']} | {h['was']:.1f} | {h['is']:.1f} | "
+                     f"x{h['was'] / h['is']:.2f} |")
+        for k in total:  # runs at a batch size not measured (--max-batch) are not counted: the column says so
             total[k] += h[k]
     if out.get("hours"):
-        lines.append(f"| all | {total['was']:.1f} | {total['is']:.1f} | x{total['was'] / total['is']:.2f} |")
+        lines.append(f"| all | | {total['was']:.1f} | {total['is']:.1f} | x{total['was'] / total['is']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -204,6 +207,9 @@ def main(argv: list[str]) -> int:
                         help="threads of the 'was' job (default 2, as train_cell ran; 1: one job per core, "
                              "so that the two differ in the engine only)")
     parser.add_argument("--max-batch", type=int, default=None, help="leave out larger batches (a shorter run)")
+    parser.add_argument("--min-batch", type=int, default=None, help="leave out smaller batches")
+    parser.add_argument("--add", action="store_true",
+                        help="add to OUT.json's records (a run of the larger batches after one of the smaller)")
     parser.add_argument("--out", default="docs/benchmarks-cpu")
     parser.add_argument("--config", default=str(config.BASE_CONFIG))
     args = parser.parse_args(argv)
@@ -217,12 +223,18 @@ def main(argv: list[str]) -> int:
            "command": "PYTHONPATH=src python -m batchwise.bench cpu " + " ".join(argv),
            "load": f"load average at start {os.getloadavg()[0]:.2f}", "peak": {}, "records": []}
     cores = os.cpu_count() or 1
-    out["peak"][f"1 process x {cores} threads"] = _processes(["one", "gemm"], cores, 1)[0]["gflops"]
-    out["peak"][f"{cores} processes x 1 thread"] = sum(r["gflops"] for r in _processes(["one", "gemm"], 1, cores))
+    if args.add:
+        before = json.loads(Path(args.out).with_suffix(".json").read_text())
+        out = {**before, "command": before["command"] + "; then " + out["command"],
+               "load": before["load"] + "; then " + out["load"]}
+        out.pop("hours", None)
+    else:
+        out["peak"][f"1 process x {cores} threads"] = _processes(["one", "gemm"], cores, 1)[0]["gflops"]
+        out["peak"][f"{cores} processes x 1 thread"] = sum(r["gflops"] for r in _processes(["one", "gemm"], 1, cores))
     write(out, Path(args.out))
     for spec in workloads(cfg, args.studies):
         b = spec["params"]["batch_size"]
-        if args.max_batch and b > args.max_batch:
+        if (args.max_batch and b > args.max_batch) or (args.min_batch and b < args.min_batch):
             continue
         steps = 3 if b <= 1024 else 2 if b <= 4096 else 1
         pair = variants(spec, cfg["train_threads"], args.was_threads)
@@ -246,6 +258,7 @@ def main(argv: list[str]) -> int:
         write(out, Path(args.out))
     out["hours"] = study_hours(cfg, args.studies, out["records"], args.was_threads)
     out["load"] += f", at end {os.getloadavg()[0]:.2f}"
+    out["records"].sort(key=lambda r: (r["model"], r["dataset"], r["batch_size"]))
     write(out, Path(args.out))
     return 0
 

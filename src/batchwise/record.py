@@ -102,3 +102,11 @@ def result(run) -> dict:
         "engine": how_trained(run),
     }
     return {"metrics": metrics, "history": run.history, "iterations": run.iterations}
+
+
+def epoch_line(run, row: dict) -> str:
+    """The log line of a finished epoch, with the time left at this epoch's pace."""
+    eta = (run.p["epochs"] - run.epoch) * run.train_time / run.epoch
+    return (f"seed {run.seed} epoch {run.epoch}/{run.p['epochs']}  running_loss {row['running_loss']:.4f}  "
+            f"train_acc {100 * row['train_acc']:.2f}%  test_loss {row['test_loss']:.4f}  "
+            f"test_acc {100 * row['test_acc']:.2f}%  epoch {row['epoch_time_s']:.2f}s  ETA {eta:.0f}s")

@@ -55,7 +55,7 @@ class SeedRun:
     epoch back, evaluate, record, say whether the run goes on). `launch_epoch` queues an epoch of this
     seed alone (asynchronously on CUDA, on its own stream); `launch_together` interleaves seeds step by
     step. Every epoch trains on every image: ceil(n / batch) steps, the last one on the remainder.
-    `state`/`load_state` save and restore the run between epochs, `result` is its record (`record`)."""
+    `record` saves and restores it between epochs and writes its result."""
 
     def __init__(self, spec: dict, seed: int, d: DeviceData, device: torch.device, log: Callable[[str], None]):
         p = self.p = spec["params"]
@@ -171,26 +171,9 @@ class SeedRun:
             return False
         if self.p["target_acc"] and self.epochs_to_target is None:
             self.reached(row["test_acc"], 0.0)
-        self._log_epoch(row)
+        self.log(record.epoch_line(self, row))
         return self.epoch < self.p["epochs"] and not self.stopped_at_target
 
-    def _log_epoch(self, row: dict) -> None:
-        eta = (self.p["epochs"] - self.epoch) * self.train_time / self.epoch
-        self.log(f"seed {self.seed} epoch {self.epoch}/{self.p['epochs']}  running_loss {row['running_loss']:.4f}  "
-                 f"train_acc {100 * row['train_acc']:.2f}%  test_loss {row['test_loss']:.4f}  "
-                 f"test_acc {100 * row['test_acc']:.2f}%  epoch {row['epoch_time_s']:.2f}s  ETA {eta:.0f}s")
-
-    def state(self) -> dict:
-        """Everything the rest of the run depends on, after a finished epoch (`record.state`)."""
-        return record.state(self)
-
-    def load_state(self, saved: dict) -> None:
-        """Continue from `state()` (`record.load_state`)."""
-        record.load_state(self, saved)
-
-    def result(self) -> dict:
-        """{"metrics", "history", "iterations"} of the finished run (`record.result`)."""
-        return record.result(self)
 
 
 def set_up_device(spec: dict) -> tuple[torch.device, str]:
@@ -206,7 +189,7 @@ def _start(spec: dict, seed: int, d: DeviceData, device: torch.device, log: Call
     run = SeedRun(spec, seed, d, device, log)
     state = store.load(seed, device) if store else None
     if state is not None:
-        run.load_state(state)
+        record.load_state(run, state)
         log(f"seed {seed}: resumed at epoch {run.epoch} (of {spec['params']['epochs']}) from {store.folder(seed)}")
     return run
 
@@ -252,7 +235,7 @@ def launch_together(runs: list[SeedRun]) -> None:
 def train_seeds(spec: dict, cache: data.Cache, seeds: list[int], log: Callable[[str], None] = print,
                 startup: dict | None = None, store: Checkpoints | None = None,
                 on_done: Callable[[int, dict], None] | None = None) -> list[dict]:
-    """Train the seeds of one cell; returns one `SeedRun.result()` per seed, plus device facts.
+    """Train the seeds of one cell; returns one `record.result` per seed, plus device facts.
 
     On the CPU the seeds run one after another, each exactly as it would alone. On CUDA they run
     together, step by step, each on its own stream, so that small runs fill the GPU together; models
@@ -275,13 +258,13 @@ def train_seeds(spec: dict, cache: data.Cache, seeds: list[int], log: Callable[[
         """After an epoch of `run`: its state saved when the run goes on, its result handed over when it ends."""
         if run.finish_epoch():
             if store:
-                store.save(run.seed, run.state())
+                store.save(run.seed, record.state(run))
             return True
         results.append(finish(run))
         return False
 
     def finish(run: SeedRun) -> dict:
-        out = run.result()
+        out = record.result(run)
         peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
         out["metrics"].update({"first_step_process_age_s": startup["first_step"], "startup_s": startup,
                                "device": str(device), "device_note": device_note, "gpu_mem_peak_mb": peak,
