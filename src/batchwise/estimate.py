@@ -78,10 +78,10 @@ def _random_data(dataset: str, eval_images: int):
     return train.DeviceData(x, y, x[:eval_images].clone(), y[:eval_images].clone(), *stats)
 
 
-def engine_times(spec: dict, steps: int = 2, eval_images: int = 2000) -> dict[str, float]:
+def engine_times(spec: dict, steps: int = 2, eval_images: int = 2000, evaluate: bool = True) -> dict[str, float]:
     """The engine's own costs for `spec` on this CPU, at the current thread count: seconds per training
     step (`train.SeedRun.advance`, micro-batches and all, median of `steps` after one warm-up step) and
-    seconds per evaluated image (`train.evaluate` at the spec's `eval_batch_size`)."""
+    seconds per evaluated image (`train.evaluate` at the spec's `eval_batch_size`; NaN without `evaluate`)."""
     import torch
 
     from . import train
@@ -97,20 +97,22 @@ def engine_times(spec: dict, steps: int = 2, eval_images: int = 2000) -> dict[st
         start = time.perf_counter()
         run.advance(0)
         times.append(time.perf_counter() - start)
-    start = time.perf_counter()
-    train.evaluate(run.model, d.x_test, d.y_test, d.normalise, spec["params"]["eval_batch_size"])
-    per_image = (time.perf_counter() - start) / eval_images
+    per_image = math.nan
+    if evaluate:
+        start = time.perf_counter()
+        train.evaluate(run.model, d.x_test, d.y_test, d.normalise, spec["params"]["eval_batch_size"])
+        per_image = (time.perf_counter() - start) / eval_images
     return {"step_s": sorted(times[1:])[len(times[1:]) // 2], "eval_s_per_image": per_image}
 
 
-def measured_times(spec: dict, steps: int = 2) -> dict[str, float]:
+def measured_times(spec: dict, steps: int = 2, evaluate: bool = True) -> dict[str, float]:
     """`engine_times` at the spec's batch size; a step of more than two micro-batches is its chunks'
     forward and backward passes one after another plus one update, so it is measured at two chunks
     and scaled by its count of chunks (every chunk but perhaps the last is full)."""
     b, chunk = spec["params"]["batch_size"], spec["params"].get("micro_batch")
     if not chunk or b <= 2 * chunk:
-        return engine_times(spec, steps)
-    two = engine_times({**spec, "params": {**spec["params"], "batch_size": 2 * chunk}}, steps)
+        return engine_times(spec, steps, evaluate=evaluate)
+    two = engine_times({**spec, "params": {**spec["params"], "batch_size": 2 * chunk}}, steps, evaluate=evaluate)
     return {**two, "step_s": two["step_s"] * math.ceil(b / chunk) / 2}
 
 
@@ -139,9 +141,12 @@ def step_time_table(config: dict, cells: list[Cell], threads: int) -> dict[tuple
     table = {}
     for kind, (spec, sizes) in wanted.items():
         table[kind] = {}
-        for b in sorted(sizes):
+        for i, b in enumerate(sorted(sizes)):  # evaluation does not depend on the training batch: timed once
             at = {**spec, "params": {**spec["params"], "batch_size": b}}
-            table[kind][b] = measured_times(at, steps=2 if b <= 4096 else 1)
+            table[kind][b] = measured_times(at, steps=2 if b <= 1024 else 1, evaluate=i == 0)
+        first = table[kind][min(sizes)]["eval_s_per_image"]
+        for times in table[kind].values():
+            times["eval_s_per_image"] = first
     return table
 
 
@@ -162,7 +167,7 @@ def cell_seconds(config: dict, spec: dict, measured: dict[int, dict[str, float]]
     if config.get("synthetic_data"):
         n_test = min(n_test, SYNTHETIC_TEST_SIZE)
     steps = math.ceil(n / p["batch_size"])
-    per_image = measured[max(measured)]["eval_s_per_image"]
+    per_image = measured[min(measured)]["eval_s_per_image"]
     checks = (min(p["target_checks_per_epoch"], steps) - 1) if p["target_acc"] else 0
     evaluated = n_test * (2 + checks)
     probe = sum(p["noise_scale_draws"] * _at(measured, b) for b in _probe_batches(spec))
