@@ -148,7 +148,7 @@ def report(out: dict) -> str:
     peak = out.get("peak", {})
     top = max(peak.values()) if peak else float("nan")
     lines = [f"Measured {out['date']} on {out['cpu']}, {out['cores']} cores, torch {out['torch']}; {out['load']}.",
-             f"Command: `{out['command']}`", "",
+             f"Command: `{out['command']}`", *([f"Note: {out['note']}."] if out.get("note") else []), "",
              "fp32 GEMM 2048^3: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peak.items())
              + f"; peak taken: {top:.0f} GFLOP/s.", "",
              "| model | data | batch | MFLOP/step | was: ms/step per job | was: jobs | was: GFLOP/s | was: % peak | is: chunk | "
@@ -228,6 +228,8 @@ def main(argv: list[str]) -> int:
         out = {**before, "command": before["command"] + "; then " + out["command"],
                "load": before["load"] + "; then " + out["load"]}
         out.pop("hours", None)
+        if out["records"]:  # the layout the records were measured with
+            args.was_threads = out["records"][0]["was"]["threads"]
     else:
         out["peak"][f"1 process x {cores} threads"] = _processes(["one", "gemm"], cores, 1)[0]["gflops"]
         out["peak"][f"{cores} processes x 1 thread"] = sum(r["gflops"] for r in _processes(["one", "gemm"], 1, cores))

@@ -6,8 +6,9 @@ graph and replayed, so a step costs one launch instead of hundreds. The eager pa
 same step function, on CPU or as a fallback. The host reads results back once per epoch. The seeds
 of a cell share one copy of the data; on CUDA they train together, each on its own stream.
 
-The parts: `step` (SGD and the step of each batch shape), `evaluation` (evaluation, target checks,
-the noise scale), `record` (the state saved between epochs, the result); here, the epoch loop.
+The parts: `devices` (where to train), `resident` (the data on the device), `step` (SGD, the step of
+each batch shape, micro-batches, graph capture), `evaluation` (evaluation, the epoch's row, the noise
+scale), `record` (the state saved between epochs, the result); here, the epoch loop and the cell's job.
 """
 from __future__ import annotations
 
