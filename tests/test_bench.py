@@ -38,3 +38,42 @@ def test_small_cpu_run_writes_json_and_markdown(tmp_path):
     assert "CPU run" in md and "Projection" in md and "Partial" in md and "| MLP-BN | 64 | eager |" in md
     assert "torchvision: no" in md and "torch._dynamo: no" in md  # what an MLP job must not import
     assert "first step" in md  # the start-up stages of the measured job
+
+
+# --- the CPU benchmark (python -m batchwise.bench cpu): what it counts, not how fast -------------
+
+def test_cpu_bench_counts_flops_linear_in_the_batch_and_lists_the_studies_batches():
+    from batchwise import config, cpubench
+
+    cfg = config.load()
+    spec = config.resolve(cfg, next(c for c in config.cells(cfg) if c.study == "s3_batch_convergence"))
+    at = lambda b: {**spec, "params": {**spec["params"], "batch_size": b}}  # noqa: E731
+    assert cpubench.step_flops(at(512)) == 2 * cpubench.step_flops(at(256)) > 0
+    assert 30e6 < cpubench.step_flops(at(16)) < 40e6  # LeNet-5 forward + backward: ~36 MFLOP at batch 16
+    batches = {s["params"]["batch_size"] for s in cpubench.workloads(cfg, ["x3_scaled_lr"])}
+    assert batches == {16, 32, 64, 128, 256, 512, 1024, 2048, 4096}  # the grid and the probe's 32 and 1024
+    pair = cpubench.variants(at(4096), 1)
+    assert "micro_batch" not in pair["was"]["spec"]["params"] and pair["was"]["spec"]["params"]["eval_batch_size"] == 2000
+    assert pair["is"]["spec"] == at(4096) and pair["was"]["threads"] == 2 and pair["was"]["jobs"] == 1
+
+
+def test_cpu_bench_hours_are_the_estimate_of_the_measured_steps(tmp_path):
+    """Study hours come from `estimate.cell_seconds` on the measured step and evaluation times: with 1 ms
+    per step and 0.1 ms per image, s1_batch1 (3 runs of 60,000 steps, 2 x 10,000 images evaluated) is
+    3 x (60 s + 2 s), divided by the jobs that run at once; runs at a batch not measured are not counted."""
+    from batchwise import config, cpubench, estimate
+
+    cfg = config.load()
+    spec = config.resolve(cfg, next(c for c in config.cells(cfg) if c.study == "s1_batch1"))
+    records = [{"model": "mnist_cnn", "dataset": "mnist", "batch_size": 1, "flops": 1e6,
+                **{name: {"kind": json.dumps(estimate._kind(v["spec"])), "ms_per_step": 1.0, "eval_s_per_10k": 1.0,
+                          "jobs": v["jobs"], "micro_batch": None}
+                   for name, v in cpubench.variants(spec, 1).items()}}]
+    hours = cpubench.study_hours(cfg, ["s1_batch1", "s1_batch_init"], records)
+    assert math.isclose(hours["s1_batch1"]["was"] * 3600, 3 * 62.0)
+    assert math.isclose(hours["s1_batch1"]["is"] * 3600, 3 * 62.0 / cpubench.variants(spec, 1)["is"]["jobs"])
+    assert math.isnan(hours["s1_batch_init"]["was"]) and hours["s1_batch_init"]["runs_measured"] == 0
+    assert hours["s1_batch1"]["runs_measured"] == hours["s1_batch1"]["runs"] == 3
+    md = cpubench.report({"date": "d", "cpu": "c", "cores": 2, "torch": "t", "load": "l", "command": "x",
+                          "peak": {"a": 100.0}, "records": records, "hours": {"s1_batch1": hours["s1_batch1"]}})
+    assert "| mnist_cnn | mnist | 1 | 1 |" in md and "% peak" in md and "| s1_batch1 | 3 of 3 |" in md

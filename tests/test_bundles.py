@@ -4,6 +4,7 @@ The round trip reads the session's one smoke run (`smoke_run`); nothing here tra
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -73,10 +74,15 @@ def test_imported_runs_are_not_trained_again(smoke_run, full_bundle, tmp_path, m
     assert rc == 0, out
     some = sorted(smoke_run.glob("results/s2_bn_lr_mlp/*/seed=0/iterations.csv"))[0]
     assert (tmp_path / some.relative_to(smoke_run)).read_bytes() == some.read_bytes()
-    # Before the data is prepared: the data jobs that run first must not pull the imported cells (or
-    # their timing) back in as "updated by another job", which would delete and retrain them.
-    first = jobs_in_dry_run(_snakemake(tmp_path, "-n").stdout)
-    assert first.get("prepare_data") == 3 and "train_cell" not in first and "time_settings" not in first, first
+    # Before the data is prepared, with one cell left to train: the data job it needs runs first and
+    # must not pull the imported cells (or their timing) back in as "updated by another job", which
+    # would delete and retrain them.
+    left = sorted(tmp_path.glob("results/s2_bn_lr_mlp/*=*"))[0]
+    shutil.move(left, tmp_path / "left")
+    first = _snakemake(tmp_path, "-n").stdout
+    assert jobs_in_dry_run(first).get("prepare_data") and "time_settings" not in jobs_in_dry_run(first), first[-3000:]
+    assert jobs_in_dry_run(first).get("train_cell") == 1 and f"Training s2_bn_lr_mlp/{left.name}," in first
+    shutil.move(tmp_path / "left", left)
     data = [f"results/data/{d}.npz" for d in ("mnist", "cifar10", "cifar10_grey")]
     prepared = _snakemake(tmp_path, *data)
     assert prepared.returncode == 0, prepared.stderr[-3000:]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from batchwise import config, data, train
+from batchwise import config, data, step, train
 from conftest import SHARED_DATA
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
@@ -117,6 +117,6 @@ def test_capture_out_of_memory_is_not_a_capture_failure(synthetic_caches, monkey
 
     def no_memory(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-    monkeypatch.setattr(train, "capture", no_memory)
+    monkeypatch.setattr(step, "capture", no_memory)
     with pytest.raises(torch.cuda.OutOfMemoryError):
         train.train({**spec, "seed": 0}, cache, log=lambda line: None)

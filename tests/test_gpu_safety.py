@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from batchwise import config, data, models, train
+from batchwise import config, data, models, record, train
 
 
 class FunctionalDropout(nn.Module):
@@ -107,7 +107,7 @@ class RecordingStream:
 
 def test_checkpoint_state_is_read_after_the_seeds_stream_finished(synthetic_caches):
     """The noise-scale probe restores weights and batch-norm statistics on the seed's stream; the
-    checkpoint reads them on another. `state()` must wait for the seed's stream before reading anything."""
+    checkpoint reads them on another. `record.state` must wait for the seed's stream before reading anything."""
     cache = data.load(synthetic_caches["mnist"])
     spec = spec_for(epochs=1, lr=0.05, bn=True, momentum=0.9, train_subset=320)
     d = train.load_data(cache, spec["params"], torch.device("cpu"))
@@ -116,7 +116,7 @@ def test_checkpoint_state_is_read_after_the_seeds_stream_finished(synthetic_cach
     run.stream = RecordingStream(log)
     state_dict = run.model.state_dict
     run.model.state_dict = lambda *a, **k: (log.append("weights read"), state_dict(*a, **k))[1]
-    run.state()
+    record.state(run)
     assert log == ["stream synchronised", "weights read"]
 
 

@@ -349,33 +349,33 @@ def test_the_rehearsal_python_lacks_what_the_image_lacks(window_run, tmp_path):
 
 def test_selfcheck_resume_check_fails_when_resuming_loses_state(synthetic_caches, tmp_path, monkeypatch):
     """A resume that forgets the shuffling generator's state must show as a failed check."""
-    from batchwise import data, selfcheck, train
+    from batchwise import data, record, selfcheck
 
     cache = data.load(synthetic_caches["mnist"])
     spec = selfcheck.spec_for("mlp", device="cpu", graphs="off", bn=True, epochs=2, batch_size=64,
                               train_subset=320, test_subset=200)
     out = {"checks": [], "skipped": []}
     selfcheck.check_resume(cache, "cpu", [("good", spec)], float("inf"), out, lambda: None, tmp_path)
-    load_state = train.SeedRun.load_state
+    load_state = record.load_state
 
     def forgetful(run, state):
         shuffle = run.shuffle.get_state()
         load_state(run, state)
         run.shuffle.set_state(shuffle)  # the generator starts afresh: other batches than the straight run's
-    monkeypatch.setattr(train.SeedRun, "load_state", forgetful)
+    monkeypatch.setattr(record, "load_state", forgetful)
     selfcheck.check_resume(cache, "cpu", [("forgetful", spec)], float("inf"), out, lambda: None, tmp_path)
     assert [(c["case"], c["ok"], c["resumed"]) for c in out["checks"]] == [("good", True, 3), ("forgetful", False, 3)]
     assert selfcheck.verdict(out).startswith("1 of 2 checks ok; FAILED: resume forgetful; mutants: none run")
 
 
 def test_selfcheck_mutants_are_undone_and_counted():
-    from batchwise import selfcheck, train
+    from batchwise import selfcheck, step
 
-    capture, wait = train.capture, torch.cuda.Stream.wait_stream
+    capture, wait = step.capture, torch.cuda.Stream.wait_stream
     for name, mutant in selfcheck.MUTANTS.items():
         with mutant():
-            assert (train.capture, torch.cuda.Stream.wait_stream) != (capture, wait), name
-        assert (train.capture, torch.cuda.Stream.wait_stream) == (capture, wait), name
+            assert (step.capture, torch.cuda.Stream.wait_stream) != (capture, wait), name
+        assert (step.capture, torch.cuda.Stream.wait_stream) == (capture, wait), name
     out = {"checks": [{"check": "packed", "case": "a", "ok": True},
                       {"check": "mutant", "mutant": "shared-stream", "case": "a", "caught": True},
                       {"check": "mutant", "mutant": "no-waits", "case": "a", "caught": False}], "skipped": []}

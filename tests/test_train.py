@@ -83,8 +83,8 @@ def test_every_image_every_epoch(synthetic_caches, monkeypatch, device, graphs, 
         return model, note
     monkeypatch.setattr(train.models, "build", recording_build)
     visited = []
-    step_on = train.SeedRun._step_on
-    monkeypatch.setattr(train.SeedRun, "_step_on",
+    step_on = train.Steps.on
+    monkeypatch.setattr(train.Steps, "on",
                         lambda self, idx: (visited.append(idx.tolist()), step_on(self, idx))[1])
     spec = spec_for(device=device, graphs=graphs, epochs=2, batch_size=batch_size, lr=0.05, train_subset=100)
     result = train.train(spec, data.load(synthetic_caches["mnist"]), log=lambda line: None)
@@ -330,3 +330,48 @@ def test_zero_init_collapses_to_one_class_and_the_histogram_says_which(synthetic
     assert m["final_test_acc"] == m["test_label_counts"][m["top_pred_class"]] / 400  # its class's share, exactly
 
 
+
+
+def test_micro_batches_agree_with_whole_batches(synthetic_caches):
+    """`micro_batch` cuts a batch into chunks whose gradients add up to the batch's: LeNet-5 trained in
+    chunks of 24 (batches of 100, remainder 50: chunks 24+24+24+24+4 and 24+24+2) has every
+    per-step loss within 1e-5 of the whole-batch run over 2 epochs, and the same outcome."""
+    cache = data.load(synthetic_caches["mnist"])
+    plain = spec_for(model="lenet5", epochs=2, batch_size=100, lr=0.1, momentum=0.9, train_subset=650)
+    chunked = spec_for(model="lenet5", epochs=2, batch_size=100, lr=0.1, momentum=0.9, train_subset=650,
+                       micro_batch=24)
+    a, b = (train.train(s, cache, log=lambda line: None) for s in (plain, chunked))
+    assert [loss for *_, loss in a["iterations"]] == pytest.approx([loss for *_, loss in b["iterations"]], abs=1e-5)
+    for key in ("final_test_acc", "final_train_acc", "final_running_acc"):
+        assert a["metrics"][key] == pytest.approx(b["metrics"][key], abs=1e-3), key
+    assert a["metrics"]["engine"]["micro_batch"] is None and b["metrics"]["engine"]["micro_batch"] == 24
+    assert b["metrics"]["engine"]["threads"] == torch.get_num_threads()
+
+
+def test_micro_batch_at_or_above_the_batch_is_the_plain_step(synthetic_caches):
+    """A batch no larger than `micro_batch` runs the plain step: bit-identical numbers."""
+    cache = data.load(synthetic_caches["mnist"])
+    plain = spec_for(model="lenet5", epochs=1, batch_size=64, lr=0.1, train_subset=320)
+    a = train.train(plain, cache, log=lambda line: None)
+    b = train.train({**plain, "params": {**plain["params"], "micro_batch": 64}}, cache, log=lambda line: None)
+    assert a["iterations"] == b["iterations"] and a["history"][-1]["test_loss"] == b["history"][-1]["test_loss"]
+    assert b["metrics"]["engine"]["micro_batch"] is None
+
+
+@pytest.mark.parametrize("model,params", [("mnist_cnn", {}), ("mlp", {"bn": True}), ("cnn2", {"bn": True})])
+def test_micro_batch_is_refused_where_a_chunk_changes_the_outputs(model, params):
+    with pytest.raises(config.ConfigError, match="micro_batch.*depend on how a batch is cut"):
+        spec_for(model=model, micro_batch=16, **params)
+
+
+def test_eval_batch_size_changes_no_metric_beyond_rounding(synthetic_caches):
+    """Evaluation in batches of 50 or 2000 gives the same accuracies and losses to float rounding."""
+    cache = data.load(synthetic_caches["mnist"])
+    specs = [spec_for(model="lenet5", epochs=1, lr=0.1, train_subset=640, test_subset=400, eval_batch_size=e)
+             for e in (2000, 50)]
+    a, b = (train.train(s, cache, log=lambda line: None)["history"][-1] for s in specs)
+    assert a["running_loss"] == b["running_loss"]  # training itself is untouched
+    for key in ("train_acc", "test_acc"):
+        assert a[key] == b[key]
+    for key in ("train_loss", "test_loss"):
+        assert a[key] == pytest.approx(b[key], rel=1e-5)

@@ -43,6 +43,13 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "noise_scale_batches": None,   # [small, big]: measure the gradient noise scale after each epoch
     "noise_scale_draws": 8,        # mini-batch gradients per batch size for that estimate
 }
+# Parameters a study may set that are absent from a run's spec unless it does: a default here would
+# enter every resolved spec, and runs recorded before the key existed would then no longer match it.
+OPTIONAL_PARAMS: dict[str, Any] = {
+    "micro_batch": None,           # run batches larger than this in chunks of it (gradients summed)
+}
+# Models whose outputs depend on how a batch is cut (batch norm, dropout): no `micro_batch`.
+CHUNK_SENSITIVE = {"mnist_cnn": "dropout", "mobilenet_v2": "batch norm and dropout"}
 # Parameters that only some models take.
 MODEL_PARAMS: dict[str, dict[str, Any]] = {
     "mnist_cnn": {},
@@ -117,6 +124,10 @@ def _apply_defaults(config: dict) -> dict:
     config.setdefault("device", "auto")
     config.setdefault("cuda_graphs", "auto")
     config.setdefault("deterministic", False)
+    # One thread per job, as many jobs as cores: measured on 2 cores, two 1-thread jobs train 1.2-1.9x
+    # the images of one 2-thread job (docs/benchmarks.md). Not part of a run's spec: it changes the
+    # time, and metrics.json records it (engine.threads).
+    config.setdefault("train_threads", 1)
     config.setdefault("run_label", "")
     config.setdefault("claims", "config/claims.yaml")
     config.setdefault("homework_tables", "config/homework.yaml")
@@ -225,7 +236,7 @@ def schema_errors(config: dict) -> list[str]:
 
 
 INTEGER_PARAMS = ("epochs", "batch_size", "train_subset", "test_subset", "eval_batch_size", "base_batch_size",
-                  "target_checks_per_epoch", "noise_scale_draws")
+                  "target_checks_per_epoch", "noise_scale_draws", "micro_batch")
 
 
 def _numbers(study: dict):
@@ -235,6 +246,18 @@ def _numbers(study: dict):
     for key, values in study["grid"].items():
         for i, value in enumerate(values):
             yield f"grid.{key}[{i}]", key, value
+
+
+def _micro_batch_errors(where: str, study: dict) -> list[str]:
+    """`micro_batch` only where a batch cut in chunks gives the same gradient: no batch norm, no dropout."""
+    params, grid = study["params"], study["grid"]
+    if "micro_batch" not in params:
+        return []
+    why = CHUNK_SENSITIVE.get(study["model"])
+    if why is None and True in [params.get("bn"), *grid.get("bn", [])]:
+        why = "batch norm (bn: true)"
+    return [f"{where}.params.micro_batch: model '{study['model']}' has {why}, whose outputs depend on how a batch is cut; "
+            f"allowed: no micro_batch for this model"] if why else []
 
 
 def semantic_errors(config: dict) -> list[str]:
@@ -256,7 +279,8 @@ def semantic_errors(config: dict) -> list[str]:
                              f"allowed: {_allowed(rule).replace('a number', 'a finite number')}")
         for key in sorted(set(params) & set(grid)):
             lines.append(f"{where}.params.{key}: '{key}' is also in grid; allowed: one of params or grid, not both")
-        allowed = set(DEFAULT_PARAMS) | set(MODEL_PARAMS[model])
+        allowed = set(DEFAULT_PARAMS) | set(OPTIONAL_PARAMS) | set(MODEL_PARAMS[model])
+        lines += _micro_batch_errors(where, study)
         for section, keys in (("params", params), ("grid", grid)):
             for key in keys:
                 if key not in allowed:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from . import bench, models, train
+from . import benchkit as bench, models, train
 
 WORKLOADS = [("LeNet-5", "lenet5", "mnist", 16, {}), ("MobileNetV2", "mobilenet_v2", "cifar10", 16, {})]
 SEEDS = [0, 1, 2]
@@ -46,6 +46,7 @@ def packs_seeds(model_name: str, dataset: str, device: torch.device) -> bool:
         return False
     shape = SHAPES[dataset]
     return not models.random_draws(models.build(model_name, shape)[0], shape)
+
 
 EXTRA_EPOCHS = {"cuda": 2, "cpu": 1}  # timed epochs beyond the first
 

@@ -37,7 +37,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from . import config, data, train
+from . import config, data, step, train
 from .checkpoint import Checkpoints
 
 QUIET: Callable[[str], None] = lambda line: None  # noqa: E731
@@ -86,16 +86,16 @@ def load_cache(data_dir: Path, dataset: str, tmp: Path, n_train: int | None = No
 @contextlib.contextmanager
 def shared_stream() -> Iterator[None]:
     """Mutant: every graph captured on one stream (so one cuBLAS workspace), replayed on each seed's own."""
-    capture, one = train.capture, []
+    capture, one = step.capture, []
 
     def on_one_stream(step, reset, model, opt, device, stream):
         one.append(one[0] if one else torch.cuda.Stream(device))
         return capture(step, reset, model, opt, device, one[0])
-    train.capture = on_one_stream
+    step.capture = on_one_stream
     try:
         yield
     finally:
-        train.capture = capture
+        step.capture = capture
 
 
 @contextlib.contextmanager

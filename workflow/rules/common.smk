@@ -197,6 +197,7 @@ onstart:
         left = [cell for cell in bw_config.cells(config)
                 if not Path(f"results/{cell.study}/{cell.setting}/seed={cell.seed}/metrics.json").exists()]
         cores = min(workflow.cores or 1, os.cpu_count() or 1)
-        note = bw_estimate.cpu_warning(config, left, cores=cores, threads=2)  # train_cell's threads
+        note = bw_estimate.cpu_warning(config, left, cores=cores, threads=config["train_threads"],
+                                       slots=GPU_SLOTS)
         if note:
             print(note, file=sys.stderr, flush=True)

@@ -20,7 +20,10 @@ rule train_cell:
     resources:
         # Concurrent training processes per GPU: `--resources gpu=4` runs four cells on one GPU.
         gpu=1,
-    threads: 2
+    # config train_threads (default 1): on a CPU, one thread per job and a job per core trains more
+    # images per hour than fewer jobs with more threads (docs/benchmarks.md); `--resources gpu=N` lets
+    # N training jobs run at once.
+    threads: config["train_threads"]
     conda:
         "../../envs/batchwise.yaml"
     shell:
@@ -71,7 +74,8 @@ if not SKIP_MISSING:
         resources:
             # Every GPU slot: no training job shares the device while a setting's speed is measured.
             gpu=GPU_SLOTS,
-        threads: 2
+        # The thread count the training jobs run with, so each setting is timed as it trains.
+        threads: config["train_threads"]
         conda:
             "../../envs/batchwise.yaml"
         script:
