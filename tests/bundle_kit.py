@@ -15,7 +15,8 @@ import tarfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from batchwise import bundles, config, merge
+from batchwise.results import bundles, merge
+from batchwise import config
 
 CONFIG = config.validate({
     "data_dir": "data", "synthetic_data": True, "device": "cpu", "homeworks": {"x": {"title": "x"}},

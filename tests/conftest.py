@@ -46,7 +46,7 @@ def smoke_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def synthetic_caches(tmp_path_factory) -> dict[str, Path]:
     """Synthetic caches of every data set, as the prepare step writes them."""
-    from batchwise import data
+    from batchwise.data import prepare as data
 
     folder = tmp_path_factory.mktemp("caches")
     paths = {}

@@ -5,7 +5,9 @@ import math
 import pandas as pd
 import pytest
 
-from batchwise import aggregate, figures, provenance, report
+from batchwise.results import aggregate
+from batchwise.report import figures, document as report
+from batchwise import provenance
 
 
 def write_run(folder, setting, seed, *, acc=None, time_s=None, diverged=False, lr=0.1):

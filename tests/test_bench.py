@@ -3,7 +3,7 @@ No timing is asserted (a shared CI machine says nothing about speed)."""
 import json
 import math
 
-from batchwise import bench
+from batchwise.gpu import bench
 from conftest import REPO
 
 
@@ -34,16 +34,17 @@ def test_small_cpu_run_writes_json_and_markdown(tmp_path):
     assert set(concurrency) == {"gpu=1", "gpu=2"} and all(positive(r["cells_per_hour"]) for r in concurrency.values())
 
     md = (tmp_path / "bench.md").read_text()
-    assert "PYTHONPATH=src python -m batchwise.bench " + " ".join(argv) in md
+    assert "PYTHONPATH=src python -m batchwise.gpu.bench " + " ".join(argv) in md
     assert "CPU run" in md and "Projection" in md and "Partial" in md and "| MLP-BN | 64 | eager |" in md
     assert "torchvision: no" in md and "torch._dynamo: no" in md  # what an MLP job must not import
     assert "first step" in md  # the start-up stages of the measured job
 
 
-# --- the CPU benchmark (python -m batchwise.bench cpu): what it counts, not how fast -------------
+# --- the CPU benchmark (python -m batchwise.gpu.bench cpu): what it counts, not how fast -------------
 
 def test_cpu_bench_counts_flops_linear_in_the_batch_and_lists_the_studies_batches():
-    from batchwise import config, cpubench
+    from batchwise import config
+    from batchwise.gpu import cpubench
 
     cfg = config.load()
     spec = config.resolve(cfg, next(c for c in config.cells(cfg) if c.study == "s3_batch_convergence"))
@@ -61,7 +62,8 @@ def test_cpu_bench_hours_are_the_estimate_of_the_measured_steps(tmp_path):
     """Study hours come from `estimate.cell_seconds` on the measured step and evaluation times: with 1 ms
     per step and 0.1 ms per image, s1_batch1 (3 runs of 60,000 steps, 2 x 10,000 images evaluated) is
     3 x (60 s + 2 s), divided by the jobs that run at once; runs at a batch not measured are not counted."""
-    from batchwise import config, cpubench, estimate
+    from batchwise import config
+    from batchwise.gpu import cpubench, estimate
 
     cfg = config.load()
     spec = config.resolve(cfg, next(c for c in config.cells(cfg) if c.study == "s1_batch1"))

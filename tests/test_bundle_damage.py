@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from batchwise import bundles, merge, runcheck
+from batchwise.results import bundles, merge, runcheck
 from bundle_kit import (CONFIG, Member, checkout, edit_json, exported_members, member, snapshot, try_import,
                         write_members)
 
@@ -312,7 +312,7 @@ def test_export_packs_only_what_makes_a_seed_and_names_the_rest(tmp_path):
 
 
 def test_publish_refuses_a_damaged_bundle_and_adds_nothing(base, tmp_path):
-    from batchwise import publish
+    from batchwise.results import publish
 
     folder = tmp_path / "full"
     folder.mkdir()
@@ -359,7 +359,7 @@ def runcheck_example() -> str:
 def test_the_ledger_counts_what_was_imported(tmp_path):
     """A run that ran without its data set is listed in its bundle's manifest but never imported: the
     ledger does not count it (2 runs of 4 done: batch 32's seeds; batch 64 seed 0 is no-data here)."""
-    from batchwise import publish
+    from batchwise.results import publish
 
     src = checkout(tmp_path / "src")
     shutil.rmtree(src / "checkpoints")

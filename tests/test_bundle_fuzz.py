@@ -15,7 +15,7 @@ import pytest
 
 import pandas as pd
 
-from batchwise import aggregate, bundles, runcheck
+from batchwise.results import aggregate, bundles, runcheck
 from bundle_kit import Member, exported_members, snapshot, try_import, write_members
 
 CASES = 300

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from batchwise import bundles, config as bw_config
+from batchwise.results import bundles
+from batchwise import config as bw_config
 from batchwise.__main__ import main
 from conftest import REPO, run_env, snakemake_cmd
 from test_workflow import jobs_in_dry_run
@@ -159,7 +160,7 @@ def test_cells_with_seeds_missing_wait_in_checkpoints_and_other_studies_are_skip
 
 
 def test_publish_rebuilds_report_csvs_and_ledger_from_all_bundles(partial_bundle, tmp_path):
-    from batchwise import publish
+    from batchwise.results import publish
 
     folder = tmp_path / "full"
     publish.publish([partial_bundle], source="CPU session (test)", folder=folder, overlays=(SMOKE,))
@@ -209,7 +210,8 @@ def test_unfinished_runs_travel_with_checkpoints(smoke_run, tmp_path, monkeypatc
 def test_gpu_cost_left_uses_the_recorded_step_times(monkeypatch):
     """The ledger's GPU-minutes: steps x step time, linear between timed batch sizes, proportional
     beyond the largest, the smallest timed size's time below it; 1 ms for an untimed model."""
-    from batchwise import estimate, publish
+    from batchwise.gpu import estimate
+    from batchwise.results import publish
 
     monkeypatch.setattr(estimate, "device_step_table", lambda: {"mlp": {16: 0.001, 64: 0.004}})
     assert estimate.gpu_step_s("mlp", 32) == pytest.approx(0.002)    # 0.001 + (0.003 / 48) x 16

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from batchwise import config, train
+from batchwise import config
+from batchwise.engine import train
 from conftest import run_env
 
 # Wall-clock figures differ between any two runs; everything else must not.

@@ -6,8 +6,10 @@ import json
 
 import torch
 
-from batchwise import config, runcheck, train
-from batchwise.checkpoint import UNLOADABLE, Checkpoints
+from batchwise import config
+from batchwise.results import runcheck
+from batchwise.engine import train
+from batchwise.engine.checkpoint import UNLOADABLE, Checkpoints
 
 
 def _cell(seeds=(0, 1), **params) -> dict:

@@ -18,12 +18,12 @@ from scipy import stats as sps
 
 ROOT = Path(__file__).resolve().parents[1]
 try:
-    import batchwise.claims  # noqa: F401
+    import batchwise.analysis.claims  # noqa: F401
 except ImportError:  # not installed: run from the checkout
     sys.path.insert(0, str(ROOT / "src"))
 
-from batchwise import stats  # noqa: E402
-from batchwise.claims import (  # noqa: E402
+from batchwise.analysis import stats  # noqa: E402
+from batchwise.analysis.claims import (  # noqa: E402
     RULE_KINDS, claim_selectors, evaluate_claims, load_claims, load_homework_tables, side_by_side,
     verdict_rule_text,
 )
@@ -632,7 +632,7 @@ def test_verdict_rule_text_names_each_test_and_drops_the_old_rules():
 
 def test_claims_text_has_no_chance_rule():
     """The old rule "a diverged run counts at chance" is gone: a diverged run is not a measurement."""
-    src = "".join(p.read_text() for p in sorted((ROOT / "src" / "batchwise" / "claims").glob("*.py"))) + (ROOT / "config" / "claims.yaml").read_text()
+    src = "".join(p.read_text() for p in sorted((ROOT / "src" / "batchwise" / "analysis" / "claims").glob("*.py"))) + (ROOT / "config" / "claims.yaml").read_text()
     assert "counts at chance" not in src and "CHANCE_ACC" not in src
 
 
@@ -769,7 +769,7 @@ def test_trained_share_golden():
 def test_every_rule_kind_is_documented_in_the_claims_header():
     """The registry of rule kinds and the list in config/claims.yaml's header name the same kinds: a kind
     added to the registry without a line in the header (or a line for a kind that does not exist) fails."""
-    from batchwise.claims import REGISTRY, documented_kinds
+    from batchwise.analysis.claims import REGISTRY, documented_kinds
     listed = documented_kinds(ROOT / "config" / "claims.yaml")
     assert len(listed) == len(set(listed))
     assert set(listed) == set(REGISTRY) == set(RULE_KINDS)
@@ -779,7 +779,7 @@ def test_documented_kinds_reads_only_the_header_list(tmp_path):
     path = tmp_path / "claims.yaml"
     path.write_text("# Rule kinds (text):\n#   compare           a vs b\n#                     (more)\n"
                     "#   best              at beats all\n# Derived metrics: x\n#   monotonic         later\nclaims: []\n")
-    from batchwise.claims import documented_kinds
+    from batchwise.analysis.claims import documented_kinds
     assert documented_kinds(path) == ["compare", "best"]
 
 

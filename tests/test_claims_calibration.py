@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from batchwise import stats
-from batchwise.claims import evaluate_claims
+from batchwise.analysis import stats
+from batchwise.analysis.claims import evaluate_claims
 
 SIMS = 400   # a null rate of 5 % is estimated to about ±1.1 points (one standard error)
 
@@ -233,7 +233,7 @@ def test_critical_batch_interval_covers_the_true_ratio():
     """Steps S = S_min (1 + B_crit / B) with 5 % (then 15 %) log-normal noise per run, 3 runs per batch size,
     and a log-normal noise scale with median 150: the 95 % interval of B_crit / B_simple must hold the true
     200 / 150 in >= 93 % of the simulations (the percentile bootstrap it replaces: 89-91 %)."""
-    from batchwise import extensions as ext
+    from batchwise.analysis import extensions as ext
     batches = (16, 32, 64, 128, 256, 512, 1024, 2048)
     for step_noise, seed in ((0.05, 0), (0.15, 1)):
         rng = np.random.default_rng(seed)

@@ -149,7 +149,7 @@ def test_snakemake_resolves_overlays_as_load_does_and_records_the_result(tmp_pat
 # --- CPU only: the default config's training time, measured here, before the first job --------------
 
 def test_step_time_interpolates_between_measured_batches_and_extrapolates_per_example():
-    from batchwise import estimate
+    from batchwise.gpu import estimate
 
     measured = {16: 0.002, 512: 0.034}
     assert estimate._step_s(measured, 16) == 0.002 and estimate._step_s(measured, 512) == 0.034
@@ -158,7 +158,7 @@ def test_step_time_interpolates_between_measured_batches_and_extrapolates_per_ex
 
 
 def test_small_configs_are_not_estimated_and_the_default_one_is_measured():
-    from batchwise import estimate
+    from batchwise.gpu import estimate
 
     smoke = config.load(REPO / "config" / "smoke.yaml")
     assert estimate.cpu_warning(smoke, config.cells(smoke), cores=2) is None  # nothing measured

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from batchwise import config, data, step, train
+from batchwise import config
+from batchwise.data import prepare as data
+from batchwise.engine import step, train
 from conftest import SHARED_DATA
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]

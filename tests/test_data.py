@@ -1,4 +1,4 @@
-"""Tests for batchwise.data: every test builds its own tiny data; real-data tests skip cleanly."""
+"""Tests for batchwise.data.prepare: every test builds its own tiny data; real-data tests skip cleanly."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from batchwise import data  # noqa: E402
-from batchwise.data import DataError, load, prepare  # noqa: E402
+from batchwise.data import prepare as data  # noqa: E402
+from batchwise.data.prepare import DataError, load, prepare  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -349,7 +349,7 @@ def test_failed_write_leaves_no_temp(tmp_path, monkeypatch):
 def test_import_does_not_need_torch():
     import subprocess
 
-    code = ("import sys; sys.path.insert(0, %r); import batchwise.data; "
+    code = ("import sys; sys.path.insert(0, %r); import batchwise.data.prepare; "
             "assert 'torch' not in sys.modules and 'torchvision' not in sys.modules" % str(ROOT / "src"))
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from batchwise import extensions as ext
-from batchwise import figures
+from batchwise.analysis import extensions as ext
+from batchwise.report import figures
 
 MNIST_TEST_LABELS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]  # the MNIST test set per digit
 
@@ -183,7 +183,7 @@ def test_to_target_figure_renders_when_no_run_reached(tmp_path):
 
 def _write_study(folder, runs: pd.DataFrame, grid_keys: list[str]) -> None:
     """runs.csv and summary.csv of one study, as aggregate writes them, from a hand-made runs table."""
-    from batchwise.aggregate import summary_table
+    from batchwise.results.aggregate import summary_table
     from batchwise.config import RUN_METRICS
 
     runs = runs.copy()
@@ -198,7 +198,7 @@ def _write_study(folder, runs: pd.DataFrame, grid_keys: list[str]) -> None:
 
 
 def test_beyond_chapters_follow_the_homework_chapters(tmp_path):
-    from batchwise import report
+    from batchwise.report import document as report
     from batchwise.analysis import zero_init
     from batchwise.analysis.registry import write_study_analysis
 
@@ -337,7 +337,7 @@ def test_critical_batch_verdict_within_a_factor():
 
 
 def test_new_rule_kinds_through_the_claims_machinery():
-    from batchwise.claims import evaluate_claims, load_claims
+    from batchwise.analysis.claims import evaluate_claims, load_claims
     from conftest import REPO
 
     def claim(cid, study, rule):

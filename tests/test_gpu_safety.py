@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from batchwise import config, data, models, record, train
+from batchwise import config
+from batchwise.data import prepare as data
+from batchwise.engine import models, record, train
 
 
 class FunctionalDropout(nn.Module):

@@ -21,7 +21,8 @@ import pytest
 import torch
 import yaml
 
-from batchwise import config, estimate, probe, window
+from batchwise import config
+from batchwise.gpu import estimate, probe, window
 from conftest import REPO
 
 SCRIPT = "tools/gpu-window.sh"
@@ -349,7 +350,9 @@ def test_the_rehearsal_python_lacks_what_the_image_lacks(window_run, tmp_path):
 
 def test_selfcheck_resume_check_fails_when_resuming_loses_state(synthetic_caches, tmp_path, monkeypatch):
     """A resume that forgets the shuffling generator's state must show as a failed check."""
-    from batchwise import data, record, selfcheck
+    from batchwise.data import prepare as data
+    from batchwise.engine import record
+    from batchwise.gpu import selfcheck
 
     cache = data.load(synthetic_caches["mnist"])
     spec = selfcheck.spec_for("mlp", device="cpu", graphs="off", bn=True, epochs=2, batch_size=64,
@@ -369,7 +372,8 @@ def test_selfcheck_resume_check_fails_when_resuming_loses_state(synthetic_caches
 
 
 def test_selfcheck_mutants_are_undone_and_counted():
-    from batchwise import selfcheck, step
+    from batchwise.gpu import selfcheck
+    from batchwise.engine import step
 
     capture, wait = step.capture, torch.cuda.Stream.wait_stream
     for name, mutant in selfcheck.MUTANTS.items():

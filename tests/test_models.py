@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from batchwise import models
+from batchwise.engine import models
 
 SHAPES = [(1, 28, 28), (1, 32, 32), (3, 32, 32)]
 NAMES = ["mnist_cnn", "mlp", "cnn2", "lenet5", "mobilenet_v2"]

@@ -8,7 +8,7 @@ import shutil
 import pytest
 import yaml
 
-from batchwise import figures, report
+from batchwise.report import figures, document as report
 from batchwise.analysis import zero_init
 from batchwise.analysis.registry import write_study_analysis
 from conftest import REPO

@@ -2,7 +2,8 @@
 gradient to the output bias only (a dead saddle); a constant non-zero init, as symmetric, does not."""
 from __future__ import annotations
 
-from batchwise import models, saddle
+from batchwise.engine import models
+from batchwise.analysis import saddle
 
 
 def test_zero_init_leaves_only_the_output_bias_with_a_gradient():

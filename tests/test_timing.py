@@ -9,7 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from batchwise import aggregate, config, data, report, timing, train
+from batchwise.results import aggregate
+from batchwise import config
+from batchwise.data import prepare as data
+from batchwise.report import document as report
+from batchwise.engine import timing, train
 
 
 def spec_for(study="t", model="cnn2", batch_size=64, **params):

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from batchwise import config, data, models, train
+from batchwise import config
+from batchwise.data import prepare as data
+from batchwise.engine import models, train
 from conftest import REPO, SHARED_DATA
 
 METRICS_KEYS = {
@@ -149,7 +151,7 @@ def test_real_mnist_generalisation_gap_is_the_eval_mode_gap(tmp_path):
     """The case that exposed the old metric: the dropout net, 6,000 images, 2 epochs, batch 1000. The
     recorded gap is train minus test accuracy, both in eval mode, and it is positive (the running
     in-epoch accuracy, in train mode while the weights move, gave -21 pp here)."""
-    from batchwise import aggregate
+    from batchwise.results import aggregate
 
     cache = tmp_path / "mnist.npz"
     data.prepare("mnist", cache, data_dir=SHARED_DATA, download=False, strict=True)

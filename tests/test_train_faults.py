@@ -17,7 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from batchwise import config, data, models, report, train
+from batchwise import config
+from batchwise.data import prepare as data
+from batchwise.engine import models, train
+from batchwise.report import document as report
 from batchwise.__main__ import main as cli
 from conftest import REPO, SHARED_DATA, run_env
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from batchwise import config
-from batchwise.report import fmt
+from batchwise.report.document import fmt
 from conftest import REPO, run_env, snakemake_cmd
 
 SMOKE = config.load(REPO / "config" / "smoke.yaml")  # the overlay merged onto config/config.yaml

@@ -13,7 +13,7 @@ from pathlib import Path
 
 
 def _prepare(args: argparse.Namespace) -> None:
-    from . import data
+    from batchwise.data import prepare as data
 
     data.prepare(args.dataset, Path(args.out), data_dir=Path(args.data_dir), download=args.download,
                  synthetic=args.synthetic, strict=args.strict,
@@ -21,7 +21,7 @@ def _prepare(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from . import train
+    from batchwise.engine import train
 
     spec = json.loads(args.spec)
     log = lambda line: print(f"[{spec['study']}/{spec['setting']}] {line}", flush=True)  # noqa: E731
@@ -33,7 +33,7 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _time(args: argparse.Namespace) -> None:
-    from . import timing
+    from batchwise.engine import timing
 
     specs = json.loads(Path(args.specs[1:]).read_text() if args.specs.startswith("@") else args.specs)
     caches = dict(item.split("=", 1) for item in args.data)
@@ -50,7 +50,7 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from . import bundles
+    from batchwise.results import bundles
 
     files, doc = bundles.export(args.bundle, studies=args.study or None, results=args.results,
                                 with_checkpoints=args.checkpoints, source=args.source)
@@ -62,7 +62,8 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _import(args: argparse.Namespace) -> None:
-    from . import checks, config, merge
+    from . import checks, config
+    from batchwise.results import merge
 
     cfg = checks.check(config.resolve_files(*args.configfile))
     outcome = merge.plan_and_import(args.bundle, cfg, replace=args.replace, limits=_limits(args))
@@ -72,13 +73,13 @@ def _import(args: argparse.Namespace) -> None:
 
 
 def _publish(args: argparse.Namespace) -> None:
-    from . import publish
+    from batchwise.results import publish
 
     print(publish.publish(args.bundle, source=args.source, folder=args.to, limits=_limits(args)))
 
 
 def _limits(args: argparse.Namespace):
-    from .bundles import LIMITS, Limits
+    from batchwise.results.bundles import LIMITS, Limits
 
     return Limits(member_bytes=int(args.max_member_mib * 2**20) if args.max_member_mib else LIMITS.member_bytes,
                   bundle_bytes=int(args.max_bundle_mib * 2**20) if args.max_bundle_mib else LIMITS.bundle_bytes)

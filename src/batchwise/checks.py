@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from . import claims as claims_mod
+from batchwise.analysis import claims as claims_mod
 from .config import (BASE_CONFIG, DEFAULT_PARAMS, MODEL_PARAMS, REPO, ConfigError, _show, cells, read,
                      slug_value, validate)
 

@@ -10,7 +10,8 @@ from snakemake.utils import validate
 REPO = Path(workflow.basedir)
 
 try:
-    from batchwise import bundles as bw_bundles, checks as bw_checks, config as bw_config
+    from batchwise.results import bundles as bw_bundles
+    from batchwise import checks as bw_checks, config as bw_config
 except ModuleNotFoundError:
     sys.exit("The batchwise package is not installed in this Python: run `make report` (sets up .venv), "
              "or `pip install -e .` in the repository, and run snakemake from that environment.")
@@ -137,7 +138,7 @@ def cell_spec(study: str, cell: str) -> str:
 
 def cell_priority(study: str, cell: str) -> float:
     """The training job's priority: its estimated length, in [0, 1) (longest first)."""
-    from batchwise import estimate as bw_estimate
+    from batchwise.gpu import estimate as bw_estimate
 
     return bw_estimate.job_priority(config, bw_config.setting_by_id(config, study, cell))
 
@@ -192,7 +193,7 @@ onstart:
     # Before the first job, on this machine (not on a cluster's login node): a long run that would
     # train on the CPU says how long, from step times measured here, and points to `make quick`.
     if workflow.local_exec and not SKIP_MISSING:
-        from batchwise import estimate as bw_estimate
+        from batchwise.gpu import estimate as bw_estimate
 
         left = [cell for cell in bw_config.cells(config)
                 if not Path(f"results/{cell.study}/{cell.setting}/seed={cell.seed}/metrics.json").exists()]

@@ -2,7 +2,7 @@
 import sys
 from pathlib import Path
 
-from batchwise.aggregate import aggregate_study
+from batchwise.results.aggregate import aggregate_study
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 - `snakemake` is injected by Snakemake
 timing = snakemake.input.get("timing") or None  # noqa: F821 - absent with `missing_runs: skip` and no timing pass

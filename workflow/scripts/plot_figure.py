@@ -1,7 +1,7 @@
 """Snakemake script: draw one figure of a study, as the config's `figures` list describes it."""
 import sys
 
-from batchwise.figures import plot_figure
+from batchwise.report.figures import plot_figure
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 - `snakemake` is injected by Snakemake
 study = snakemake.wildcards.study  # noqa: F821

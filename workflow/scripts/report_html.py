@@ -2,7 +2,7 @@
 import sys
 from pathlib import Path
 
-from batchwise.report import write_html
+from batchwise.report.document import write_html
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 - `snakemake` is injected by Snakemake
 write_html(

@@ -8,7 +8,7 @@ sm = snakemake  # noqa: F821 - `snakemake` is injected by Snakemake
 os.environ["OMP_NUM_THREADS"] = str(sm.threads)  # before torch is imported, as train_cell's command line does
 sys.stdout = sys.stderr = open(sm.log[0], "w", buffering=1)
 
-from batchwise import timing  # noqa: E402 - after the thread count is set
+from batchwise.engine import timing  # noqa: E402 - after the thread count is set
 
 timing.time_studies(json.loads(sm.params.specs), {Path(p).stem: p for p in sm.input.data},
                     {Path(p).parent.name: p for p in sm.output}, sm.params.bursts, sm.params.steps,

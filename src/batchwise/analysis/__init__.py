@@ -12,4 +12,9 @@ shows its blocks as they are, in order, knowing no analysis by name. One module 
 
 `registry.FIGURE_ANALYSES` maps figure kinds to analyses. Modules here may import `stats`,
 `extensions`, `aggregate` and `config`; never `report` or `figures`.
+
+What the results say: small-sample statistics, the homework claims and their verdicts,
+and the analyses the figures and claims draw on.
+
+May import: the base modules, batchwise.data, batchwise.engine and batchwise.results.
 """

@@ -5,8 +5,8 @@ import math
 
 import pandas as pd
 
-from .. import extensions as ext
-from ..config import slug_value
+from . import extensions as ext
+from batchwise.config import slug_value
 from .common import block, number
 
 KIND = "bend"

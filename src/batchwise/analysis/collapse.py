@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .. import extensions as ext
+from . import extensions as ext
 from .common import block, explains
 
 KIND = "collapse"

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .. import extensions as ext
-from ..config import slug_value
+from . import extensions as ext
+from batchwise.config import slug_value
 from .common import block, native
 
 KIND = "half_failure"

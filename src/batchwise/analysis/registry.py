@@ -7,7 +7,7 @@ from typing import Callable
 
 import pandas as pd
 
-from ..files import atomic_write_text
+from batchwise.files import atomic_write_text
 from . import bend, collapse, half_failure, zero_init
 
 # figure kind -> analysis(runs, figure spec, level) -> block

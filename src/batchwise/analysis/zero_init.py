@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..files import atomic_write_text
+from batchwise.files import atomic_write_text
 from .common import explains
 
 
@@ -19,8 +19,8 @@ def needed(study: dict) -> bool:
 
 def measure(study: dict) -> dict:
     """The measurement on the study's model and input shape: per-tensor largest gradients and the sentence."""
-    from .. import saddle   # torch
-    from ..data import input_shape
+    from . import saddle   # torch
+    from batchwise.data.prepare import input_shape
 
     measured = saddle.zero_init_gradients(study["model"], input_shape(study["dataset"]))
     return {"model": study["model"], "dataset": study["dataset"], "measured": measured,

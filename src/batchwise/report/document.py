@@ -1,0 +1,526 @@
+"""The report: per-study tables, homework-vs-ours tables, figures and claim verdicts -> HTML -> PDF.
+
+Everything shown comes from the config and the aggregated results; the template only lays it out
+(and escapes every string: titles in the config are data, not markup).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import itertools
+import json
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from batchwise.analysis import claims as claims_mod
+from batchwise.analysis import extensions as ext
+from batchwise.results.aggregate import TIME_BASIS_TEXT, outcome_rule_text
+from batchwise.config import REPO, slug_value
+from .figures import LABELS, PERCENT
+from batchwise.files import atomic_write_bytes, atomic_write_text
+from batchwise.provenance import code_state, device_listing, device_types, mixed_device_note, portable_note
+
+TEMPLATES = REPO / "reports" / "templates"
+# Columns of each study's results table; the target columns appear only where a target is set.
+RESULT_METRICS = ["final_test_acc", "final_train_acc", "final_test_loss", "train_time_s", "mean_epoch_s"]
+TARGET_METRICS = ["epochs_to_target", "time_to_target_s"]
+# Where runs stop at the target (or the learning rate is scaled), the exact steps to it (and the rate used).
+STOP_METRICS = ["steps_to_target"]
+# How and when each number is measured; the report's Methods chapter shows this list.
+METRIC_DEFINITIONS = [
+    ("test accuracy / loss", "after each epoch, in eval mode (dropout off, batch norm on its running "
+     "statistics), on the whole test set; 'final' is after the last epoch."),
+    ("training accuracy / loss", "measured exactly like test accuracy, after each epoch in eval mode, on a "
+     "fixed subset of the training set as large as the test set (drawn once per run from its seed)."),
+    ("generalisation gap", "final training accuracy minus final test accuracy, both as above (in points)."),
+    ("running loss / accuracy", "the average over an epoch's steps of each mini-batch's loss and accuracy, "
+     "in train mode while the weights move (what Keras and most training logs print as training loss); "
+     "the per-iteration loss figures plot its individual steps."),
+    ("epoch", "every training image once: a fresh seeded permutation cut into batches, the last one "
+     "taking the remainder, so an epoch is the same data at every batch size."),
+    ("compute time", "every time in the tables, figures and claims is compute time, measured alone: "
+     "s/step x steps + evaluation. One timing job, before training, holds the whole device and measures "
+     "each setting with the training engine itself, in timing.bursts bursts interleaved across all settings "
+     "(burst 1 of every setting, then burst 2, ...: a drift of the machine hits every setting alike): seconds "
+     "per full-batch step, per remainder step (the epoch's last, smaller batch), per warm-up step (eager, "
+     "its learning rate set every step) and per evaluation (test set; training subset), each warmed up "
+     "first. A run's training compute time is its full steps, remainder steps and warm-up steps, each at its "
+     "own cost; time per epoch is one epoch's steps after warm-up; time to target the steps up to the "
+     "target; 'train + test' adds every evaluation the run made (two at each epoch's end, one per mid-epoch "
+     "target check). Each is the mean over the bursts, and runs.csv gives its standard error from their "
+     "spread (<metric>_se, timing_bursts). Runs share a GPU while they train, so their own wall-clock "
+     "times measure the crowd: runs.csv keeps them as wall_* columns, and Provenance lists them."),
+    ("epochs / steps / time to target", "the first check (after an epoch, or within it where the study "
+     "checks more often) at which test accuracy reaches the study's target_acc: its epoch, the steps and "
+     "training images up to then, and the compute time of those steps (evaluation not counted); 'never "
+     "(k/n)' where a run did not reach it."),
+    ("learning rate used", "lr, scaled with the batch size where lr_scaling asks: x B/base_batch_size (linear) "
+     "or x (B/base_batch_size)^1/2 (sqrt); reached after warmup_epochs of linear warm-up."),
+    ("gradient noise scale", "B_simple = tr(Σ)/|G|², from the mean squared norm of mini-batch gradients at the two "
+     "noise_scale_batches sizes (noise_scale_draws each, at the current weights, nothing updated) after every "
+     "epoch; a run's value is its median over epochs (McCandlish et al. 2018)."),
+    ("collapsed model", "a finished run that gives one class at least 90 % of its test-set predictions after "
+     "the last epoch; it scores that class's share of the test set."),
+]
+
+
+def fmt(value: float | None, metric: str) -> str:
+    """A number as the report shows it: accuracies in %, times in s, losses to 4 digits."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if metric in PERCENT:
+        return f"{100 * value:.2f}"
+    if metric.startswith("epochs") or metric == "steps_to_target":
+        return f"{value:.1f}" if value % 1 else f"{value:.0f}"
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def mean_std(group: pd.DataFrame, metric: str) -> str:
+    """'mean ± std' over the setting's measured runs (see aggregate.measured_runs), with the count of
+    runs that have the metric where not all of them do."""
+    row = group[group["metric"] == metric].iloc[0]
+    if row["n"] == 0:
+        return f"never (0/{row['n_runs']})" if metric in TARGET_METRICS + STOP_METRICS and row["basis"] != "none" else "–"
+    text = fmt(row["mean"], metric)
+    if row["n"] > 1 and not pd.isna(row["std"]):
+        text += f" ± {fmt(row['std'], metric)}"
+    measured = row["n_trained"] or row["n_failed"]
+    if row["n"] < measured:
+        text += f" ({row['n']}/{measured})"
+    return text
+
+
+def outcome_text(first: pd.Series) -> str:
+    """'k of n trained', and how the others ended: the one wording of the outcome rule."""
+    text = f"{first['n_trained']} of {first['n_runs']} trained"
+    others = [f"{first[f'n_{o}']} {o}" for o in ("failed", "diverged") if first[f"n_{o}"]]
+    return text + (f" ({', '.join(others)})" if others else "")
+
+
+def result_metrics(study: dict) -> list[str]:
+    """The results table's metric columns. Where runs stop at the target, the steps to it replace the
+    training accuracy and test loss (numbers of the moment a run stopped, not of a trained model), and
+    where the learning rate is scaled, the rate used is shown."""
+    params, grid = study["params"], study["grid"]
+    metrics = RESULT_METRICS + (TARGET_METRICS if params.get("target_acc") or "target_acc" in grid else [])
+    if params.get("stop_at_target") or any(grid.get("stop_at_target", [])):
+        metrics = [m for m in metrics if m not in ("final_train_acc", "final_test_loss")] + STOP_METRICS
+    if "lr_scaling" in grid or params.get("lr_scaling", "none") != "none":
+        metrics += ["lr_effective"]
+    return metrics
+
+
+def time_note(runs: pd.DataFrame) -> str:
+    """What a study's times are, for its results table: compute time from the timing pass, or, where a
+    study has none (or only some of its runs are covered), the runs' own wall time."""
+    done = runs[runs["status"] == "ok"]
+    solo = int((done["time_basis"] == "solo").sum()) if "time_basis" in done else 0
+    if not len(done):
+        return ""
+    if solo == len(done):
+        bursts = int(done["timing_bursts"].max())
+        return (f"Times: {TIME_BASIS_TEXT} (training time, time per epoch and time to target count the steps "
+                f"only; train + test time adds every evaluation), the mean of {bursts} interleaved timing bursts; "
+                f"the runs' own wall times are in Provenance.")
+    return (f"Times: the runs' own wall time for {len(done) - solo} of {len(done)} completed runs (no timing "
+            f"pass for them: other runs may have shared the device), {TIME_BASIS_TEXT} for the others.")
+
+
+def results_table(study: dict, summary: pd.DataFrame, runs: pd.DataFrame | None = None) -> dict:
+    """One row per setting: the grid values, steps per epoch, mean ± std of each result metric over
+    the runs that trained (or, where none did, the failed ones), and the outcome counts; with the
+    study's runs, a note on what its times are."""
+    keys = list(study["grid"])
+    metrics = result_metrics(study)
+    header = keys + ["steps / epoch"] + [LABELS.get(m, m) for m in metrics] + ["runs"]
+    rows = []
+    for setting, group in summary.groupby("setting", sort=False):
+        first = group.iloc[0]
+        steps = group.loc[group["metric"] == "steps_per_epoch", "max"].iloc[0]
+        rows.append({"cells": [slug_value(_native(first[k])) for k in keys]
+                     + [fmt(steps, "epochs") if not pd.isna(steps) else "–"]
+                     + [mean_std(group, m) for m in metrics] + [outcome_text(first)],
+                     "diverged": bool(first["n_trained"] < first["n_runs"])})
+    # Settings without a finished run (a report of whatever has run): listed as missing, not as zeros.
+    present = set(summary["setting"]) if "setting" in summary else set()
+    for values in itertools.product(*study["grid"].values()):
+        if "_".join(f"{k}={slug_value(v)}" for k, v in zip(keys, values)) not in present:
+            rows.append({"cells": [slug_value(v) for v in values] + ["–"] * (1 + len(metrics)) + ["not run yet"],
+                         "diverged": False, "missing": True})
+    return {"header": header, "rows": rows, "time_note": time_note(runs) if runs is not None else ""}
+
+
+def _native(value):
+    """pandas scalars back to plain Python, so 'true' and '0.1' print as the config wrote them."""
+    if isinstance(value, str) and value in ("True", "False"):
+        return value == "True"
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value.item() if hasattr(value, "item") else value
+
+
+def config_hash(config: dict) -> str:
+    """sha256 of the config as canonical JSON (first 12 hex digits)."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _setup(study: dict, meta: dict, devices: dict[str, int] | None = None) -> list[tuple[str, str]]:
+    """The study's setup table: data, model, fixed values, grid, images, seeds, the device types its
+    runs came from, and the values the homework left to us."""
+    p = study["params"]
+    grid = "; ".join(f"{k} ∈ {{{', '.join(slug_value(v) for v in vals)}}}" for k, vals in study["grid"].items())
+    rows = [("data set", f"{study['dataset']}" + (f" — {meta['data_note']}" if meta.get("data_note") else "")),
+            ("model", f"{study['model']}" + (f", {meta['n_params']:,} parameters" if meta.get("n_params") else "")
+             + (f", {meta['weights']}" if meta.get("weights") else "")),
+            ("fixed", ", ".join(f"{k} {slug_value(v)}" for k, v in p.items())),
+            ("grid", grid),
+            ("images per epoch", f"{meta['images_per_epoch']:,} ({_which_images(p)}; the last step of an epoch "
+             f"takes the remainder)" if meta.get("images_per_epoch") else "–"),
+            ("seeds", ", ".join(map(str, study["seeds"])))]
+    if devices:
+        rows.append(("device type of the runs", device_listing(devices)))
+    rows += [(f"our choice: {k}", v) for k, v in study.get("our_choices", {}).items()]
+    return rows
+
+
+def _which_images(params: dict) -> str:
+    """The images a study trains and tests on, in words (a subset is train.to_device's fixed sample)."""
+    n, m = params.get("train_subset"), params.get("test_subset")
+    words = (f"every image of a fixed random sample of {n:,} training images, the same for every run" if n
+             else "every training image")
+    return words + (f"; tested on a fixed random sample of {m:,} test images" if m else "")
+
+
+def _study_meta(folder: Path) -> dict:
+    """Facts the setup table shows, read from one finished cell's metrics.json (or, in a report of
+    whatever has run, one seed that finished in checkpoints/)."""
+    waiting = folder.parent.parent / "checkpoints" / folder.name
+    for path in sorted(folder.glob("*/seed=*/metrics.json")) + sorted(waiting.glob("*/seed=*/metrics.json")):
+        m = json.loads(path.read_text())
+        if m.get("status") != "no-data":
+            return {"n_params": m.get("n_params"), "weights": m.get("weights"),
+                    "data_note": portable_note(m["data"].get("note")),
+                    "images_per_epoch": m.get("images_per_epoch"),
+                    "env": m.get("env", {}), "device": m.get("device")}
+        return {"no_data": portable_note(m.get("reason")) or "data set not available",
+                "data_note": portable_note(m["data"].get("note"))}
+    return {}
+
+
+def read_analyses(folder: Path) -> list[dict]:
+    """The study's analysis blocks as the workflow computed them (results/<study>/analysis.json, rule
+    analyse_study); none where it has not run."""
+    path = folder / "analysis.json"
+    return json.loads(path.read_text())["blocks"] if path.exists() else []
+
+
+def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path, *, claims: str | Path,
+                  homework: str | Path, command: str = "") -> dict:
+    """Everything the template shows, from the config and the aggregated results."""
+    results_dir, figures_dir = Path(results_dir), Path(figures_dir)
+    all_runs, studies = [], []
+    for name, study in config["studies"].items():
+        if not (results_dir / name / "runs.csv").exists():  # `missing_runs: skip` and no run of it yet
+            studies.append({"id": name, "title": study["title"], "homework": study.get("homework") or study["extends"],
+                            "chapter": chapter_key(study), "meta": {"not_run_yet": True}, "setup": _setup(study, {}),
+                            "results": None, "figures": [], "analyses": [], "devices": {},
+                            "device_note": ""})
+            continue
+        runs = pd.read_csv(results_dir / name / "runs.csv")
+        summary = pd.read_csv(results_dir / name / "summary.csv")
+        all_runs.append(runs)
+        meta = _study_meta(results_dir / name)
+        studies.append({
+            "id": name, "title": study["title"], "homework": study.get("homework") or study["extends"],
+            "chapter": chapter_key(study), "meta": meta,
+            "setup": _setup(study, meta, device_types(runs)),
+            "results": results_table(study, summary, runs) if not summary.empty else None,
+            "figures": [{"path": str(figures_dir / name / f"fig{i}.svg"), "caption": f.get("caption", "")}
+                        for i, f in enumerate(study["figures"])],
+            "analyses": [] if meta.get("no_data") else read_analyses(results_dir / name),
+            "devices": device_types(runs), "device_note": mixed_device_note(device_types(runs)),
+        })
+    runs = pd.concat(all_runs, ignore_index=True) if all_runs else pd.DataFrame(columns=NO_RUNS_COLUMNS)
+    done = runs[runs["status"] != "no-data"]
+    verdict = config["verdict"]
+    # A config may hold only some studies: its report checks only the claims about those.
+    wanted = [c for c in claims_mod.load_claims(Path(claims))
+              if {c["study"], *(s for s, _ in claims_mod.claim_selectors(c))} <= set(config["studies"])]
+    claim_list = claims_mod.evaluate_claims(
+        wanted, done,
+        level=verdict["level"], min_runs=verdict["min_runs"],
+        grids={name: s["grid"] for name, s in config["studies"].items()})
+    sources = {c["id"]: c.get("source", "") for c in wanted}  # a claim from the literature cites its paper
+    chapter_of = {s["id"]: s["chapter"] for s in studies}
+    mixed = {s["id"]: s["device_note"] for s in studies if s["device_note"]}
+    for c in claim_list:
+        c["source"], c["chapter"] = sources.get(c["id"], ""), chapter_of.get(c["study"], ("homework", c["homework"]))
+        c["device_note"] = time_claim_device_note(c, mixed)
+    tables = []
+    for table in claims_mod.load_homework_tables(Path(homework)):
+        if table["study"] in config["studies"]:
+            frame = claims_mod.side_by_side(table, done)
+            tables.append({**table, "header": list(frame.columns), "rows": frame.astype(str).values.tolist()})
+    chapters = _chapters(config, studies, tables, claim_list)
+    env = next((s["meta"]["env"] for s in studies if s["meta"].get("env")), {})
+    return {
+        "findings": findings(chapters, studies),
+        "run_label": config.get("run_label", ""),
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "homeworks": chapters,
+        "claims": [c for c in claim_list if not c["source"]],
+        "literature_claims": [c for c in claim_list if c["source"]],
+        "literature_rules": ext.LITERATURE_RULES.format(level=verdict["level"]),
+        "verdict_counts": {v: sum(c["verdict"] == v for c in claim_list)
+                           for v in ("supported", "contradicted", "inconclusive", "not run yet")},
+        "not_run": [s for s in studies if s["meta"].get("no_data")],
+        "verdict_rule": claims_mod.verdict_rule_text(verdict["level"], min_runs=verdict["min_runs"]),
+        "data_notes": sorted({s["meta"]["data_note"] for s in studies if s["meta"].get("data_note")}),
+        "choices": [(s["id"], k, v) for s in studies for k, v in config["studies"][s["id"]].get("our_choices", {}).items()],
+        "provenance": _provenance(config, runs, env, command),
+        "run_commits": run_commits(runs),
+        "progress": progress(config, runs, results_dir),
+        "cells": _cell_times(runs),
+        "metric_definitions": METRIC_DEFINITIONS,
+        "outcome_rule": outcome_rule_text(verdict["failure_margin"]),
+    }
+
+
+NO_RUNS_COLUMNS = ["study", "setting", "cell", "seed", "status", "outcome", "device", "commit", "finished",
+                   "time_until_stop_s", "train_time_s", "time_basis", "cuda_graphs", "cuda_graphs_note"]
+
+
+def time_claim_device_note(claim: dict, mixed: dict[str, str]) -> str:
+    """For a claim on a time whose study mixes device types, the study's note; '' otherwise."""
+    if not str(claim.get("metric", "")).endswith("_s") or claim["study"] not in mixed:
+        return ""
+    return f"{claim['study']}: {mixed[claim['study']]}"
+
+
+# How the findings page words each verdict, in one short phrase.
+VERDICT_PHRASES = {"supported": "holds up", "contradicted": "does not hold up", "inconclusive": "not settled",
+                   "not run yet": "not run yet"}
+FINDING_GROUPS = 4   # groups of runs shown per claim on the findings page; the rest are in the chapter
+
+
+def _group_text(group: dict, metric: str) -> str:
+    """'bn=true, lr=0.5: 97.54 ± 0.21 % over 5 runs' (with how many trained, where not all did)."""
+    unit = " %" if metric in PERCENT else (" s" if metric.endswith("_s") else "")
+    if not group.get("n"):
+        value = "no measured run"
+    else:
+        value = fmt(group["mean"], metric) + unit
+        if group["n"] > 1 and not pd.isna(group.get("std")):
+            value = f"{fmt(group['mean'], metric)} ± {fmt(group['std'], metric)}{unit}"
+    runs = group.get("n_runs") or group.get("n") or 0
+    trained = group.get("n_trained")
+    count = f"{group['n']} run{'s' if group['n'] != 1 else ''}" if group.get("n") else ""
+    if runs and trained is not None and trained < runs:
+        count = f"{trained} of {runs} runs trained"
+    return f"{group['label']}: {value}" + (f" ({count})" if count else "")
+
+
+def findings(chapters: list[dict], studies: list[dict]) -> list[dict]:
+    """The findings page, per chapter: each conclusion checked (its verdict, and what the repeated seeds
+    show: per group of runs the mean, its spread and the number of runs), then what is not run yet."""
+    out = []
+    for hw in chapters:
+        lines, waiting = [], []
+        for c in hw["claims"]:
+            if c["verdict"] == "not run yet":
+                waiting.append(c["english"])
+                continue
+            metric = str(c.get("metric", ""))
+            # Groups tell the number and its spread over seeds; a rule whose groups carry no spread (a
+            # half-failure value, a share) says it better in its evidence.
+            spread = any(g.get("n", 0) > 1 and not pd.isna(g.get("std")) for g in c.get("groups", []))
+            groups = [_group_text(g, metric) for g in c.get("groups", [])[:FINDING_GROUPS]] if spread else []
+            more = len(c.get("groups", [])) - FINDING_GROUPS if groups else 0
+            lines.append({"verdict": c["verdict"], "phrase": VERDICT_PHRASES.get(c["verdict"], c["verdict"]),
+                          "english": c["english"],
+                          "seeds": "; ".join(groups) + (f"; {more} more groups in the chapter" if more > 0 else ""),
+                          "evidence": "" if groups else c["evidence"], "device_note": c.get("device_note", "")})
+        unrun = [s["title"] for s in hw["studies"] if s["meta"].get("not_run_yet") or s["meta"].get("no_data")]
+        out.append({"id": hw["id"], "title": hw["title"], "homework": hw["homework"], "beyond": hw["beyond"],
+                    "lines": lines, "waiting": waiting, "unrun_studies": unrun})
+    return out
+
+
+def run_commits(runs: pd.DataFrame) -> list[list[str]]:
+    """Per study and commit, the runs made at that commit: [study, commit, runs]."""
+    done = runs[runs["status"] != "no-data"] if "status" in runs else runs
+    if "commit" not in done or done.empty:
+        return []
+    counts = done.assign(commit=done["commit"].fillna("unknown").astype(str)).groupby(["study", "commit"], sort=False)
+    return [[study, commit[:12], str(len(group))] for (study, commit), group in counts]
+
+
+def progress(config: dict, runs: pd.DataFrame, results_dir: str | Path) -> dict:
+    """How much of the config has run: "k of N runs done" and, per study, where, when and at which
+    commit its runs ran and which device timed it; a study without runs is "not run yet". Shown on
+    the title page when runs are missing or the report was asked for whatever has run."""
+    from batchwise.results.bundles import timing_device
+    from batchwise.config import cells
+
+    rows, done = [], 0
+    for name in config["studies"]:
+        total = len(cells(config, name))
+        mine = runs[runs["study"] == name] if "study" in runs else runs.iloc[0:0]
+        done += len(mine)
+        if mine.empty:
+            rows.append([name, f"0 of {total}", "not run yet", "–", "–", "–"])
+            continue
+        def listed(column: str, width: int | None = None) -> str:
+            values = mine[column].dropna().astype(str) if column in mine else pd.Series([], dtype=str)
+            return ", ".join(sorted({v[:width] for v in values})) or "–"
+        dates = mine["finished"].dropna().astype(str).str[:10] if "finished" in mine else pd.Series([], dtype=str)
+        when = f"{dates.min()} – {dates.max()}" if len(dates) and dates.min() != dates.max() else (dates.min() if len(dates) else "–")
+        timing = Path(results_dir) / name / "timing.json"
+        rows.append([name, f"{len(mine)} of {total}", listed("device"), listed("commit", 10), when,
+                     (timing_device(timing) or "–") if timing.exists() else "no timing pass"])
+    total = len(cells(config))
+    return {"done": done, "total": total, "show": done < total or config.get("missing_runs") == "skip",
+            "header": ["study", "runs done", "device(s)", "commit(s)", "finished", "timing device"], "rows": rows}
+
+
+def chapter_key(study: dict) -> tuple[str, str]:
+    """("homework", NNN) for a study that re-runs homework NNN, ("beyond", NNN) for one that `extends` it."""
+    return ("homework", study["homework"]) if "homework" in study else ("beyond", study["extends"])
+
+
+def _chapters(config: dict, studies: list[dict], tables: list[dict], claim_list: list[dict]) -> list[dict]:
+    """The report's chapters: one per homework, in the order of the config's studies, then one
+    "Beyond homework NNN" per homework that extension studies go beyond, in the homework chapters' order."""
+    keys = list(dict.fromkeys(s["chapter"] for s in studies))
+    homework = [k for k in keys if k[0] == "homework"]
+    order = [hw_id for _, hw_id in homework]
+    beyond = sorted((k for k in keys if k[0] == "beyond"),
+                    key=lambda k: order.index(k[1]) if k[1] in order else len(order))  # stable: else config order
+    keys = homework + beyond
+    chapters = []
+    for kind, hw_id in keys:
+        declared = config["homeworks"].get(hw_id, {})
+        beyond = kind == "beyond"
+        chapters.append({
+            "id": f"{kind}-{hw_id}" if beyond else hw_id, "homework": hw_id, "beyond": beyond,
+            "title": declared.get("beyond", "") if beyond else declared.get("title", f"Homework {hw_id}"),
+            "source": "" if beyond else declared.get("source", ""),
+            "studies": [s for s in studies if s["chapter"] == (kind, hw_id)],
+            "tables": [] if beyond else [t for t in tables if t["homework"] == hw_id],
+            "claims": [c for c in claim_list if c["chapter"] == (kind, hw_id)],
+        })
+    return chapters
+
+
+def _provenance(config: dict, runs: pd.DataFrame, env: dict, command: str) -> list[tuple[str, str]]:
+    """The provenance table (its first three rows are on the title page too)."""
+    import snakemake
+
+    done = runs[runs["status"] != "no-data"]
+    return [
+        ("report built at commit", commit_text(code_state())),
+        ("config hash", config_hash(config)),
+        ("command", command or "–"),
+        ("Python", env.get("python", "–")), ("PyTorch", env.get("torch", "–")),
+        ("CUDA / cuDNN", f"{env.get('cuda') or '–'} / {env.get('cudnn') or '–'}"),
+        ("Snakemake", snakemake.__version__),
+        ("device", ", ".join(sorted(done["device"].dropna().astype(str).unique())) or "–"),
+        ("runs made at commit", ", ".join(f"{c[:10]} ({n} runs)" for c, n in _commit_counts(done)) or "–"),
+        ("training runs", ", ".join(f"{int((done['outcome'] == o).sum())} {o}" for o in ("trained", "failed", "diverged"))),
+        ("training step", _step_kind(done)),
+        ("total training + evaluation time", f"{done['time_until_stop_s'].sum():,.1f} s of wall time, summed over runs "
+                                             f"(diverged runs until they stopped; runs overlap on a shared device)"),
+        ("times in the tables", _time_basis(done)),
+    ]
+
+
+def commit_text(git: dict) -> str:
+    """The commit a report was built at; from a working tree whose code or config differs from it, said so:
+    such a report cannot be rebuilt from the commit alone."""
+    if not git.get("commit"):
+        return "not a git checkout"
+    if git.get("dirty"):
+        return (f"{git['commit']}, with uncommitted changes to the code or config: this report cannot be rebuilt "
+                f"from the commit alone")
+    return git["commit"]
+
+
+def _commit_counts(done: pd.DataFrame) -> list[tuple[str, int]]:
+    """(commit, runs) over all studies, most runs first."""
+    if "commit" not in done or done.empty:
+        return []
+    counts = done["commit"].fillna("unknown").astype(str).value_counts()
+    return sorted(((str(c), int(n)) for c, n in counts.items()), key=lambda cn: (-cn[1], cn[0]))
+
+
+def _time_basis(done: pd.DataFrame) -> str:
+    """Which times the tables show: the timing pass's compute time, or (where a study has none) the runs' own."""
+    solo = int((done["time_basis"] == "solo").sum()) if "time_basis" in done else 0
+    trained = int((done["status"] == "ok").sum())
+    if solo == trained:
+        return f"{TIME_BASIS_TEXT}, from the timing pass, for all {trained} completed runs"
+    return (f"{TIME_BASIS_TEXT}, from the timing pass, for {solo} of {trained} completed runs; the others' "
+            f"own wall time (device shared)")
+
+
+def _step_kind(done: pd.DataFrame) -> str:
+    """How the runs executed their step: CUDA graph or eager, and any capture that fell back."""
+    graphed, n = int((done["cuda_graphs"] == True).sum()), len(done)  # noqa: E712 - the column may hold None
+    if graphed == 0:
+        text = f"eager in all {n} runs"
+    elif graphed == n:
+        text = f"one CUDA graph per step in all {n} runs"
+    else:
+        text = f"one CUDA graph per step in {graphed} of {n} runs, eager in the rest"
+    fell_back = int(done["cuda_graphs_note"].notna().sum())
+    return text + (f"; {fell_back} of them after a failed capture (see their metrics.json)" if fell_back else "")
+
+
+def _cell_times(runs: pd.DataFrame) -> list[list[str]]:
+    """Per run: its outcome, its own wall times (a diverged run's until it stopped) and, beside them, the
+    compute time the tables use (± its standard error from the timing bursts)."""
+    done = runs[runs["status"] != "no-data"]
+    rows = []
+    for r in done.to_dict("records"):
+        solo = r.get("time_basis") == "solo"
+        wall = r.get("wall_train_time_s") if solo else r.get("train_time_s")
+        compute = "–"
+        if solo and not pd.isna(r.get("total_time_s")):
+            se = r.get("total_time_s_se")
+            compute = f"{r['total_time_s']:.2f}" + ("" if se is None or pd.isna(se) else f" ± {se:.2f}")
+        rows.append([r["study"], r["cell"], r["outcome"], f"{r['time_until_stop_s']:.2f}",
+                     "–" if wall is None or pd.isna(wall) else f"{wall:.2f}", compute])
+    return rows
+
+
+def render_html(context: dict, template_dir: Path = TEMPLATES) -> str:
+    """Render the report template with autoescaping on."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(template_dir), autoescape=True,
+                             trim_blocks=True, lstrip_blocks=True)
+    css = (template_dir / "report.css").read_text()
+    return env.get_template("report.html.j2").render(**context, css=css)
+
+
+def write_html(config: dict, *, results_dir: str | Path, figures_dir: str | Path, out: str | Path,
+               claims: str | Path, homework: str | Path, template_dir: Path = TEMPLATES, command: str = "") -> None:
+    """Build the context and write the HTML report (figure paths relative to the HTML file)."""
+    out = Path(out)
+    context = build_context(config, results_dir, figures_dir, claims=claims, homework=homework, command=command)
+    for hw in context["homeworks"]:
+        for study in hw["studies"]:
+            for fig in study["figures"]:
+                fig["path"] = os.path.relpath(Path(fig["path"]).resolve(), out.parent.resolve())
+    atomic_write_text(out, render_html(context, template_dir))
+
+
+def write_pdf(html: str | Path, out: str | Path) -> None:
+    """Render the HTML report to PDF with WeasyPrint (A4; page numbers and layout from the CSS)."""
+    import weasyprint
+
+    pdf = weasyprint.HTML(filename=str(html)).write_pdf()
+    atomic_write_bytes(out, pdf)

@@ -1,0 +1,208 @@
+"""`results publish`: the full report, built up from bundles, in docs/results/full/.
+
+One command: import ALL bundles (those in `<folder>/bundles/` and the new ones, checked as
+`results import` checks them) into a scratch checkout under the default config,
+build the report of whatever has run there (`missing_runs: skip`: no data, no training), and copy
+`report.pdf` and each study's runs.csv and summary.csv into `<folder>/`, with a README that holds the
+command that rebuilds the PDF and a ledger of what ran where, when, at which commit, and what is left
+(counted from what the import took). Only then are the new bundles copied into `<folder>/bundles/`
+(with where they came from, in `bundles/sources.json`): a bundle that import refuses is never added.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from . import bundles as bw
+from . import merge
+from batchwise.config import REPO, ConfigError, cells, load, resolve
+
+SOURCES = "sources.json"
+
+
+def new_bundles(paths: list[str | Path], folder: Path) -> list[list[Path]]:
+    """The bundles among `paths` not yet in `folder/bundles/` (each a list of its parts). A bundle of
+    the same name already published with other bytes is an error (rename the new one)."""
+    dest = folder / "bundles"
+    out = []
+    for parts in bw.group_parts(list(paths)):
+        published = [dest / part.name for part in parts]
+        for part, target in zip(parts, published):
+            if target.exists() and target.read_bytes() != part.read_bytes():
+                raise bw.BundleError(f"bundle {bw.shown(part.name)}: a different file of that name is published "
+                                     f"already; export under a new name")
+        if not all(target.exists() for target in published):
+            out.append(parts)
+    return out
+
+
+def add_bundles(new: list[list[Path]], folder: Path, source: str) -> list[str]:
+    """Copy the bundles' files (checked and imported already: `publish`) into `folder/bundles/` and
+    record `source` for each; returns their names."""
+    dest = folder / "bundles"
+    dest.mkdir(parents=True, exist_ok=True)
+    sources = json.loads((dest / SOURCES).read_text()) if (dest / SOURCES).exists() else {}
+    names = []
+    for parts in new:
+        doc = bw.read_manifest(parts)
+        name = bw.bundle_name(parts)
+        for part in parts:
+            if not (dest / part.name).exists():
+                shutil.copyfile(part, dest / part.name)
+        sources.setdefault(name, {"source": source or doc.get("source") or "–", "added": bw.utc(),
+                                  "created": doc.get("created"), "host": doc.get("host")})
+        names.append(name)
+    (dest / SOURCES).write_text(json.dumps(sources, indent=1, sort_keys=True) + "\n")
+    return names
+
+
+def build_report(bundles: list[Path], scratch: Path, overlays: tuple[str | Path, ...] = (),
+                 limits: bw.Limits = bw.LIMITS) -> tuple[dict, merge.Outcome]:
+    """Import `bundles` (files or folders) into `scratch` and build its report there (no data, no
+    training) under the default config (and `overlays`); returns the config used and the import's
+    outcome. BundleError where a bundle is damaged, ConfigError where its runs are refused."""
+    overlay = scratch / "publish.yaml"
+    overlay.write_text("# The published report: the default config, of whatever has run.\nmissing_runs: skip\n")
+    config = load(*overlays, overlay)
+    outcome = merge.plan_and_import(bundles, config, root=scratch, limits=limits)
+    if outcome.refused:
+        raise ConfigError("\n".join(f"publish: bundle refused: {line}" for line in outcome.refused))
+    # The report names the command a reader reruns to rebuild it, not this internal snakemake call.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "BATCHWISE_REPORT_COMMAND": "python -m batchwise results publish"}
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(scratch),
+           "--cores", "2", "--configfile", *map(str, overlays), str(overlay), "--quiet", "rules"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ConfigError(f"publish: the report did not build; snakemake said: {(proc.stdout + proc.stderr)[-2000:]}")
+    return config, outcome
+
+
+def left_cost(config: dict, done: set[tuple[str, str, int]]) -> dict[str, tuple[int, int, float]]:
+    """Per study: runs not done, their training steps (epochs x steps per epoch) and the estimated GPU
+    seconds of those steps at the step times in docs/benchmarks.json (`estimate.gpu_step_s`)."""
+    from batchwise.gpu.estimate import _train_size, gpu_step_s
+
+    out: dict[str, tuple[int, int, float]] = {}
+    for cell in cells(config):
+        if (cell.study, cell.setting, cell.seed) in done:
+            continue
+        spec = resolve(config, cell)
+        batch = spec["params"]["batch_size"]
+        steps = spec["params"]["epochs"] * math.ceil(_train_size(config, spec) / batch)
+        runs, total, seconds = out.get(cell.study, (0, 0, 0.0))
+        out[cell.study] = (runs + 1, total + steps, seconds + steps * gpu_step_s(spec["model"], batch))
+    return out
+
+
+def ledger(config: dict, folder: Path, outcome: merge.Outcome) -> list[str]:
+    """The README's ledger table: per study, runs done of total, device(s), dates, commit(s), bundles
+    and their sources, and what is left. It counts the runs the import took (`outcome.sources`: each
+    run's bundle and where it now lies), not what the manifests list."""
+    sources = json.loads((folder / "bundles" / SOURCES).read_text())
+    done: dict[tuple[str, str, int], dict] = {}
+    for key, (name, seed_dir) in outcome.sources.items():
+        done[key] = {**bw.run_record(seed_dir, seed_dir.name), "bundle": name}
+    timing: dict[str, str] = {}  # per study, the device of its timing pass, as the import took it
+    for parts in bw.group_parts([folder / "bundles"]):
+        doc = bw.read_manifest(parts)
+        for study, record in doc.get("timing", {}).items():
+            if outcome.timing_from.get(study, (None,))[0] == bw.bundle_name(parts):
+                timing[study] = f"{record.get('device') or '?'} ({(record.get('date') or '')[:10]})"
+    wanted = {(c.study, c.setting, c.seed) for c in cells(config)}
+    left = left_cost(config, set(done) & wanted)
+    lines = ["| study | runs done | device(s) | finished | commit(s) | bundle (source) | timing pass | left |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for study in config["studies"]:
+        mine = [r for key, r in done.items() if key in wanted and key[0] == study]
+        total = len(cells(config, study))
+        dates = sorted(r["finished"][:10] for r in mine)
+        when = "–" if not dates else dates[0] if dates[0] == dates[-1] else f"{dates[0]} – {dates[-1]}"
+        runs_left, steps_left, gpu_s = left.get(study, (0, 0, 0.0))
+        lines.append("| " + " | ".join([
+            study, f"{len(mine)} of {total}", ", ".join(sorted({bw.shown(r['device']) for r in mine})) or "–", when,
+            ", ".join(sorted({bw.shown(r["commit"] or "?")[:10] for r in mine})) or "–",
+            "; ".join(f"`{b}` ({bw.shown(sources.get(b, {}).get('source', '–'))})"
+                      for b in sorted({r["bundle"] for r in mine})) or "–",
+            bw.shown(timing.get(study, "–")), f"{runs_left} run(s), {steps_left:,} training steps, ~{gpu_s / 60:.1f} GPU-min"
+            if runs_left else "nothing"]) + " |")
+    total_done = len(set(done) & wanted)
+    lines.insert(0, f"**{total_done} of {len(wanted)} runs done.**\n")
+    return lines
+
+
+README = """# The full report, built up run by run
+
+`report.pdf` is the report of the default config (`config/config.yaml`, every study at its homework
+settings), built from the finished runs in `bundles/`: what `make report` produces once every run is
+done. Until then it says "k of {total} runs done" on its title page and marks the studies and settings
+that have not run yet. `<study>/runs.csv` and `<study>/summary.csv` are its tables.
+
+## Rebuild the PDF from the bundles, on any machine
+
+```bash
+python -m batchwise results publish            # rebuilds report.pdf, the CSVs and this README from bundles/
+```
+
+or by hand, in a fresh clone (no data and no GPU needed):
+
+```bash
+python -m batchwise results import docs/results/full/bundles
+snakemake --config missing_runs=skip           # aggregates, plots and reports the imported runs
+```
+
+## Add runs
+
+```bash
+python -m batchwise results export bundles/NAME          # where the runs finished (--checkpoints: unfinished ones too)
+python -m batchwise results publish bundles/NAME* --source "where they ran"
+```
+
+## Ledger
+
+{ledger}
+
+Training steps left count epochs x steps per epoch of the runs not done (evaluation not counted);
+GPU-minutes are those steps at the engine's H100 step times in `docs/benchmarks.json` (one seed at a
+time, nearest timed batch size; an untimed model at 1 ms per step), an estimate, not a measurement.
+On a CPU, `make report` measures this machine's step times and says how long the rest would take.
+
+Built {date}. Import notes:
+
+{notes}
+"""
+
+
+def publish(paths: list[str | Path], source: str = "", folder: str | Path = "docs/results/full",
+            overlays: tuple[str | Path, ...] = (), limits: bw.Limits = bw.LIMITS) -> str:
+    """Add `paths` (bundles) to `folder` and rebuild its report, CSVs and README under the default
+    config (`overlays` merged onto it: the tests' smoke config); returns a summary. The new bundles
+    are checked and imported (with every published one) first and added only once the report is
+    built: a bundle that import refuses is never published, and `folder` is left as it was."""
+    folder = Path(folder)
+    new = new_bundles(paths, folder) if paths else []
+    published = [folder / "bundles"] if (folder / "bundles").is_dir() and any(
+        f.name != SOURCES for f in (folder / "bundles").iterdir()) else []
+    if not published and not new:
+        raise bw.BundleError(f"publish: no bundle in {folder / 'bundles'}; name the bundles to publish")
+    with tempfile.TemporaryDirectory(prefix="publish-") as tmp:
+        scratch = Path(tmp)
+        config, outcome = build_report(published + [p for parts in new for p in parts], scratch, overlays, limits)
+        added = add_bundles(new, folder, source)
+        shutil.copyfile(scratch / "reports" / "report.pdf", folder / "report.pdf")
+        for study in config["studies"]:
+            for table in ("runs.csv", "summary.csv"):
+                src = scratch / "results" / study / table
+                if src.exists():
+                    (folder / study).mkdir(exist_ok=True)
+                    shutil.copyfile(src, folder / study / table)
+        text = README.format(total=len(cells(config)), ledger="\n".join(ledger(config, folder, outcome)),
+                             date=bw.utc(), notes="\n".join(f"- {n}" for n in outcome.lines()))
+    (folder / "README.md").write_text(text)
+    return f"published {len(added)} new bundle(s) into {folder}: report.pdf, CSVs, README.md ledger"
