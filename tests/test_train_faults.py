@@ -254,6 +254,8 @@ def _truncated_idx(real: Path | None) -> bytes:
 
 
 def test_truncated_mnist_file_is_one_line_error_and_results_untouched(synthetic_caches, tmp_path):
+    from batchwise.data import sources
+
     raw = tmp_path / "data" / "MNIST" / "raw"
     raw.mkdir(parents=True)
     shared = SHARED_DATA / "MNIST" / "raw" / "train-images-idx3-ubyte"
@@ -277,7 +279,7 @@ def test_truncated_mnist_file_is_one_line_error_and_results_untouched(synthetic_
     assert len(lines) == 1, proc.stderr
     line = lines[0]
     assert line.startswith(f"error: MNIST file {raw / 'train-images-idx3-ubyte'} fails its MD5 check")
-    assert f"expected {data.MNIST_MD5['train-images-idx3-ubyte']}" in line and "truncated" in line
+    assert f"expected {sources.MNIST_MD5['train-images-idx3-ubyte']}" in line and "truncated" in line
     assert "Traceback" not in proc.stderr
     after = {p: p.read_bytes() for p in results.rglob("*") if p.is_file()}
     assert after == before  # same files, same bytes, no temporary leftovers
@@ -398,11 +400,13 @@ def test_no_unrestricted_unpickling_in_the_package():
 def test_the_data_unpickler_refuses_anything_but_arrays():
     import pickle
 
+    from batchwise.data import sources
+
     class Evil:
         def __reduce__(self):
             return (print, ("pwned",))
 
     with pytest.raises(pickle.UnpicklingError, match="refusing to load builtins.print"):
-        data._NumpyUnpickler(io.BytesIO(pickle.dumps(Evil()))).load()
+        sources._NumpyUnpickler(io.BytesIO(pickle.dumps(Evil()))).load()
     arr = __import__("numpy").arange(6, dtype="uint8").reshape(2, 3)
-    assert (data._NumpyUnpickler(io.BytesIO(pickle.dumps({"data": arr}, protocol=2))).load()["data"] == arr).all()
+    assert (sources._NumpyUnpickler(io.BytesIO(pickle.dumps({"data": arr}, protocol=2))).load()["data"] == arr).all()
