@@ -219,7 +219,7 @@ def test_training_imports_neither_dynamo_nor_torchvision(synthetic_caches, tmp_p
     import sys
 
     spec = spec_for(epochs=1, train_subset=640)
-    code = ("import json, sys; from pathlib import Path; from batchwise import train; "
+    code = ("import json, sys; from pathlib import Path; from batchwise.engine import train; "
             f"train.run_cell(json.loads({json.dumps(json.dumps(spec))}), Path(sys.argv[1]), Path(sys.argv[2]), "
             "log=lambda line: None); print(sorted(m for m in ('torch._dynamo', 'torchvision', 'matplotlib') "
             "if m in sys.modules))")

@@ -254,7 +254,9 @@ def _micro_batch_errors(where: str, study: dict) -> list[str]:
     if "micro_batch" not in params:
         return []
     why = CHUNK_SENSITIVE.get(study["model"])
-    if why is None and True in [params.get("bn"), *grid.get("bn", [])]:
+    # A model that takes no `bn` has that error of its own; one mistake, one line.
+    takes_bn = "bn" in MODEL_PARAMS[study["model"]]
+    if why is None and takes_bn and True in [params.get("bn"), *grid.get("bn", [])]:
         why = "batch norm (bn: true)"
     return [f"{where}.params.micro_batch: model '{study['model']}' has {why}, whose outputs depend on how a batch is cut; "
             f"allowed: no micro_batch for this model"] if why else []

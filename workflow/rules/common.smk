@@ -82,13 +82,16 @@ def data_cache(study: str, result: str) -> str:
 
 def train_inputs(study: str, cell: str) -> list[str] | str:
     """train_cell's data input. None for a finished cell (every seed's run in results/, trained on its
-    data at this very setting: runs imported from a bundle, say): a data job that runs in the same
-    invocation would otherwise mark it "updated by another job", and Snakemake would delete and retrain
-    it whatever the input's date. A changed setting still re-runs it (the spec is a param)."""
-    if _cell_finished(study, cell):
-        return []
+    data at this very setting: runs imported from a bundle, say) whose cache is not on disk: the data
+    job that then runs in the same invocation would mark it "updated by another job", and Snakemake
+    would delete and retrain it whatever the input's date. While the cache is there it stays the
+    input, so a cell trained here keeps the input set it was recorded with (a changed set re-runs it).
+    A changed setting still re-runs a cell (the spec is a param)."""
     seed0 = config["studies"][study]["seeds"][0]
-    return data_cache(study, f"results/{study}/{cell}/seed={seed0}/metrics.json")
+    cache = data_cache(study, f"results/{study}/{cell}/seed={seed0}/metrics.json")
+    if not Path(cache).exists() and _cell_finished(study, cell):
+        return []
+    return cache
 
 
 def _cell_finished(study: str, cell: str) -> bool:
@@ -109,15 +112,17 @@ def _cell_finished(study: str, cell: str) -> bool:
 def timing_inputs() -> list[str]:
     """The timing pass's data caches, one per data set, dates ignored as in `data_cache` unless a study
     of that data set was timed without it. None when every study has a timing file that timed its
-    settings (imported with its runs, say), for the reason given in `train_inputs`."""
-    timings = [Path(f"results/{study}/timing.json") for study in STUDIES]
-    if all(path.exists() and not _ran_without_data(path) for path in timings):
-        return []
+    settings (imported with its runs, say) and a cache is not on disk, for the reason given in
+    `train_inputs`."""
     by_path: dict[str, str] = {}
     for study in STUDIES:
         cache = data_cache(study, f"results/{study}/timing.json")
         if str(cache) not in by_path or not is_flagged(cache, "ancient"):
             by_path[str(cache)] = cache
+    timings = [Path(f"results/{study}/timing.json") for study in STUDIES]
+    done = all(path.exists() and not _ran_without_data(path) for path in timings)
+    if done and not all(Path(cache).exists() for cache in by_path.values()):
+        return []
     return list(by_path.values())
 
 

@@ -179,10 +179,10 @@ def probe_imports(device: torch.device) -> dict:
     of jobs pay for it)."""
     code = ("import json, sys, time\n"
             "t0 = time.perf_counter(); import torch; t = time.perf_counter() - t0\n"
-            "from batchwise import models, train\n"
-            "device, _ = train.pick_device(sys.argv[1])\n"
+            "from batchwise.engine import devices, models, step\n"
+            "device, _ = devices.pick_device(sys.argv[1])\n"
             "model = models.build('mlp', (1, 28, 28), 10, bn=True)[0].to(device)\n"
-            "train.SGD(model.parameters(), lr=0.1, momentum=0.9).zero_grad()\n"
+            "step.SGD(model.parameters(), lr=0.1, momentum=0.9).zero_grad()\n"
             "print(json.dumps({'import_torch_s': t, 'torchvision_imported': 'torchvision' in sys.modules,"
             " 'matplotlib_imported': 'matplotlib' in sys.modules, 'dynamo_imported': 'torch._dynamo' in sys.modules}))\n")
     proc = subprocess.run([sys.executable, "-c", code, device.type], env=sub_env(), capture_output=True,
