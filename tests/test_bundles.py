@@ -223,6 +223,33 @@ def test_gpu_cost_left_uses_the_recorded_step_times(monkeypatch):
                                              "seeds": [0, 1], "params": {"epochs": 2, "train_subset": 640},
                                              "grid": {"batch_size": [32, 64]}}}})
     # Seed 1 of batch 32 left (2 x 20 steps at 2 ms) and both seeds of batch 64 (2 x 2 x 10 steps at 4 ms).
+    kind = json.dumps(["mlp", "mnist", [["bn", False]], None, 2000])
+    monkeypatch.setattr(estimate, "recorded_cpu", lambda: {"machine": "m", "jobs": 2, "tables": {kind: {
+        32: {"step_s": 0.01, "eval_s_per_image": 1e-4}, 64: {"step_s": 0.02, "eval_s_per_image": 3e-4}}}})
     left = publish.left_cost(cfg, {("t", "batch_size=32", 0)})
-    assert left["t"][:2] == (3, 2 * 20 + 2 * 2 * 10)
-    assert left["t"][2] == pytest.approx(40 * 0.002 + 40 * 0.004)
+    assert (left["t"]["runs"], left["t"]["steps"]) == (3, 2 * 20 + 2 * 2 * 10)
+    assert left["t"]["gpu_s"] == pytest.approx(40 * 0.002 + 40 * 0.004)
+    # CPU: per epoch its steps and two evaluations of the 400 synthetic test images at the smallest
+    # measured batch's evaluation time; two jobs at once.
+    assert left["t"]["cpu_runs"] == 3
+    assert left["t"]["cpu_s"] == pytest.approx((2 * (20 * 0.01 + 800 * 1e-4) + 2 * 2 * (10 * 0.02 + 800 * 1e-4)) / 2)
+    assert publish._left(left["t"]) == "3 run(s), 80 training steps, ~0.0 GPU-min, ~0.0 CPU-h"
+    monkeypatch.setattr(estimate, "recorded_cpu", lambda: {"machine": "m", "jobs": 2, "tables": {kind: {
+        32: {"step_s": 0.01, "eval_s_per_image": 1e-4}}}})  # batch 64 not measured, nor between measured ones
+    left = publish.left_cost(cfg, {("t", "batch_size=32", 0)})
+    assert left["t"]["cpu_runs"] == 1 and left["t"]["cpu_s"] == pytest.approx((2 * (20 * 0.01 + 800 * 1e-4)) / 2)
+    assert publish._left(left["t"]).endswith("~0.0 CPU-h (1 of them measured)")
+    assert publish._left(None) == "nothing"
+
+
+def test_step_time_between_measured_batches_uses_the_neighbours():
+    """Interpolation only between the two measured batch sizes around it; beyond the largest, proportional."""
+    from batchwise.gpu import estimate
+
+    measured = {16: {"step_s": 0.010}, 64: {"step_s": 0.020}, 1024: {"step_s": 1.0}}
+    assert estimate._at(measured, 32) == pytest.approx(0.010 + 0.010 * 16 / 48)
+    assert estimate._at(measured, 512) == pytest.approx(0.020 + 0.980 * 448 / 960)
+    assert estimate._at(measured, 2048) == pytest.approx(2.0)
+    spec = {"params": {"batch_size": 32, "noise_scale_batches": [2048]}}
+    assert not estimate.covered(spec, measured)
+    assert estimate.covered({"params": {"batch_size": 32}}, measured)

@@ -113,12 +113,7 @@ def study_hours(cfg: dict, studies: list[str], records: list[dict], was_threads:
                 ) -> dict[str, dict[str, float]]:
     """CPU hours on this machine of each study's runs at their full budget, per variant: the sum of
     `estimate.cell_seconds` from the measured steps, divided by the jobs that run at once."""
-    tables: dict[str, dict[str, dict[int, dict]]] = {"was": {}, "is": {}}
-    for r in records:
-        for name in ("was", "is"):
-            v = r[name]
-            tables[name].setdefault(v["kind"], {})[r["batch_size"]] = {
-                "step_s": v["ms_per_step"] / 1000, "eval_s_per_image": v["eval_s_per_10k"] / 10000}
+    tables = {name: estimate.bench_tables(records, name) for name in ("was", "is")}
     out = {}
     for study in studies:
         hours: dict[str, float] = {}

@@ -154,10 +154,14 @@ def step_time_table(config: dict, cells: list[Cell], threads: int) -> dict[tuple
 
 
 def _at(measured: dict[int, dict[str, float]], batch: int) -> float:
-    """Seconds per step at `batch`: measured there, else interpolated between the measured neighbours."""
+    """Seconds per step at `batch`: measured there, else interpolated between the measured neighbours
+    (beyond the largest measured batch: proportional to the batch)."""
     if batch in measured:
         return measured[batch]["step_s"]
-    return _step_s({b: m["step_s"] for b, m in measured.items()}, batch)
+    below = [b for b in measured if b < batch]
+    above = [b for b in measured if b > batch]
+    pair = ([max(below)] if below else []) + ([min(above)] if above else [])
+    return _step_s({b: measured[b]["step_s"] for b in sorted(pair)}, batch)
 
 
 def cell_seconds(config: dict, spec: dict, measured: dict[int, dict[str, float]]) -> float:
@@ -175,6 +179,12 @@ def cell_seconds(config: dict, spec: dict, measured: dict[int, dict[str, float]]
     evaluated = n_test * (2 + checks)
     probe = sum(p["noise_scale_draws"] * _at(measured, b) for b in _probe_batches(spec))
     return p["epochs"] * (steps * _at(measured, p["batch_size"]) + evaluated * per_image + probe)
+
+
+def covered(spec: dict, measured: dict[int, dict[str, float]]) -> bool:
+    """Whether `measured` has the spec's batch and probe sizes, or measured batches on both sides of each."""
+    return bool(measured) and all(b in measured or min(measured) < b < max(measured)
+                                  for b in (spec["params"]["batch_size"], *_probe_batches(spec)))
 
 
 def training_seconds(config: dict, cells: list[Cell], table: dict[tuple, dict[int, dict[str, float]]]) -> float:
@@ -215,9 +225,45 @@ def cpu_warning(config: dict, cells: list[Cell], cores: int, threads: int = 1, s
 
 
 # ---------------------------------------------------------------------------------------------
-# the order of the jobs: longest first
+# recorded measurements: the CPU benchmark's step times, the GPU's (the order of the jobs)
 
 BENCHMARKS = Path(__file__).resolve().parents[3] / "docs" / "benchmarks.json"
+BENCHMARKS_CPU = BENCHMARKS.with_name("benchmarks-cpu.json")
+
+
+def bench_tables(records: list[dict], variant: str) -> dict[str, dict[int, dict[str, float]]]:
+    """The CPU benchmark's measurements of one variant ("was" or "is") as `cell_seconds` reads them:
+    {kind (JSON of `_kind`): {batch size: {"step_s", "eval_s_per_image"}}}."""
+    tables: dict[str, dict[int, dict[str, float]]] = {}
+    for r in records:
+        v = r[variant]
+        tables.setdefault(v["kind"], {})[r["batch_size"]] = {
+            "step_s": v["ms_per_step"] / 1000, "eval_s_per_image": v["eval_s_per_10k"] / 10000}
+    return {kind: dict(sorted(sizes.items())) for kind, sizes in tables.items()}
+
+
+@functools.cache
+def recorded_cpu(path: Path = BENCHMARKS_CPU) -> dict:
+    """The CPU benchmark's record (docs/benchmarks-cpu.json): {"machine", "jobs", "tables"} of the engine
+    as it is; {} when the file is absent or unreadable."""
+    try:
+        doc = json.loads(Path(path).read_text())
+        records = doc["records"]
+        return {"machine": f"{doc['cpu']}, {doc['cores']} cores, {doc['date'][:10]}",
+                "jobs": records[0]["is"]["jobs"], "tables": bench_tables(records, "is")}
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return {}
+
+
+def recorded_cpu_seconds(config: dict, spec: dict) -> float | None:
+    """CPU seconds of one run at its full budget on the benchmarked machine (`cell_seconds` at the
+    recorded step times, over the jobs that ran at once); None where the benchmark did not measure it."""
+    rec = recorded_cpu()
+    measured = rec.get("tables", {}).get(json.dumps(_kind(spec)), {})
+    if not covered(spec, measured):
+        return None
+    return cell_seconds(config, spec, measured) / rec["jobs"]
+
 DEFAULT_STEP_S = 0.001  # a model docs/benchmarks.json has never timed: 1 ms per step
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from . import bundles as bw
 from . import merge
 from batchwise.config import REPO, ConfigError, cells, load, resolve
+from batchwise.gpu.estimate import _train_size, gpu_step_s, recorded_cpu, recorded_cpu_seconds
 
 SOURCES = "sources.json"
 
@@ -84,21 +85,44 @@ def build_report(bundles: list[Path], scratch: Path, overlays: tuple[str | Path,
     return config, outcome
 
 
-def left_cost(config: dict, done: set[tuple[str, str, int]]) -> dict[str, tuple[int, int, float]]:
-    """Per study: runs not done, their training steps (epochs x steps per epoch) and the estimated GPU
-    seconds of those steps at the step times in docs/benchmarks.json (`estimate.gpu_step_s`)."""
-    from batchwise.gpu.estimate import _train_size, gpu_step_s
-
-    out: dict[str, tuple[int, int, float]] = {}
+def left_cost(config: dict, done: set[tuple[str, str, int]]) -> dict[str, dict[str, float]]:
+    """Per study, of the runs not done: how many ("runs"), their training steps (epochs x steps per
+    epoch, "steps"), the estimated GPU seconds of those steps at the step times in docs/benchmarks.json
+    ("gpu_s", `estimate.gpu_step_s`), and the CPU seconds of those the CPU benchmark measured, every
+    epoch with its evaluations at the step and evaluation times in docs/benchmarks-cpu.json ("cpu_s"
+    over "cpu_runs", `estimate.recorded_cpu_seconds`)."""
+    out: dict[str, dict[str, float]] = {}
     for cell in cells(config):
         if (cell.study, cell.setting, cell.seed) in done:
             continue
         spec = resolve(config, cell)
         batch = spec["params"]["batch_size"]
         steps = spec["params"]["epochs"] * math.ceil(_train_size(config, spec) / batch)
-        runs, total, seconds = out.get(cell.study, (0, 0, 0.0))
-        out[cell.study] = (runs + 1, total + steps, seconds + steps * gpu_step_s(spec["model"], batch))
+        cpu_s = recorded_cpu_seconds(config, spec)
+        left = out.setdefault(cell.study, {"runs": 0, "steps": 0, "gpu_s": 0.0, "cpu_s": 0.0, "cpu_runs": 0})
+        left["runs"] += 1
+        left["steps"] += steps
+        left["gpu_s"] += steps * gpu_step_s(spec["model"], batch)
+        if cpu_s is not None:
+            left["cpu_s"] += cpu_s
+            left["cpu_runs"] += 1
     return out
+
+
+def _left(left: dict[str, float] | None) -> str:
+    """The ledger's "left" cell: runs, steps, GPU minutes, and CPU hours where the CPU benchmark measured them."""
+    if not left:
+        return "nothing"
+    cpu = ("" if not left["cpu_runs"] else f", ~{left['cpu_s'] / 3600:.1f} CPU-h"
+           + ("" if left["cpu_runs"] == left["runs"] else f" ({left['cpu_runs']} of them measured)"))
+    return f"{left['runs']} run(s), {left['steps']:,} training steps, ~{left['gpu_s'] / 60:.1f} GPU-min{cpu}"
+
+
+def engine_version(seed_dir: Path) -> int:
+    """The engine version that trained a run, as its metrics.json records it; 1 for runs recorded before
+    metrics.json said (the engine of whole batches, evaluation at 2000, two threads)."""
+    engine = json.loads((seed_dir / "metrics.json").read_text()).get("engine")
+    return engine.get("version", 1) if isinstance(engine, dict) else 1
 
 
 def ledger(config: dict, folder: Path, outcome: merge.Outcome) -> list[str]:
@@ -108,7 +132,7 @@ def ledger(config: dict, folder: Path, outcome: merge.Outcome) -> list[str]:
     sources = json.loads((folder / "bundles" / SOURCES).read_text())
     done: dict[tuple[str, str, int], dict] = {}
     for key, (name, seed_dir) in outcome.sources.items():
-        done[key] = {**bw.run_record(seed_dir, seed_dir.name), "bundle": name}
+        done[key] = {**bw.run_record(seed_dir, seed_dir.name), "bundle": name, "engine": engine_version(seed_dir)}
     timing: dict[str, str] = {}  # per study, the device of its timing pass, as the import took it
     for parts in bw.group_parts([folder / "bundles"]):
         doc = bw.read_manifest(parts)
@@ -117,21 +141,21 @@ def ledger(config: dict, folder: Path, outcome: merge.Outcome) -> list[str]:
                 timing[study] = f"{record.get('device') or '?'} ({(record.get('date') or '')[:10]})"
     wanted = {(c.study, c.setting, c.seed) for c in cells(config)}
     left = left_cost(config, set(done) & wanted)
-    lines = ["| study | runs done | device(s) | finished | commit(s) | bundle (source) | timing pass | left |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| study | runs done | device(s) | engine | finished | commit(s) | bundle (source) | timing pass | left |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for study in config["studies"]:
         mine = [r for key, r in done.items() if key in wanted and key[0] == study]
         total = len(cells(config, study))
         dates = sorted(r["finished"][:10] for r in mine)
         when = "–" if not dates else dates[0] if dates[0] == dates[-1] else f"{dates[0]} – {dates[-1]}"
-        runs_left, steps_left, gpu_s = left.get(study, (0, 0, 0.0))
         lines.append("| " + " | ".join([
-            study, f"{len(mine)} of {total}", ", ".join(sorted({bw.shown(r['device']) for r in mine})) or "–", when,
+            study, f"{len(mine)} of {total}", ", ".join(sorted({bw.shown(r['device']) for r in mine})) or "–",
+            ", ".join(f"v{v}: {sum(r['engine'] == v for r in mine)}" for v in sorted({r["engine"] for r in mine})) or "–",
+            when,
             ", ".join(sorted({bw.shown(r["commit"] or "?")[:10] for r in mine})) or "–",
             "; ".join(f"`{b}` ({bw.shown(sources.get(b, {}).get('source', '–'))})"
                       for b in sorted({r["bundle"] for r in mine})) or "–",
-            bw.shown(timing.get(study, "–")), f"{runs_left} run(s), {steps_left:,} training steps, ~{gpu_s / 60:.1f} GPU-min"
-            if runs_left else "nothing"]) + " |")
+            bw.shown(timing.get(study, "–")), _left(left.get(study))]) + " |")
     total_done = len(set(done) & wanted)
     lines.insert(0, f"**{total_done} of {len(wanted)} runs done.**\n")
     return lines
@@ -168,10 +192,17 @@ python -m batchwise results publish bundles/NAME* --source "where they ran"
 
 {ledger}
 
-Training steps left count epochs x steps per epoch of the runs not done (evaluation not counted);
-GPU-minutes are those steps at the engine's H100 step times in `docs/benchmarks.json` (one seed at a
-time, nearest timed batch size; an untimed model at 1 ms per step), an estimate, not a measurement.
-On a CPU, `make report` measures this machine's step times and says how long the rest would take.
+"engine": how many runs each version of the training engine made (`metrics.json`'s `engine`; v1 is the
+engine before it was recorded: whole batches, evaluation at batch 2000, two threads a job). Runs of
+every version count alike: a version changes speed, not what a run measures.
+
+"left", for the runs not done: training steps count epochs x steps per epoch (evaluation not
+counted); GPU-minutes are those steps at the engine's H100 step times in `docs/benchmarks.json` (one
+seed at a time, nearest timed batch size; an untimed model at 1 ms per step); CPU-hours are every
+epoch of each run's budget (runs that stop at their target end earlier), steps and evaluations, at
+the engine's step and evaluation times measured by the CPU benchmark ({cpu_machine}, jobs side by
+side as it ran them: `docs/benchmarks-cpu.md`), for the runs it measured. Estimates, not measurements.
+On a CPU, `make report` measures that machine's step times and says how long the rest would take.
 
 Built {date}. Import notes:
 
@@ -203,6 +234,6 @@ def publish(paths: list[str | Path], source: str = "", folder: str | Path = "doc
                     (folder / study).mkdir(exist_ok=True)
                     shutil.copyfile(src, folder / study / table)
         text = README.format(total=len(cells(config)), ledger="\n".join(ledger(config, folder, outcome)),
-                             date=bw.utc(), notes="\n".join(f"- {n}" for n in outcome.lines()))
+                             cpu_machine=recorded_cpu().get("machine", "no record"), date=bw.utc(), notes="\n".join(f"- {n}" for n in outcome.lines()))
     (folder / "README.md").write_text(text)
     return f"published {len(added)} new bundle(s) into {folder}: report.pdf, CSVs, README.md ledger"
