@@ -15,7 +15,7 @@ import tarfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from batchwise.results import bundles, merge
+from batchwise.results import bundles, merge, unpack
 from batchwise import config
 
 CONFIG = config.validate({
@@ -108,7 +108,7 @@ def exported_members(tmp: Path) -> list[Member]:
     src = checkout(tmp / "src")
     files, _ = bundles.export(tmp / "exported" / "b", root=src, with_checkpoints=True, source="synthetic")
     out = [Member(info.name, data or b"", int(info.mtime), info.type, info.linkname)
-           for info, data in bundles.members(files)]
+           for info, data in unpack.members(files)]
     shutil.rmtree(tmp / "src")
     shutil.rmtree(tmp / "exported")
     return out
@@ -149,7 +149,7 @@ def snapshot(root: Path) -> dict[str, bytes]:
         p.relative_to(root).as_posix() + "/": b"" for p in root.rglob("*") if p.is_dir()}
 
 
-def try_import(paths: list[Path], root: Path, limits: bundles.Limits = bundles.LIMITS) -> tuple[list[str], merge.Outcome | None]:
+def try_import(paths: list[Path], root: Path, limits: unpack.Limits = unpack.LIMITS) -> tuple[list[str], merge.Outcome | None]:
     """Import as `results import` does; the error lines it would print (none: it imported) and the outcome."""
     try:
         outcome = merge.plan_and_import(paths, CONFIG, root=root, limits=limits)

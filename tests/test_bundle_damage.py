@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from batchwise.results import bundles, merge, runcheck
+from batchwise.results import bundles, merge, runcheck, unpack
 from bundle_kit import (CONFIG, Member, checkout, edit_json, exported_members, member, snapshot, try_import,
                         write_members)
 
@@ -255,11 +255,11 @@ def test_size_caps_are_checked_before_the_bytes_are_read(base, root, tmp_path):
                          base + [Member("checkpoints/t/batch_size=64/seed=1/history.csv", bytes(64 * 2**20))], preset=1)
     assert bomb.stat().st_size < 64 * 1024
     before = snapshot(root)
-    small = bundles.Limits(member_bytes=2**20, bundle_bytes=4 * 2**20)
+    small = unpack.Limits(member_bytes=2**20, bundle_bytes=4 * 2**20)
     lines, _ = try_import([bomb], root, small)
     assert lines == ["bundle bomb.tar.xz: member 'checkpoints/t/batch_size=64/seed=1/history.csv': 67108864 bytes, "
                      "over the cap of 1048576 bytes per member (--max-member-mib)"]
-    lines, _ = try_import([write_members(tmp_path / "big.tar.xz", base)], root, bundles.Limits(bundle_bytes=10_000))
+    lines, _ = try_import([write_members(tmp_path / "big.tar.xz", base)], root, unpack.Limits(bundle_bytes=10_000))
     assert lines == ["bundle big.tar.xz: over 10000 bytes unpacked, the cap per bundle (--max-bundle-mib)"]
     assert snapshot(root) == before
     lines, _ = try_import([bomb], root)  # the default caps: 512 MiB per member, 16 MiB for a text file
@@ -307,7 +307,7 @@ def test_export_packs_only_what_makes_a_seed_and_names_the_rest(tmp_path):
     files, doc = bundles.export(tmp_path / "out" / "b", root=src, with_checkpoints=True)
     assert doc["skipped"] == ["checkpoints/t/batch_size=64/seed=1/state.pt.unloadable"]
     assert doc["checkpoints"] == 1
-    names = [info.name for info, _ in bundles.members(files)]
+    names = [info.name for info, _ in unpack.members(files)]
     assert names[0] == "manifest.json" and len(names) == len(set(names)) == 1 + 3 * 3 + 1 + 1
 
 
@@ -329,7 +329,7 @@ def test_published_bundles_pass_the_run_check(tmp_path):
     from conftest import REPO
 
     parts = [REPO / "docs" / "results" / "full" / "bundles" / "cpu-2026-11-30-x2.tar.xz"]
-    b = bundles.read_bundle(parts, tmp_path / "x2")
+    b = unpack.read_bundle(parts, tmp_path / "x2")
     assert len(b.runs) == len(b.manifest["runs"]) == 60
     assert {m["status"] for m in b.runs.values()} == {"ok", "diverged"}
 
@@ -380,7 +380,7 @@ def test_the_ledger_counts_what_was_imported(tmp_path):
     assert len(doc["runs"]) == 2  # export leaves no-data runs out; a bundle made elsewhere may list them
     doc["runs"].append({**doc["runs"][0], "path": "results/t/batch_size=64/seed=0", "setting": "batch_size=64",
                         "seed": 0, "status": "no-data"})
-    members = [Member(info.name, data or b"", int(info.mtime)) for info, data in bundles.members(files)]
+    members = [Member(info.name, data or b"", int(info.mtime)) for info, data in unpack.members(files)]
     members[0].data = json.dumps(doc).encode()
     members += [Member(f"results/t/batch_size=64/seed=0/{f}", (no_data / f).read_bytes()) for f in runcheck.RUN_FILES]
     write_members(files[0], members)

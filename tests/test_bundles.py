@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from batchwise.results import bundles
+from batchwise.results import bundles, unpack
 from batchwise import config as bw_config
 from batchwise.__main__ import main
 from conftest import REPO, run_env, snakemake_cmd
@@ -60,7 +60,7 @@ def test_a_bundle_over_the_limit_is_cut_into_parts_and_read_back_whole(tmp_path)
     assert len(parts) > 1 and all(p.stat().st_size <= 4096 for p in parts)
     assert parts[0].name.endswith(f".part-1-of-{len(parts)}")
     grouped = bundles.group_parts([tmp_path / "out"])
-    got = {info.name: data for info, data in bundles.members(grouped[0]) if data is not None}
+    got = {info.name: data for info, data in unpack.members(grouped[0]) if data is not None}
     assert all(got[f"results/{p.name}"] == p.read_bytes() for p in files)
     parts[1].unlink()
     with pytest.raises(bundles.BundleError, match=f"part\\(s\\) 2 of {len(parts)} missing"):

@@ -79,7 +79,7 @@ def _publish(args: argparse.Namespace) -> None:
 
 
 def _limits(args: argparse.Namespace):
-    from batchwise.results.bundles import LIMITS, Limits
+    from batchwise.results.unpack import LIMITS, Limits
 
     return Limits(member_bytes=int(args.max_member_mib * 2**20) if args.max_member_mib else LIMITS.member_bytes,
                   bundle_bytes=int(args.max_bundle_mib * 2**20) if args.max_bundle_mib else LIMITS.bundle_bytes)

@@ -14,7 +14,7 @@ Rules (docs/reliability.md, "Results that travel"):
 - the derived tables of every study that gained runs are removed, so that the next `snakemake`
   aggregates them again (the profile does not re-run jobs on file dates: see docs/reliability.md).
 All or nothing per import: every bundle is unpacked into a scratch folder under the checkout and
-checked (`bundles.read_bundle`, `runcheck`) before anything is written; a damaged bundle is refused in
+checked (`unpack.read_bundle`, `runcheck`) before anything is written; a damaged bundle is refused in
 one line naming it, the member and what is wrong. Bytes are copied as they are, each file atomically,
 a run's metrics.json after its CSVs.
 """
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import bundles as bw
+from . import unpack
 
 DERIVED = ("runs.csv", "summary.csv", "history.csv", "iterations.csv")
 
@@ -81,13 +82,14 @@ def _differences(run: dict, expected: dict) -> list[str]:
     return out
 
 
-def read_all(parts_list: list[list[Path]], scratch: Path, limits: bw.Limits = bw.LIMITS) -> list[bw.Unpacked]:
-    """Unpack and check every bundle (`bundles.read_bundle`), each into its own folder under `scratch`.
+def read_all(parts_list: list[list[Path]], scratch: Path,
+             limits: unpack.Limits = unpack.LIMITS) -> list[unpack.Unpacked]:
+    """Unpack and check every bundle (`unpack.read_bundle`), each into its own folder under `scratch`.
     BundleError with one line per bundle that is refused, after all of them were read."""
     out, errors = [], []
     for i, parts in enumerate(parts_list):
         try:
-            out.append(bw.read_bundle(parts, scratch / f"b{i}", limits))
+            out.append(unpack.read_bundle(parts, scratch / f"b{i}", limits))
         except bw.BundleError as err:
             errors.append(str(err))
     if errors:
@@ -96,7 +98,7 @@ def read_all(parts_list: list[list[Path]], scratch: Path, limits: bw.Limits = bw
 
 
 def plan_and_import(bundle_paths: list[str | Path], config: dict, root: str | Path = ".", replace: bool = False,
-                    dry_run: bool = False, limits: bw.Limits = bw.LIMITS) -> Outcome:
+                    dry_run: bool = False, limits: unpack.Limits = unpack.LIMITS) -> Outcome:
     """Import the bundles into the checkout at `root` under `config` (resolved and validated), by the
     rules of this module's docstring. All or nothing: every member of every bundle is unpacked into a
     scratch folder and checked first; a bundle that is damaged raises BundleError (one line per bundle)

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from . import bundles as bw
-from . import merge
+from . import merge, unpack
 from batchwise.config import REPO, ConfigError, cells, load, resolve
 from batchwise.gpu.estimate import _train_size, gpu_step_s, recorded_cpu, recorded_cpu_seconds
 
@@ -51,7 +51,7 @@ def add_bundles(new: list[list[Path]], folder: Path, source: str) -> list[str]:
     sources = json.loads((dest / SOURCES).read_text()) if (dest / SOURCES).exists() else {}
     names = []
     for parts in new:
-        doc = bw.read_manifest(parts)
+        doc = unpack.read_manifest(parts)
         name = bw.bundle_name(parts)
         for part in parts:
             if not (dest / part.name).exists():
@@ -64,7 +64,7 @@ def add_bundles(new: list[list[Path]], folder: Path, source: str) -> list[str]:
 
 
 def build_report(bundles: list[Path], scratch: Path, overlays: tuple[str | Path, ...] = (),
-                 limits: bw.Limits = bw.LIMITS) -> tuple[dict, merge.Outcome]:
+                 limits: unpack.Limits = unpack.LIMITS) -> tuple[dict, merge.Outcome]:
     """Import `bundles` (files or folders) into `scratch` and build its report there (no data, no
     training) under the default config (and `overlays`); returns the config used and the import's
     outcome. BundleError where a bundle is damaged, ConfigError where its runs are refused."""
@@ -135,7 +135,7 @@ def ledger(config: dict, folder: Path, outcome: merge.Outcome) -> list[str]:
         done[key] = {**bw.run_record(seed_dir, seed_dir.name), "bundle": name, "engine": engine_version(seed_dir)}
     timing: dict[str, str] = {}  # per study, the device of its timing pass, as the import took it
     for parts in bw.group_parts([folder / "bundles"]):
-        doc = bw.read_manifest(parts)
+        doc = unpack.read_manifest(parts)
         for study, record in doc.get("timing", {}).items():
             if outcome.timing_from.get(study, (None,))[0] == bw.bundle_name(parts):
                 timing[study] = f"{record.get('device') or '?'} ({(record.get('date') or '')[:10]})"
@@ -211,7 +211,7 @@ Built {date}. Import notes:
 
 
 def publish(paths: list[str | Path], source: str = "", folder: str | Path = "docs/results/full",
-            overlays: tuple[str | Path, ...] = (), limits: bw.Limits = bw.LIMITS) -> str:
+            overlays: tuple[str | Path, ...] = (), limits: unpack.Limits = unpack.LIMITS) -> str:
     """Add `paths` (bundles) to `folder` and rebuild its report, CSVs and README under the default
     config (`overlays` merged onto it: the tests' smoke config); returns a summary. The new bundles
     are checked and imported (with every published one) first and added only once the report is
