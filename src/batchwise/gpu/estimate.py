@@ -26,7 +26,8 @@ MODEL_OPTIONS = {"mlp": ("bn",), "cnn2": ("bn",)}  # options that change the cos
 STEP_BUDGET_S = 1.0  # timed steps per batch size: small steps are timed many times (a median of two is their max)
 
 
-def _train_size(config: dict, spec: dict) -> int:
+def train_size(config: dict, spec: dict) -> int:
+    """Training images of one epoch of the spec: the data set's (synthetic stand-in's) size, or its train_subset."""
     size = SYNTHETIC_TRAIN_SIZE if config.get("synthetic_data") else TRAIN_SIZES[spec["dataset"]]
     return min(size, spec["params"].get("train_subset") or size)
 
@@ -36,7 +37,7 @@ def examples(config: dict, cells: list[Cell]) -> int:
     total = 0
     for cell in cells:
         spec = resolve(config, cell)
-        total += spec["params"]["epochs"] * _train_size(config, spec)
+        total += spec["params"]["epochs"] * train_size(config, spec)
     return total
 
 
@@ -169,7 +170,7 @@ def cell_seconds(config: dict, spec: dict, measured: dict[int, dict[str, float]]
     earlier): steps, the two evaluations of each epoch (test set and the training sample of its size),
     mid-epoch target checks, and the noise-scale probe."""
     p = spec["params"]
-    n = _train_size(config, spec)
+    n = train_size(config, spec)
     n_test = min(TEST_SIZES[spec["dataset"]], p.get("test_subset") or TEST_SIZES[spec["dataset"]])
     if config.get("synthetic_data"):
         n_test = min(n_test, SYNTHETIC_TEST_SIZE)
@@ -306,7 +307,7 @@ def job_seconds(config: dict, setting: Setting) -> float:
     the last job to finish is a short one."""
     spec = resolve_setting(config, setting)
     batch = spec["params"]["batch_size"]
-    steps = spec["params"]["epochs"] * math.ceil(_train_size(config, spec) / batch) * len(setting.seeds)
+    steps = spec["params"]["epochs"] * math.ceil(train_size(config, spec) / batch) * len(setting.seeds)
     return steps * gpu_step_s(spec["model"], batch)
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from . import bundles as bw
 from . import merge, unpack
 from batchwise.config import REPO, ConfigError, cells, load, resolve
-from batchwise.gpu.estimate import _train_size, gpu_step_s, recorded_cpu, recorded_cpu_seconds
+from batchwise.gpu.estimate import train_size, gpu_step_s, recorded_cpu, recorded_cpu_seconds
 
 SOURCES = "sources.json"
 
@@ -97,7 +97,7 @@ def left_cost(config: dict, done: set[tuple[str, str, int]]) -> dict[str, dict[s
             continue
         spec = resolve(config, cell)
         batch = spec["params"]["batch_size"]
-        steps = spec["params"]["epochs"] * math.ceil(_train_size(config, spec) / batch)
+        steps = spec["params"]["epochs"] * math.ceil(train_size(config, spec) / batch)
         cpu_s = recorded_cpu_seconds(config, spec)
         left = out.setdefault(cell.study, {"runs": 0, "steps": 0, "gpu_s": 0.0, "cpu_s": 0.0, "cpu_runs": 0})
         left["runs"] += 1
