@@ -337,10 +337,12 @@ def test_zero_init_collapses_to_one_class_and_the_histogram_says_which(synthetic
 def test_micro_batches_agree_with_whole_batches(synthetic_caches):
     """`micro_batch` cuts a batch into chunks whose gradients add up to the batch's: LeNet-5 trained in
     chunks of 24 (batches of 100, remainder 50: chunks 24+24+24+24+4 and 24+24+2) has every
-    per-step loss within 1e-5 of the whole-batch run over 2 epochs, and the same outcome."""
+    per-step loss within 1e-5 of the whole-batch run over 2 epochs, and the same outcome. At lr 0.05:
+    at lr 0.1 with momentum 0.9 this run is at its edge of stability, where any rounding difference
+    (1e-7 here) grows to 1e-3 in 14 steps on one thread: the dynamics', not the chunks' doing."""
     cache = data.load(synthetic_caches["mnist"])
-    plain = spec_for(model="lenet5", epochs=2, batch_size=100, lr=0.1, momentum=0.9, train_subset=650)
-    chunked = spec_for(model="lenet5", epochs=2, batch_size=100, lr=0.1, momentum=0.9, train_subset=650,
+    plain = spec_for(model="lenet5", epochs=2, batch_size=100, lr=0.05, momentum=0.9, train_subset=650)
+    chunked = spec_for(model="lenet5", epochs=2, batch_size=100, lr=0.05, momentum=0.9, train_subset=650,
                        micro_batch=24)
     a, b = (train.train(s, cache, log=lambda line: None) for s in (plain, chunked))
     assert [loss for *_, loss in a["iterations"]] == pytest.approx([loss for *_, loss in b["iterations"]], abs=1e-5)
