@@ -164,14 +164,26 @@ def test_solo_times_count_mid_epoch_checks_and_stop_at_the_target():
 def test_mid_epoch_checks_are_the_evaluations_the_engine_ran(synthetic_caches, monkeypatch, target, lr):
     """The count of checks solo_times charges equals the test-set evaluations a real run made
     between its steps (every evaluation call but the two at each epoch's end)."""
-    calls = []
-    evaluate = train.evaluate
+    calls, read = [], []
+    evaluate, reaches = train.evaluate, train.reaches
     monkeypatch.setattr(train, "evaluate", lambda *args: calls.append(1) or evaluate(*args))
+
+    def counted(*args):
+        calls.append(1)
+        verdict = reaches(*args)
+        read.append(verdict[1])
+        return verdict
+
+    monkeypatch.setattr(train, "reaches", counted)
     spec = spec_for(batch_size=64, lr=lr, epochs=2, train_subset=600, test_subset=200, target_acc=target,
                     target_checks_per_epoch=4)
     m = {**train.train(spec, data.load(synthetic_caches["mnist"]), log=lambda line: None)["metrics"], "spec": spec}
     assert (m["epochs_to_target"] == 1) if target < 0.5 else (m["epochs_to_target"] is None)
     assert aggregate.mid_epoch_checks(m) == len(calls) - 2 * m["epochs_run"] > 0
+    # Charged as the share of the test set the checks read: the images `reaches` reported, over 200.
+    assert m["test_images"] == 200 and m["check_images"] == sum(read)
+    assert aggregate.checks_read(m) == pytest.approx(sum(read) / 200)
+    assert aggregate.checks_read({**m, "check_images": None}) == aggregate.mid_epoch_checks(m)
 
 
 def test_warmup_steps_are_charged_at_the_eager_cost():

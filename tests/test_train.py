@@ -281,6 +281,59 @@ def test_stop_at_target_records_steps_and_examples(synthetic_caches):
     assert len(result["iterations"]) == m["steps_to_target"]  # no step after the stop
 
 
+def test_correct_needed_matches_the_accuracy_comparison():
+    """The fewest correct answers whose float64 accuracy reaches the target, on hand-picked cases."""
+    from batchwise.engine.evaluation import correct_needed
+
+    assert correct_needed(10000, 0.98) == 9800
+    assert correct_needed(3, 2 / 3) == 2        # 2/3 in float64 is exactly the target
+    assert correct_needed(7, 0.3) == 3          # 2/7 = 0.286 < 0.3 <= 3/7
+    assert correct_needed(10, 0.0) == 0 and correct_needed(10, 1.0) == 10
+    assert correct_needed(10, 1.01) == 11       # unreachable
+    for n in (1, 7, 650, 10000):
+        for t in (0.1, 0.5, 0.9, 0.97, 0.98, 0.99):
+            c = correct_needed(n, t)
+            assert c / n >= t and (c == 0 or (c - 1) / n < t)
+
+
+def test_early_decided_check_gives_evaluate_s_verdict(synthetic_caches):
+    """`reaches` (the CPU's target check) says exactly whether `evaluate`'s accuracy is at least the
+    target, for targets one answer either side of the model's accuracy; far below, it stops reading early."""
+    from batchwise.engine import models
+    from batchwise.engine.evaluation import reaches
+
+    cache = data.load(synthetic_caches["mnist"])
+    x, y = torch.as_tensor(cache.x_test), torch.as_tensor(cache.y_test).long()
+    norm = lambda t: t.float() / 255  # noqa: E731
+    n = len(x)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        model = models.build("mlp", (1, 28, 28), 10)[0]
+        acc = train.evaluate(model, x, y, norm, 64)[1].item()
+        for target in (acc - 1 / n, acc, acc + 1 / n, acc + 1e-12, 0.0, 1.0):
+            assert reaches(model, x, y, norm, 64, target)[0] == (acc >= target), (seed, acc, target)
+    calls = []
+    model.register_forward_hook(lambda *a: calls.append(1))
+    ok, read = reaches(model, x, y, norm, 64, 0.99)  # an untrained model: decided within a few batches
+    assert not ok and 0 < len(calls) < math.ceil(n / 64) / 2 and read <= 64 * len(calls)
+    assert reaches(model, x, y, norm, 64, 0.0) == (True, n)  # reached: every image read
+
+
+def test_cpu_target_checks_stop_where_full_evaluation_would(synthetic_caches, monkeypatch):
+    """The same run with the early-decided check and with a check that evaluates the whole test set:
+    the same step to the target, the same numbers."""
+    spec = spec_for(model="lenet5", epochs=5, lr=0.05, batch_size=32, train_subset=600, target_acc=0.5,
+                    stop_at_target=True, target_checks_per_epoch=4)
+    cache = data.load(synthetic_caches["mnist"])
+    early = train.train(spec, cache, log=lambda line: None)
+    monkeypatch.setattr(train, "reaches", lambda model, x, y, norm, bs, target:
+                        (train.evaluate(model, x, y, norm, bs)[1].item() >= target, len(x)))
+    full = train.train(spec, cache, log=lambda line: None)
+    keys = ("steps_to_target", "examples_to_target", "epochs_to_target", "final_test_acc", "final_train_loss")
+    assert [early["metrics"][k] for k in keys] == [full["metrics"][k] for k in keys]
+    assert early["iterations"] == full["iterations"]
+
+
 def test_noise_scale_from_two_batch_sizes_is_exact_on_known_norms():
     """E|G_B|² = |G|² + tr(Σ)/B with |G|² = 4, tr(Σ) = 32: 8 at B = 8, 5 at B = 32; B_simple = 32/4 = 8."""
     assert train.noise_scale_from_norms((8, 32), (8.0, 5.0)) == pytest.approx(8.0)

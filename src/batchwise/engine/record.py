@@ -18,7 +18,7 @@ ENGINE_VERSION = 2
 # What a run records as it goes, saved with its state after each epoch (see `state`).
 RESUMED = ("epoch", "step_count", "images_seen", "history", "iterations", "train_time", "eval_time",
            "diverged_epoch", "epochs_to_target", "steps_to_target", "examples_to_target", "time_to_target",
-           "stopped_at_target", "pred_counts")
+           "stopped_at_target", "pred_counts", "check_images")
 
 
 def _numpy_rng_state() -> tuple:
@@ -61,6 +61,8 @@ def load_state(run, saved: dict) -> None:
     run.probe.set_state(rng["probe"])
     for k, v in saved["records"].items():
         setattr(run, k, v)
+    if "check_images" not in saved["records"]:  # saved before checks counted their images
+        run.check_images = None
 
 
 def how_trained(run) -> dict:
@@ -94,6 +96,7 @@ def result(run) -> dict:
         "time_until_stop_s": run.train_time + run.eval_time,
         "steps_per_epoch": run.steps, "steps_run": run.step_count, "images_per_epoch": run.n,
         "train_eval_images": len(run.x_train_eval),
+        "test_images": len(run.d.x_test), "check_images": run.check_images,
         "lr_effective": run.lr, "warmup_steps": run.warmup_steps,
         "noise_scale": float(np.median(noise)) if noise else None,
         "test_pred_counts": run.pred_counts if done else None, "test_label_counts": labels,

@@ -27,7 +27,7 @@ from . import models, record
 from batchwise import provenance
 from .checkpoint import Checkpoints
 from .devices import TrainingError, deterministic_kernels, pick_device, use_graphs  # noqa: F401
-from .evaluation import epoch_row, evaluate, gradient_noise_scale, noise_scale_from_norms  # noqa: F401
+from .evaluation import epoch_row, evaluate, gradient_noise_scale, noise_scale_from_norms, reaches  # noqa: F401
 from batchwise.files import atomic_write_json, atomic_write_text
 from .resident import SUBSET_SEED, DeviceData, load_data, sample_indices, to_device  # noqa: F401
 from .step import SGD, Steps, capture, restore, snapshot  # noqa: F401 - also the engine's API here
@@ -90,6 +90,7 @@ class SeedRun:
         self.every = max(1, math.ceil(self.steps * p["epochs"] / MAX_LOSS_POINTS))
         self.check_every = math.ceil(self.steps / p["target_checks_per_epoch"])
         self.epoch = self.step_count = self.images_seen = 0
+        self.check_images: int | None = 0  # test images the mid-epoch checks read (None: not counted)
         self.history, self.iterations, self.pred_counts = [], [], []
         self.train_time = self.eval_time = 0.0
         self.diverged_epoch = self.epochs_to_target = self.steps_to_target = None
@@ -141,10 +142,10 @@ class SeedRun:
                 if self.check_due(i) and check_targets([self]):
                     break
 
-    def reached(self, acc: float, elapsed: float) -> bool:
-        """Record the first time test accuracy `acc` reaches the target, `elapsed` seconds into this
+    def reached(self, ok: bool, elapsed: float) -> bool:
+        """Record the first time the test accuracy reaches the target (`ok`), `elapsed` seconds into this
         epoch's training; True when the run should stop there."""
-        if acc < self.p["target_acc"]:
+        if not ok:
             return False
         self.epochs_to_target, self.steps_to_target = self.epoch, self.step_count
         self.examples_to_target = self.images_seen
@@ -175,7 +176,7 @@ class SeedRun:
                      f"stopping this run (recorded as a result, not an error)")
             return False
         if self.p["target_acc"] and self.epochs_to_target is None:
-            self.reached(row["test_acc"], 0.0)
+            self.reached(row["test_acc"] >= self.p["target_acc"], 0.0)
         self.log(record.epoch_line(self, row))
         return self.epoch < self.p["epochs"] and not self.stopped_at_target
 
@@ -203,18 +204,30 @@ def _start(spec: dict, seed: int, d: DeviceData, device: torch.device, log: Call
 
 
 def check_targets(runs: list[SeedRun]) -> list[SeedRun]:
-    """Mid-epoch target checks of seeds at one point of an epoch: each seed's test
-    accuracy is queued on its own stream and read back with one synchronisation, its training clock
-    paused meanwhile. Returns the runs that stop here."""
+    """Mid-epoch target checks of seeds at one point of an epoch, each seed's training clock paused
+    meanwhile: whether its test accuracy reaches the target. On a GPU each seed's accuracy is queued
+    on its own stream and read back with one synchronisation; on a CPU a check stops reading the test
+    set once its errors decide it (`reaches`: the same verdict). Returns the runs that stop here."""
     now = time.perf_counter()
     elapsed = [now - run.t0 for run in runs]
-    accs = []
-    for run in runs:
-        with run.on_stream():
-            accs.append(evaluate(run.model, run.d.x_test, run.d.y_test, run.d.normalise, run.p["eval_batch_size"])[1])
-    if runs[0].device.type == "cuda":
-        torch.cuda.synchronize(runs[0].device)
-    stopped = [run for run, acc, e in zip(runs, accs, elapsed) if run.reached(acc.item(), e)]
+    if runs[0].device.type == "cpu":
+        verdicts = []
+        for run in runs:
+            ok, read = reaches(run.model, run.d.x_test, run.d.y_test, run.d.normalise, run.p["eval_batch_size"],
+                               run.p["target_acc"])
+            verdicts.append(ok)
+            run.check_images = None if run.check_images is None else run.check_images + read
+    else:
+        accs = []
+        for run in runs:
+            with run.on_stream():
+                accs.append(evaluate(run.model, run.d.x_test, run.d.y_test, run.d.normalise, run.p["eval_batch_size"])[1])
+        if runs[0].device.type == "cuda":
+            torch.cuda.synchronize(runs[0].device)
+        verdicts = [acc.item() >= run.p["target_acc"] for run, acc in zip(runs, accs)]
+        for run in runs:
+            run.check_images = None if run.check_images is None else run.check_images + len(run.d.x_test)
+    stopped = [run for run, ok, e in zip(runs, verdicts, elapsed) if run.reached(ok, e)]
     for run, e in zip(runs, elapsed):
         run.t0 = time.perf_counter() - e
     return stopped

@@ -50,12 +50,14 @@ METRIC_DEFINITIONS = [
      "first. A run's training compute time is its full steps, remainder steps and warm-up steps, each at its "
      "own cost; time per epoch is one epoch's steps after warm-up; time to target the steps up to the "
      "target; 'train + test' adds every evaluation the run made (two at each epoch's end, one per mid-epoch "
-     "target check). Each is the mean over the bursts, and runs.csv gives its standard error from their "
+     "target check; on a CPU a check stops reading the test set once its errors decide it, and counts as "
+     "the share it read). Each is the mean over the bursts, and runs.csv gives its standard error from their "
      "spread (<metric>_se, timing_bursts). Runs share a GPU while they train, so their own wall-clock "
      "times measure the crowd: runs.csv keeps them as wall_* columns, and Provenance lists them."),
     ("epochs / steps / time to target", "the first check (after an epoch, or within it where the study "
      "checks more often) at which test accuracy reaches the study's target_acc: its epoch, the steps and "
-     "training images up to then, and the compute time of those steps (evaluation not counted); 'never "
+     "training images up to then, and the compute time of those steps (evaluation not counted); a check "
+     "that stops early gives the verdict the whole test set gives; 'never "
      "(k/n)' where a run did not reach it."),
     ("learning rate used", "lr, scaled with the batch size where lr_scaling asks: x B/base_batch_size (linear) "
      "or x (B/base_batch_size)^1/2 (sqrt); reached after warmup_epochs of linear warm-up."),

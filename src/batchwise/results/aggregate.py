@@ -83,13 +83,23 @@ def mid_epoch_checks(m: dict) -> int:
     return (m["epochs_to_target"] - 1) * per_epoch + min(into_last // every, per_epoch)
 
 
+def checks_read(m: dict) -> float:
+    """The mid-epoch checks of a run in test sets read: the images its checks read over the test set's
+    size where it recorded them, else `mid_epoch_checks` (each check read the whole test set)."""
+    if m.get("check_images") is not None and m.get("test_images"):
+        return m["check_images"] / m["test_images"]
+    return mid_epoch_checks(m)
+
+
 def solo_times(m: dict, timing: dict) -> dict:
     """A run's compute times from its setting's solo timing record (`timing.record`), each with its
     standard error from the spread of the timing bursts.
 
     Each burst b gives a time: full steps x step_s[b] + remainder steps x remainder_s[b] + eager
     warm-up steps x eager_step_s[b] (+ eager remainder steps) for training; epochs x (eval_test_s[b] +
-    eval_train_s[b]) + mid-epoch target checks x eval_test_s[b] for evaluation. A time is the mean over
+    eval_train_s[b]) + mid-epoch target checks x eval_test_s[b] for evaluation, a check counted as the
+    share of the test set it read where the run recorded it (`check_images`: a CPU's check stops once
+    its errors decide it). A time is the mean over
     the bursts and its `_se` their standard deviation / sqrt(bursts): the uncertainty of the timing,
     which every run of the setting shares. Counts are what the run did: steps_run, epochs_run, its
     checks; time to target counts the steps up to the target, without evaluation; time per epoch is
@@ -107,7 +117,7 @@ def solo_times(m: dict, timing: dict) -> dict:
                 total = [t + count * s for t, s in zip(total, timing[f"{kind}_s_bursts"])]
         return total
 
-    checks, n = mid_epoch_checks(m), len(timing["step_s_bursts"])
+    checks, n = checks_read(m), len(timing["step_s_bursts"])
     remainder = timing.get("remainder_s_bursts") or [0.0] * n
     bursts = {
         "train_time_s": step_time(m["steps_run"]),

@@ -82,6 +82,7 @@ METRICS_SCHEMA: dict = {
             "steps_per_epoch": {"type": "integer", "minimum": 1},
             "steps_run": _COUNT, "images_per_epoch": {"type": "integer", "minimum": 1},
             "train_eval_images": _COUNT, "warmup_steps": _COUNT, "n_params": _COUNT,
+            "test_images": {"type": "integer", "minimum": 1}, "check_images": _COUNT_OR_NULL,
             "final_train_loss": _LOSS, "final_test_loss": _LOSS, "final_running_loss": _LOSS,
             "first_epoch_running_loss": _LOSS,
             "final_train_acc": _ACC, "final_test_acc": _ACC, "final_running_acc": _ACC, "best_test_acc": _ACC,
