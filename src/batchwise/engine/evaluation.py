@@ -62,8 +62,9 @@ def reaches(model, x, y, normalise: Callable, batch_size: int, target: float) ->
     model.eval()
     try:
         for i in (starts[j] for j in order):
-            errors += int((model(normalise(x[i:i + batch_size])).argmax(1) != y[i:i + batch_size]).sum())
-            read += len(x[i:i + batch_size])
+            xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+            errors += int((model(normalise(xb)).argmax(1) != yb).sum())
+            read += len(xb)
             if errors > allowed:
                 return False, read
         return True, read

@@ -211,12 +211,8 @@ def check_targets(runs: list[SeedRun]) -> list[SeedRun]:
     now = time.perf_counter()
     elapsed = [now - run.t0 for run in runs]
     if runs[0].device.type == "cpu":
-        verdicts = []
-        for run in runs:
-            ok, read = reaches(run.model, run.d.x_test, run.d.y_test, run.d.normalise, run.p["eval_batch_size"],
-                               run.p["target_acc"])
-            verdicts.append(ok)
-            run.check_images = None if run.check_images is None else run.check_images + read
+        checked = [reaches(run.model, run.d.x_test, run.d.y_test, run.d.normalise, run.p["eval_batch_size"],
+                           run.p["target_acc"]) for run in runs]
     else:
         accs = []
         for run in runs:
@@ -224,10 +220,10 @@ def check_targets(runs: list[SeedRun]) -> list[SeedRun]:
                 accs.append(evaluate(run.model, run.d.x_test, run.d.y_test, run.d.normalise, run.p["eval_batch_size"])[1])
         if runs[0].device.type == "cuda":
             torch.cuda.synchronize(runs[0].device)
-        verdicts = [acc.item() >= run.p["target_acc"] for run, acc in zip(runs, accs)]
-        for run in runs:
-            run.check_images = None if run.check_images is None else run.check_images + len(run.d.x_test)
-    stopped = [run for run, ok, e in zip(runs, verdicts, elapsed) if run.reached(ok, e)]
+        checked = [(acc.item() >= run.p["target_acc"], len(run.d.x_test)) for run, acc in zip(runs, accs)]
+    for run, (_, read) in zip(runs, checked):
+        run.check_images = None if run.check_images is None else run.check_images + read
+    stopped = [run for run, (ok, _), e in zip(runs, checked, elapsed) if run.reached(ok, e)]
     for run, e in zip(runs, elapsed):
         run.t0 = time.perf_counter() - e
     return stopped
