@@ -129,5 +129,6 @@ def test_fp32_is_pinned_and_recorded_in_each_run(synthetic_caches, tmp_path):
     metrics = train.run_cell(spec, synthetic_caches["mnist"], tmp_path, log=lambda line: None)[0]
     assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
     assert metrics["precision"] == {"cudnn_allow_tf32": False, "matmul_allow_tf32": False,
-                                    "float32_matmul_precision": "highest"}
+                                    "float32_matmul_precision": "highest",
+                                    "cpu_flush_denormal": torch.set_flush_denormal(True)}
     assert metrics["device_type"] == "cpu"

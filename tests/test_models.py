@@ -70,3 +70,35 @@ def test_pretrained_offline_falls_back_and_says_so(monkeypatch):
     monkeypatch.setattr(MobileNet_V2_Weights.IMAGENET1K_V1.__class__, "get_state_dict", offline)
     _, note = models.build("mobilenet_v2", (3, 32, 32), 10, pretrained=True)
     assert note.startswith("from scratch") and "unavailable" in note
+
+
+@pytest.mark.parametrize("shape", [(3, 6, 8), (2, 7, 9), (1, 2, 3)], ids=lambda s: "x".join(map(str, s)))
+def test_evaluation_pooling_equals_pytorchs_kernel(shape):
+    """The strided-view pooling (no gradients, CPU) gives PyTorch's values exactly, odd sizes included
+    (floor mode drops the last row and column), NaN and infinities propagated alike."""
+    x = torch.randn(4, *shape)
+    x.view(-1)[::7] = float("nan")
+    x.view(-1)[3::11] = float("inf")
+    pool, plain = models.MaxPool2d(), torch.nn.MaxPool2d(2)
+    with torch.no_grad():
+        assert torch.equal(pool(x).nan_to_num(7.0), plain(x).nan_to_num(7.0))
+    assert pool(x).shape == plain(x).shape
+
+
+def test_training_pooling_is_pytorchs_kernel():
+    """With gradients on, the pooling is PyTorch's own (one gradient per window, to its first maximum)."""
+    x = torch.tensor([[[[1.0, 1.0], [0.0, 1.0]]]], requires_grad=True)
+    models.MaxPool2d()(x).sum().backward()
+    assert x.grad.tolist() == [[[[1.0, 0.0], [0.0, 0.0]]]]
+
+
+def test_pin_fp32_flushes_subnormals_to_zero():
+    """After pin_fp32 a product below 1.2e-38 is zero on the CPU (it is 1e-39 without), and a run's
+    metadata says so."""
+    small = torch.tensor([1e-30])
+    torch.set_flush_denormal(False)
+    assert (small * 1e-9).item() > 0.0
+    flags = models.pin_fp32()
+    if not flags["cpu_flush_denormal"]:
+        pytest.skip("this CPU has no flush-to-zero mode")
+    assert (small * 1e-9).item() == 0.0

@@ -9,9 +9,11 @@ every (model, batch size) the CPU studies train, the engine as it was and as it 
 - per workload: FLOPs of one training step (forward + backward, `torch.utils.flop_counter`, linear in
   the batch), ms per step of `train.SeedRun.advance` and evaluation seconds per 10,000 images
   (`estimate.engine_times`), each measurement a fresh process, the two variants in turn, A B A B:
-    was  one job at 2 threads (train_cell's threads until 2026-12), whole batches, evaluation at 2000;
+    was  one job at 2 threads (train_cell's threads until 2026-12), whole batches, evaluation at 2000
+         with PyTorch's max-pooling kernel (engine v3's evaluation);
     is   `train_threads` threads per job and cores/threads jobs at once (timed together, their median),
-         the spec's `micro_batch` and `eval_batch_size` (config/config.yaml as it is).
+         the spec's `micro_batch` and `eval_batch_size` (config/config.yaml as it is), the engine's
+         evaluation as it is (`models.MaxPool2d`).
   The machine's rate counts the jobs running at once: `is` trains `jobs` steps per step time.
 - per study: CPU hours of every run at its full budget (`estimate.cell_seconds`) on this machine, was vs is.
 Writes <out>.json and <out>.md, rewritten after every workload, so a run cut short keeps what it measured.
@@ -182,8 +184,15 @@ def one(argv: list[str]) -> int:
     parser.add_argument("--spec")
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--variant", choices=("was", "is"), default="is")
     args = parser.parse_args(argv)
     import torch
+
+    from batchwise.engine import models
+
+    models.MaxPool2d.fast = args.variant == "is"
+    if args.variant == "is":
+        models.pin_fp32()  # as the engine's jobs run (v4 flushes subnormals)
 
     torch.set_num_threads(args.threads)
     if args.what == "gemm":
@@ -239,8 +248,8 @@ def main(argv: list[str]) -> int:
         runs: dict[str, list[dict]] = {"was": [], "is": []}
         for _ in range(args.rounds):
             for name, v in pair.items():
-                runs[name] += _processes(["one", "step", "--spec", json.dumps(v["spec"]), "--steps", str(steps)],
-                                         v["threads"], v["jobs"])
+                runs[name] += _processes(["one", "step", "--spec", json.dumps(v["spec"]), "--steps", str(steps),
+                                          "--variant", name], v["threads"], v["jobs"])
         record = {"model": spec["model"], "dataset": spec["dataset"], "batch_size": b,
                   "flops": step_flops(spec), "steps_timed": steps, "rounds": args.rounds}
         for name, v in pair.items():
