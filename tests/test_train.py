@@ -365,6 +365,19 @@ def test_noise_scale_estimator_recovers_a_known_noise_scale():
     assert 1 < truth < 1e4   # a noise scale of its own size, not a degenerate 0 or infinity
 
 
+def test_noise_scale_in_chunks_equals_the_whole_batchs():
+    """The probe's gradients taken in chunks (micro_batch) add up to the whole batch's: the same draws
+    give the same B_simple to float rounding (chunks of 7 over batches of 20: 7+7+6)."""
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (60, 1, 28, 28), dtype=torch.uint8)
+    y = torch.arange(60) % 10
+    d = train.DeviceData(x, y, x, y, torch.zeros(1, 1, 1, 1), torch.full((1, 1, 1, 1), 255.0))
+    model, _ = train.models.build("lenet5", (1, 28, 28), 10)
+    whole, chunked = (train.gradient_noise_scale(model, d, (2, 20), 30, torch.Generator().manual_seed(3), chunk)
+                      for chunk in (None, 7))
+    assert math.isfinite(whole) and chunked == pytest.approx(whole, rel=1e-4)
+
+
 def test_noise_scale_is_recorded_and_leaves_training_untouched(synthetic_caches):
     cache = data.load(synthetic_caches["mnist"])
     base = spec_for(model="cnn2", bn=True, epochs=2, lr=0.05, train_subset=400)

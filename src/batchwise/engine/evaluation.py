@@ -92,23 +92,31 @@ def noise_scale_now(run) -> float:
     """B_simple at `run`'s current weights; batch-norm statistics and RNG are put back afterwards."""
     saved = snapshot(run.model, run.opt, run.device)
     value = gradient_noise_scale(run.model, run.d, tuple(run.p["noise_scale_batches"]), run.p["noise_scale_draws"],
-                                 run.probe)
+                                 run.probe, run.p.get("micro_batch"))
     restore(saved, run.model, run.opt, run.device)
     return value
 
 
-def gradient_noise_scale(model, d, sizes: tuple[int, int], draws: int, gen: torch.Generator) -> float:
+def gradient_noise_scale(model, d, sizes: tuple[int, int], draws: int, gen: torch.Generator,
+                         chunk: int | None = None) -> float:
     """The simple noise scale B_simple = tr(Σ) / |G|² (McCandlish et al. 2018, appendix A), from the
     mean squared norm of mini-batch gradients at two batch sizes: E|G_B|² = |G|² + tr(Σ)/B.
     Batches are drawn with replacement from the training set at the current weights; nothing is
-    updated (the caller restores batch-norm statistics and RNG)."""
+    updated (the caller restores batch-norm statistics and RNG). A batch larger than `chunk` (the
+    spec's micro_batch) takes its gradient in chunks that add up to it, as the training step does."""
+    params = [q for q in model.parameters() if q.requires_grad]
     mean_sq = []
     for b in sizes:
         total = 0.0
         for _ in range(draws):
             idx = torch.randint(len(d.x_train), (b,), generator=gen, device=d.x_train.device)
-            grads = torch.autograd.grad(F.cross_entropy(model(d.normalise(d.x_train[idx])), d.y_train[idx]),
-                                        [q for q in model.parameters() if q.requires_grad])
+            step = chunk if chunk and chunk < b else b
+            grads = [torch.zeros_like(q) for q in params]
+            for i in range(0, b, step):
+                part = idx[i:i + step]
+                loss = F.cross_entropy(model(d.normalise(d.x_train[part])), d.y_train[part], reduction="sum") / b
+                for g, dg in zip(grads, torch.autograd.grad(loss, params)):
+                    g.add_(dg)
             total += sum(g.pow(2).sum() for g in grads).item()
         mean_sq.append(total / draws)
     return noise_scale_from_norms(sizes, tuple(mean_sq))
