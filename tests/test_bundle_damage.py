@@ -391,24 +391,3 @@ def test_the_ledger_counts_what_was_imported(tmp_path):
     lines = publish.ledger(CONFIG, folder, outcome)
     assert lines[0] == "**2 of 4 runs done.**\n"
     assert lines[3].startswith("| t | 2 of 4 | Test CPU | ") and "`b.tar.xz` (lab)" in lines[3]
-
-
-def test_the_ledger_counts_runs_waiting_in_checkpoints_as_left(tmp_path):
-    """A finished seed whose cell lacks its other seeds waits in checkpoints/ and is not in the report:
-    the ledger counts it as left (2 of 4 done: batch 32's seeds) and says that it waits."""
-    from batchwise.results import publish
-
-    src = checkout(tmp_path / "src")
-    folder = tmp_path / "full"
-    (folder / "bundles").mkdir(parents=True)
-    bundles.export(folder / "bundles" / "b", root=src, with_checkpoints=True)
-    (folder / "bundles" / "sources.json").write_text('{"b.tar.xz": {"source": "lab"}}')
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    outcome = merge.plan_and_import([folder / "bundles"], CONFIG, root=scratch)
-    assert list(scratch.glob("checkpoints/t/batch_size=64/seed=0/metrics.json"))  # the waiting run came in
-    lines = publish.ledger(CONFIG, folder, outcome)
-    assert lines[0] == "**2 of 4 runs done.**\n"
-    row = lines[3]
-    assert row.startswith("| t | 2 of 4 | ")
-    assert row.endswith("; 1 of the runs finished and wait in the bundle's checkpoints for their cell's other seeds |")

@@ -109,16 +109,13 @@ def left_cost(config: dict, done: set[tuple[str, str, int]]) -> dict[str, dict[s
     return out
 
 
-def _left(left: dict[str, float] | None, waiting: int = 0) -> str:
-    """The ledger's "left" cell: runs, steps, GPU minutes, and CPU hours where the CPU benchmark measured
-    them; `waiting` of those runs finished but wait in checkpoints/ for their cell's other seeds."""
+def _left(left: dict[str, float] | None) -> str:
+    """The ledger's "left" cell: runs, steps, GPU minutes, and CPU hours where the CPU benchmark measured them."""
     if not left:
         return "nothing"
     cpu = ("" if not left["cpu_runs"] else f", ~{left['cpu_s'] / 3600:.1f} CPU-h"
            + ("" if left["cpu_runs"] == left["runs"] else f" ({left['cpu_runs']} of them measured)"))
-    held = "" if not waiting else (f"; {waiting} of the runs finished and wait in the bundle's checkpoints "
-                                   "for their cell's other seeds")
-    return f"{left['runs']} run(s), {left['steps']:,} training steps, ~{left['gpu_s'] / 60:.1f} GPU-min{cpu}{held}"
+    return f"{left['runs']} run(s), {left['steps']:,} training steps, ~{left['gpu_s'] / 60:.1f} GPU-min{cpu}"
 
 
 def engine_version(seed_dir: Path) -> int:
@@ -134,11 +131,7 @@ def ledger(config: dict, folder: Path, outcome: merge.Outcome) -> list[str]:
     run's bundle and where it now lies), not what the manifests list."""
     sources = json.loads((folder / "bundles" / SOURCES).read_text())
     done: dict[tuple[str, str, int], dict] = {}
-    waiting: dict[str, int] = {}  # per study, finished runs held in checkpoints/ until their cell is complete
     for key, (name, seed_dir) in outcome.sources.items():
-        if seed_dir.parents[2].name == "checkpoints":  # checkpoints/<study>/<setting>/seed=<n>: not in the report
-            waiting[key[0]] = waiting.get(key[0], 0) + 1
-            continue
         done[key] = {**bw.run_record(seed_dir, seed_dir.name), "bundle": name, "engine": engine_version(seed_dir)}
     timing: dict[str, str] = {}  # per study, the device of its timing pass, as the import took it
     for parts in bw.group_parts([folder / "bundles"]):
@@ -162,7 +155,7 @@ def ledger(config: dict, folder: Path, outcome: merge.Outcome) -> list[str]:
             ", ".join(sorted({bw.shown(r["commit"] or "?")[:10] for r in mine})) or "–",
             "; ".join(f"`{b}` ({bw.shown(sources.get(b, {}).get('source', '–'))})"
                       for b in sorted({r["bundle"] for r in mine})) or "–",
-            bw.shown(timing.get(study, "–")), _left(left.get(study), waiting.get(study, 0))]) + " |")
+            bw.shown(timing.get(study, "–")), _left(left.get(study))]) + " |")
     total_done = len(set(done) & wanted)
     lines.insert(0, f"**{total_done} of {len(wanted)} runs done.**\n")
     return lines
