@@ -184,8 +184,8 @@ _flushing_denormals = False  # torch can set the CPU's flush-to-zero mode but no
 def pin_fp32() -> dict:
     """Plain fp32 arithmetic on every device, as on the CPU: no TF32 in cuDNN convolutions (PyTorch's
     default on Ampere and later) nor in matmuls. On the CPU, subnormal floats (below 1.2e-38) count as
-    zero, as on a GPU's fast paths: a network that stopped learning (s1_batch1's) fills its momentum
-    buffers with them, and each costs the CPU ~100 cycles (batch-1 steps 3-4x slower). Process-wide,
+    zero: a network that stopped learning (s1_batch1's) fills its momentum buffers with them, and the
+    CPU's slow path for them made its batch-1 steps 3-4x slower (docs/benchmarks.md). Process-wide,
     before any thread pool starts (threads inherit the mode); returns the flags as set, for a run's
     metadata, so that a study whose runs come from a CPU and a GPU compares like with like."""
     global _flushing_denormals
