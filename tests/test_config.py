@@ -157,6 +157,21 @@ def test_step_time_interpolates_between_measured_batches_and_extrapolates_per_ex
     assert abs(estimate._step_s(measured, 4096) - 0.034 * 8) < 1e-12
 
 
+def test_estimated_evaluation_is_timed_after_one_untimed_batch(monkeypatch):
+    """A run builds its evaluation kernels once and evaluates hundreds of times: the estimate times the
+    evaluation warm, after one batch at the spec's eval_batch_size, over the whole timing set."""
+    from batchwise.engine import train
+    from batchwise.gpu import estimate
+
+    sizes, real = [], train.evaluate
+    monkeypatch.setattr(train, "evaluate", lambda model, x, *a: sizes.append(len(x)) or real(model, x, *a))
+    spec = config.resolve(config.load(), next(c for c in config.cells(config.load()) if c.study == "s2_bn_lr_mlp"))
+    spec = {**spec, "params": {**spec["params"], "eval_batch_size": 50}}
+    times = estimate.engine_times(spec, steps=1, eval_images=200)
+    assert sizes[0] == 50 and len(sizes) >= 2 and set(sizes[1:]) == {200}
+    assert times["eval_s_per_image"] > 0
+
+
 def test_small_configs_are_not_estimated_and_the_default_one_is_measured():
     from batchwise.gpu import estimate
 
