@@ -250,8 +250,24 @@ def test_report_says_what_the_times_are_and_keeps_the_wall_times():
     assert note.startswith(f"Times: {aggregate.TIME_BASIS_TEXT} (") and "the mean of 5 interleaved timing bursts" in note
     assert report._cell_times(solo) == [["s", "c", "trained", "9.00", "8.00", "2.50 ± 0.12"]]
     wall = solo.assign(time_basis="wall", train_time_s=8.0).drop(columns=["wall_train_time_s", "timing_bursts"])
-    assert report.time_note(wall).startswith("Times: the runs' own wall time for 1 of 1 completed runs")
+    assert report.time_note(wall).startswith("Times: the runs' own wall time (no timing pass yet")
+    mixed = pd.concat([solo, wall])
+    assert report.time_note(mixed).startswith("Times: the runs' own wall time for 1 of 2 completed runs")
     assert report._cell_times(wall) == [["s", "c", "trained", "9.00", "8.00", "–"]]
+
+
+def test_a_figure_of_times_says_which_times_it_plots():
+    """A figure of a time metric carries the table's note (timing pass or wall time); other figures keep
+    the config's caption as it is."""
+    wall = pd.DataFrame([{"status": "ok", "time_basis": "wall"}, {"status": "ok", "time_basis": "wall"},
+                         {"status": "no-data", "time_basis": None}])
+    bars = {"kind": "bars", "metrics": ["final_test_acc", "total_time_s"], "caption": "Accuracy and time."}
+    curves = {"kind": "curves", "metrics": ["test_acc"], "caption": "Curves."}
+    assert report.figure_caption(bars, wall) == ("Accuracy and time. Times: the runs' own wall time (no timing "
+                                                 "pass yet: other runs may have shared the device; they are not "
+                                                 "compute times measured alone).")
+    assert report.figure_caption(curves, wall) == "Curves."
+    assert report.figure_caption(bars, wall.iloc[2:]) == "Accuracy and time."  # no completed run: nothing to say
 
 
 def test_settings_left_out_stay_alive_and_the_cache_is_never_emptied(synthetic_caches, monkeypatch):

@@ -18,7 +18,7 @@ import pandas as pd
 from batchwise.analysis import claims as claims_mod
 from batchwise.analysis import extensions as ext
 from batchwise.analysis.common import native
-from batchwise.results.aggregate import TIME_BASIS_TEXT, outcome_rule_text
+from batchwise.results.aggregate import TIME_BASIS_TEXT, TIME_METRICS, outcome_rule_text
 from batchwise.config import REPO, slug_value
 from .figures import LABELS, PERCENT
 from batchwise.files import atomic_write_bytes, atomic_write_text
@@ -128,8 +128,21 @@ def time_note(runs: pd.DataFrame) -> str:
         return (f"Times: {TIME_BASIS_TEXT} (training time, time per epoch and time to target count the steps "
                 f"only; train + test time adds every evaluation), the mean of {bursts} interleaved timing bursts; "
                 f"the runs' own wall times are in Provenance.")
+    if solo == 0:
+        return ("Times: the runs' own wall time (no timing pass yet: other runs may have shared the device; "
+                "they are not compute times measured alone).")
     return (f"Times: the runs' own wall time for {len(done) - solo} of {len(done)} completed runs (no timing "
             f"pass for them: other runs may have shared the device), {TIME_BASIS_TEXT} for the others.")
+
+
+def figure_caption(figure: dict, runs: pd.DataFrame) -> str:
+    """A figure's caption from the config, and, where it plots times, what those times are (`time_note`:
+    the timing pass's or the runs' own wall time), so that the caption never claims a basis the runs lack."""
+    caption = figure.get("caption", "")
+    if not set(figure.get("metrics", [])) & set(TIME_METRICS):
+        return caption
+    note = time_note(runs)
+    return f"{caption} {note}" if note else caption
 
 
 def results_table(study: dict, summary: pd.DataFrame, runs: pd.DataFrame | None = None) -> dict:
@@ -232,7 +245,7 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
             "chapter": chapter_key(study), "meta": meta,
             "setup": _setup(study, meta, device_types(runs)),
             "results": results_table(study, summary, runs) if not summary.empty else None,
-            "figures": [{"path": str(figures_dir / name / f"fig{i}.svg"), "caption": f.get("caption", "")}
+            "figures": [{"path": str(figures_dir / name / f"fig{i}.svg"), "caption": figure_caption(f, runs)}
                         for i, f in enumerate(study["figures"])],
             "analyses": [] if meta.get("no_data") else read_analyses(results_dir / name),
             "devices": device_types(runs), "device_note": mixed_device_note(device_types(runs)),
