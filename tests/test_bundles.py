@@ -242,6 +242,42 @@ def test_gpu_cost_left_uses_the_recorded_step_times(monkeypatch):
     assert publish._left(None) == "nothing"
 
 
+def test_estimate_check_sums_the_runs_the_benchmark_times(monkeypatch, tmp_path):
+    """The README's estimate check: per study and engine version, the CPU runs of 1-thread jobs (engine
+    v2 or later), measured total_time_s against the estimate for the same runs, each at the share of its
+    budget it ran; GPU runs, 2-thread jobs and the unrecorded engine v1 are left out."""
+    from batchwise.gpu import estimate
+    from batchwise.results import merge, publish
+
+    cfg = bw_config.validate({"data_dir": "data", "synthetic_data": True, "homeworks": {"x": {"title": "x"}},
+                              "studies": {"t": {"homework": "x", "title": "t", "dataset": "mnist", "model": "mlp",
+                                                "seeds": [0, 1, 2], "params": {"epochs": 2, "train_subset": 640},
+                                                "grid": {"batch_size": [32, 64]}}}})
+    kind = json.dumps(["mlp", "mnist", [["bn", False]], None, 2000])
+    record = {"machine": "m", "jobs": 2, "tables": {kind: {
+        32: {"step_s": 0.01, "eval_s_per_image": 1e-4}, 64: {"step_s": 0.02, "eval_s_per_image": 3e-4}}}}
+    monkeypatch.setattr(estimate, "recorded_cpu", lambda: record)
+    monkeypatch.setattr(publish, "recorded_cpu", lambda: record)
+    # Either batch size: 2 epochs x (its steps x step time + 800 evaluated images x 1e-4 s) = 0.56 s a run.
+    runs = {("t", "batch_size=32", 0): ("cpu", {"version": 4, "threads": 1}, 1.0, 40, 20),
+            ("t", "batch_size=32", 1): ("cpu", {"version": 4, "threads": 1}, 0.5, 20, 20),   # half its budget
+            ("t", "batch_size=64", 0): ("cpu", {"version": 3, "threads": 1}, 0.7, 20, 10),
+            ("t", "batch_size=64", 1): ("cpu", {"version": 4, "threads": 2}, 9.0, 20, 10),   # a 2-thread job
+            ("t", "batch_size=64", 2): ("cuda", {"version": 4, "threads": 1}, 9.0, 20, 10),  # a GPU run
+            ("t", "batch_size=32", 2): ("cpu", None, 9.0, 40, 20)}                           # engine v1
+    outcome = merge.Outcome()
+    for (study, setting, seed), (device, engine, total, steps, per_epoch) in runs.items():
+        folder = tmp_path / setting / f"seed={seed}"
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps({"device": device, "engine": engine, "total_time_s": total,
+                                                         "steps_run": steps, "steps_per_epoch": per_epoch}))
+        outcome.sources[(study, setting, seed)] = ("b", folder)
+    lines = publish.estimate_check(cfg, outcome)
+    assert lines[2:] == ["| t | v3 | 1 | 0.00 | 0.00 | 0.80 |",    # 0.56 / 0.7
+                         "| t | v4 | 2 | 0.00 | 0.00 | 0.56 |"]    # (0.56 + 0.28) / 1.5
+    assert publish.estimate_check(cfg, merge.Outcome()) == []
+
+
 def test_step_time_between_measured_batches_uses_the_neighbours():
     """Interpolation only between the two measured batch sizes around it; beyond the largest, proportional."""
     from batchwise.gpu import estimate

@@ -125,6 +125,39 @@ def engine_version(seed_dir: Path) -> int:
     return engine.get("version", 1) if isinstance(engine, dict) else 1
 
 
+def estimate_check(config: dict, outcome: merge.Outcome) -> list[str]:
+    """The CPU estimate against the runs it estimates: per study and engine version, the CPU runs made
+    as the CPU benchmark times them (engine v2 or later, one 1-thread job per core), the sum of their
+    measured train + test times (`total_time_s`) and of the estimate for the same runs (`recorded_cpu_seconds`
+    x the jobs side by side, the share of the budget each ran: steps_run of epochs x steps per epoch).
+    Empty where no run qualifies or the benchmark measured none of them."""
+    by_key = {(c.study, c.setting, c.seed): c for c in cells(config)}
+    jobs = recorded_cpu().get("jobs", 1)
+    sums: dict[tuple[str, int], list[float]] = {}
+    for key, (_, seed_dir) in outcome.sources.items():
+        m = json.loads((seed_dir / "metrics.json").read_text())
+        engine = m.get("engine") if isinstance(m.get("engine"), dict) else {}
+        if key not in by_key or m.get("device") != "cpu" or engine.get("version", 1) < 2 or engine.get("threads") != 1:
+            continue
+        spec = resolve(config, by_key[key])
+        estimated = recorded_cpu_seconds(config, spec)
+        budget = spec["params"]["epochs"] * m["steps_per_epoch"]
+        if estimated is None or not m.get("total_time_s") or not budget:
+            continue
+        row = sums.setdefault((key[0], engine["version"]), [0, 0.0, 0.0])
+        row[0] += 1
+        row[1] += m["total_time_s"]
+        row[2] += estimated * jobs * m["steps_run"] / budget
+    if not sums:
+        return []
+    lines = ["| study | engine | runs | measured (h) | estimated (h) | estimated / measured |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for (study, version), (n, measured, estimated) in sorted(sums.items()):
+        lines.append(f"| {study} | v{version} | {n} | {measured / 3600:.2f} | {estimated / 3600:.2f} | "
+                     f"{estimated / measured:.2f} |")
+    return lines
+
+
 def ledger(config: dict, folder: Path, outcome: merge.Outcome) -> list[str]:
     """The README's ledger table: per study, runs done of total, device(s), dates, commit(s), bundles
     and their sources, and what is left. It counts the runs the import took (`outcome.sources`: each
@@ -204,6 +237,17 @@ the engine's step and evaluation times measured by the CPU benchmark ({cpu_machi
 side as it ran them: `docs/benchmarks-cpu.md`), for the runs it measured. Estimates, not measurements.
 On a CPU, `make report` measures that machine's step times and says how long the rest would take.
 
+## The CPU estimate against the runs
+
+{estimate_check}
+
+The ledger's CPU-hours and `make report`'s CPU warning come from step and evaluation times measured
+by the CPU benchmark. Here they meet the runs they estimate: the CPU runs trained as the benchmark
+times them (one 1-thread job per core, engine v2 or later), their measured train + test time summed per
+study and engine against the estimate for the same runs (each at the share of its budget it ran).
+The benchmark times two identical jobs side by side; in the fill a job's neighbour is whatever else runs,
+and a run paused for a benchmark counts the pause in its wall time.
+
 Built {date}. Import notes:
 
 {notes}
@@ -234,6 +278,7 @@ def publish(paths: list[str | Path], source: str = "", folder: str | Path = "doc
                     (folder / study).mkdir(exist_ok=True)
                     shutil.copyfile(src, folder / study / table)
         text = README.format(total=len(cells(config)), ledger="\n".join(ledger(config, folder, outcome)),
+                             estimate_check="\n".join(estimate_check(config, outcome)) or "No CPU run to check yet.",
                              cpu_machine=recorded_cpu().get("machine", "no record"), date=bw.utc(), notes="\n".join(f"- {n}" for n in outcome.lines()))
     (folder / "README.md").write_text(text)
     return f"published {len(added)} new bundle(s) into {folder}: report.pdf, CSVs, README.md ledger"
