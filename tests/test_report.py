@@ -155,3 +155,13 @@ def test_mixed_devices_are_said_beside_the_table_and_the_time_claim():
     assert page.count("Mixed devices: this study&#39;s runs come from more than one device type "
                       "(cpu (3 runs), cuda (2 runs)).") == 3   # beside the table, in the chapter's claim, in the verdicts
     assert '<p class="warning device-note">Mixed devices' in page
+
+
+def test_a_spread_below_float_rounding_shows_as_zero():
+    """Runs that share one solo timing have the same time: pandas' std of it is a residue (1.4e-13),
+    shown as 0; a real spread keeps its three digits."""
+    rows = pd.DataFrame([{"metric": "train_time_s", "n": 3, "n_runs": 3, "n_trained": 3, "n_failed": 0,
+                          "mean": 710.0, "std": 1.39e-13, "basis": "trained"}])
+    assert report.mean_std(rows, "train_time_s") == "710 ± 0"
+    assert report.mean_std(rows.assign(std=2.5), "train_time_s") == "710 ± 2.5"
+    assert report.spread(0.9909, 0.0002, "final_test_acc") == "0.02"

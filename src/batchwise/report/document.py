@@ -81,6 +81,12 @@ def fmt(value: float | None, metric: str) -> str:
     return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
+def spread(mean: float, std: float, metric: str) -> str:
+    """A standard deviation as the report shows it; one below float rounding of the mean (runs that share
+    one timing, or identical accuracies) is 0, not a residue such as 1.4e-13."""
+    return fmt(0.0 if abs(std) <= 1e-9 * abs(mean) else std, metric)
+
+
 def mean_std(group: pd.DataFrame, metric: str) -> str:
     """'mean ± std' over the setting's measured runs (see aggregate.measured_runs), with the count of
     runs that have the metric where not all of them do."""
@@ -89,7 +95,7 @@ def mean_std(group: pd.DataFrame, metric: str) -> str:
         return f"never (0/{row['n_runs']})" if metric in TARGET_METRICS + STOP_METRICS and row["basis"] != "none" else "–"
     text = fmt(row["mean"], metric)
     if row["n"] > 1 and not pd.isna(row["std"]):
-        text += f" ± {fmt(row['std'], metric)}"
+        text += f" ± {spread(row['mean'], row['std'], metric)}"
     measured = row["n_trained"] or row["n_failed"]
     if row["n"] < measured:
         text += f" ({row['n']}/{measured})"
@@ -321,7 +327,7 @@ def _group_text(group: dict, metric: str) -> str:
     else:
         value = fmt(group["mean"], metric) + unit
         if group["n"] > 1 and not pd.isna(group.get("std")):
-            value = f"{fmt(group['mean'], metric)} ± {fmt(group['std'], metric)}{unit}"
+            value = f"{fmt(group['mean'], metric)} ± {spread(group['mean'], group['std'], metric)}{unit}"
     runs = group.get("n_runs") or group.get("n") or 0
     trained = group.get("n_trained")
     count = f"{group['n']} run{'s' if group['n'] != 1 else ''}" if group.get("n") else ""
