@@ -126,6 +126,27 @@ def test_curves_keep_diverged_runs_apart(tables, tmp_path):
     plt.close(fig)
 
 
+def test_curves_of_settings_sharing_a_colour_differ_by_marker():
+    """Two grid keys, coloured by one: the other key's value picks the marker, the same one in every
+    colour (init=zeros looks the same at batch 64 and 500); a key with one setting per colour has none."""
+    import matplotlib.pyplot as plt
+
+    study = {"grid": {"batch_size": [64, 500], "init": ["default", "zeros"]}}
+    rows = [{"setting": f"batch_size={b}_init={i}", "batch_size": b, "init": i, "seed": 0, "epoch": e,
+             "outcome": "trained", "test_acc": 0.9} for b in (500, 64) for i in ("zeros", "default") for e in (1, 2)]
+    fig = figures._curves(study, {"metrics": ["test_acc"]}, pd.DataFrame(rows), "batch_size",
+                          figures.colours([64, 500]))
+    marker = {line.get_label(): line.get_marker() for line in fig.axes[0].get_lines()}
+    assert marker == {"batch_size=64_init=default": "o", "batch_size=64_init=zeros": "s",
+                      "batch_size=500_init=default": "o", "batch_size=500_init=zeros": "s"}
+    plt.close(fig)
+    one = {"grid": {"batch_size": [64, 500]}}
+    fig = figures._curves(one, {"metrics": ["test_acc"]}, pd.DataFrame([r for r in rows if r["init"] == "zeros"]),
+                          "batch_size", figures.colours([64, 500]))
+    assert {line.get_marker() for line in fig.axes[0].get_lines()} == {"None"}
+    plt.close(fig)
+
+
 def test_runs_table_takes_solo_times_and_keeps_wall_times(tmp_path):
     path = write_run(tmp_path, "lr=0.1", 0, acc=0.9, time_s=10.0)
     m = json.loads(path.read_text())

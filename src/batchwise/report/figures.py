@@ -17,6 +17,8 @@ Kinds:
 """
 from __future__ import annotations
 
+import itertools
+
 import math
 from pathlib import Path
 
@@ -53,6 +55,9 @@ PERCENT = {"train_acc", "test_acc", "running_acc", "final_test_acc", "final_trai
 PALETTE = plt.get_cmap("tab10").colors
 
 
+MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
 def colours(values: list) -> dict:
     """A fixed colour per value, in config order, so the same setting looks the same everywhere."""
     return {slug_value(v): PALETTE[i % len(PALETTE)] for i, v in enumerate(values)}
@@ -66,25 +71,31 @@ def _label(key: str, value) -> str:
     return f"{key}={slug_value(value)}"
 
 
-def _band(ax, frame: pd.DataFrame, x: str, y: str, colour, label: str) -> None:
-    """Mean line with a min-max band over seeds."""
+def _band(ax, frame: pd.DataFrame, x: str, y: str, colour, label: str, marker: str | None = None) -> None:
+    """Mean line with a min-max band over seeds (with `marker` at about ten points along it)."""
     stats = frame.groupby(x)[y].agg(["mean", "min", "max"]).reset_index()
-    ax.plot(stats[x], stats["mean"], color=colour, label=label, lw=1.4)
+    ax.plot(stats[x], stats["mean"], color=colour, label=label, lw=1.4, marker=marker, ms=3.5,
+            markevery=max(1, len(stats) // 10))
     ax.fill_between(stats[x], stats["min"], stats["max"], color=colour, alpha=0.2, lw=0)
 
 
-def _setting(ax, group: pd.DataFrame, x: str, y: str, colour, label: str | None) -> None:
+def _setting(ax, group: pd.DataFrame, x: str, y: str, colour, label: str | None, marker: str | None = None) -> None:
     """One setting's curves by the outcome rule: a band over its measured runs, and each diverged
     run dashed up to its last finite point, marked ×."""
     chosen, basis = measured_runs(group.drop_duplicates(["seed"]))
     if basis != "none":
         suffix = " (all failed)" if basis == "failed" and label else ""
-        _band(ax, group[group["seed"].isin(chosen["seed"])], x, y, colour, (label or "") + suffix or None)
+        _band(ax, group[group["seed"].isin(chosen["seed"])], x, y, colour, (label or "") + suffix or None, marker)
     for _, run in group[group["outcome"] == "diverged"].groupby("seed"):
         run = run[np.isfinite(run[y])]
         if len(run):
             ax.plot(run[x], run[y], color=colour, lw=0.8, ls="--")
             ax.plot(run[x].iloc[-1:], run[y].iloc[-1:], "x", color=colour, ms=6)
+
+
+def _others(row: pd.Series, keys: list[str]) -> tuple:
+    """A setting's values of `keys`, as `markers` is keyed."""
+    return tuple(slug_value(row[k]) for k in keys)
 
 
 def _with_params(frame: pd.DataFrame, runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -140,21 +151,32 @@ def plot_figure(study: dict, index: int, *, runs: str | Path, history: str | Pat
 def _legend(fig, axes) -> None:
     handles, labels = axes.flat[0].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), frameon=False,
-                   bbox_to_anchor=(0.5, -0.02))
-        fig.subplots_adjust(bottom=0.2)
+        # Long labels (whole setting names) in three columns: one row of six would shrink the plots.
+        ncol = min(len(labels), 6 if max(map(len, labels)) <= 16 else 3)
+        if len(labels) <= ncol:
+            fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False,
+                       bbox_to_anchor=(0.5, -0.02))
+            fig.subplots_adjust(bottom=0.2)
+        else:  # several rows: below the figure, where the saved (tight) picture takes them in whole
+            fig.legend(handles, labels, loc="upper center", ncol=ncol, frameon=False, bbox_to_anchor=(0.5, 0.0))
 
 
 def _curves(study, spec, frame, hue, palette):
     metrics = spec.get("metrics", ["train_loss", "test_acc"])
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.0), squeeze=False)
+    # The grid's other keys pick the marker, in config order: the same marker means the same value everywhere.
+    others = [k for k in study["grid"] if k != hue]
+    combos = itertools.product(*(study["grid"][k] for k in others))
+    markers = {tuple(slug_value(v) for v in c): MARKERS[i % len(MARKERS)] for i, c in enumerate(combos)}
     for ax, metric in zip(axes.flat, metrics):
         frame[f"_{metric}"] = frame[metric] * _scale(metric)
         for value in _values(study, hue):
             sub = _select(frame, hue, value)
+            several = sub["setting"].nunique() > 1  # settings that share the hue's colour differ by marker
             for setting, group in sub.groupby("setting", sort=False):
-                label = _label(hue, value) if sub["setting"].nunique() == 1 else setting
-                _setting(ax, group, "epoch", f"_{metric}", palette[slug_value(value)], label)
+                label = setting if several else _label(hue, value)
+                _setting(ax, group, "epoch", f"_{metric}", palette[slug_value(value)], label,
+                         markers[_others(group.iloc[0], others)] if several else None)
         ax.set_xlabel("epoch")
         ax.set_ylabel(LABELS.get(metric, metric))
         ax.grid(alpha=0.3)
