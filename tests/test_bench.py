@@ -79,3 +79,42 @@ def test_cpu_bench_hours_are_the_estimate_of_the_measured_steps(tmp_path):
     md = cpubench.report({"date": "d", "cpu": "c", "cores": 2, "torch": "t", "load": "l", "command": "x",
                           "peak": {"a": 100.0}, "records": records, "hours": {"s1_batch1": hours["s1_batch1"]}})
     assert "| mnist_cnn | mnist | 1 | 1 |" in md and "% peak" in md and "| s1_batch1 | 3 of 3 |" in md
+
+
+def test_subnormal_benchmark_runs_both_ways_and_says_what_is_missing(synthetic_caches, tmp_path, capsys):
+    """`bench subnormal` on a (synthetic) MNIST cache: fresh processes flush off and on, windows of steps
+    with the same losses both ways (flushing changes nothing above 1.2e-38), the counts of subnormal
+    values; without the cache, a one-line error that names it and how to make it."""
+    import pytest
+
+    from batchwise.gpu import subnormal
+
+    out = tmp_path / "sn"
+    assert bench.main(["subnormal", "--data", str(synthetic_caches["mnist"]), "--steps", "20", "--window", "10",
+                       "--rounds", "1", "--out", str(out)]) == 0
+    doc = json.loads(out.with_suffix(".json").read_text())
+    assert [r["flush"] for r in doc["runs"]] == [False, True]
+    for r in doc["runs"]:
+        assert r["steps"] == 20 and len(r["ms_per_step"]) == 2 and all(positive(v) for v in r["ms_per_step"])
+        assert set(r["subnormal"]) == {"weights", "gradients", "momentum"}
+    assert doc["runs"][0]["mean_loss"] == doc["runs"][1]["mean_loss"]
+    md = out.with_suffix(".md").read_text()
+    assert "| 1-10 |" in md and "| 11-20 |" in md and "PYTHONPATH=src python -m batchwise.gpu.bench subnormal" in md
+    with pytest.raises(SystemExit):
+        subnormal.main(["--data", str(tmp_path / "none.npz")])
+    assert "snakemake results/data/mnist.npz" in capsys.readouterr().err
+
+
+def test_subnormal_table_takes_the_median_of_the_rounds_per_window():
+    from batchwise.gpu import subnormal
+
+    def run(flush, ms):
+        return {"flush": flush, "window": 500, "ms_per_step": ms, "mean_loss": [2.3, 2.3],
+                "subnormal": {"weights": 0, "gradients": 0, "momentum": 0 if flush else 1234}}
+    out = {"date": "d", "cpu": "c", "torch": "t", "load": "l", "command": "cmd", "rounds": 3,
+           "runs": [run(False, [3.0, 12.0]), run(True, [3.0, 3.0]), run(False, [3.2, 14.0]),
+                    run(True, [3.2, 4.0]), run(False, [3.4, 13.0]), run(True, [3.3, 3.5])]}
+    md = subnormal.report(out)
+    assert "| 1-500 | 3.20 | 3.20 | x1.00 | 2.3000 | 2.3000 |" in md       # medians of 3.0, 3.2, 3.4 and 3.0, 3.2, 3.3
+    assert "| 501-1000 | 13.00 | 3.50 | x3.71 | 2.3000 | 2.3000 |" in md    # 13 / 3.5
+    assert "momentum 1,234; weights 0, gradients 0, momentum 0." in md

@@ -3,6 +3,7 @@
     PYTHONPATH=src python -m batchwise.gpu.bench [--device auto|cpu|cuda] [--small] [--concurrency N]
                                              [--out docs/benchmarks] [--data results/data]
     PYTHONPATH=src python -m batchwise.gpu.bench cpu ...    the CPU benchmark (`cpubench`): % of the fp32 peak
+    PYTHONPATH=src python -m batchwise.gpu.bench subnormal ...  s1_batch1's collapsed steps, subnormals flushed or not
 
 One process, one machine, the same data for every variant:
   dataloader0  the homework loop: a torchvision-style Dataset (uint8 image -> PIL -> ToTensor ->
@@ -432,6 +433,10 @@ def main(argv: list[str] | None = None) -> int:
         from .cpubench import main as cpu_main  # the CPU benchmark: the machine's limit and the engine's share
 
         return cpu_main((sys.argv[1:] if argv is None else argv)[1:])
+    if (sys.argv[1:] if argv is None else argv)[:1] == ["subnormal"]:
+        from .subnormal import main as subnormal_main  # s1_batch1's collapsed steps, flush off and on
+
+        return subnormal_main((sys.argv[1:] if argv is None else argv)[1:])
     if (sys.argv[1:] if argv is None else argv)[:1] == ["probe"]:
         from .probe import main as probe_main  # the GPU window's throughput probe
 
