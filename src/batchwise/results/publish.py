@@ -141,8 +141,8 @@ def estimate_check(config: dict, outcome: merge.Outcome) -> list[str]:
             continue
         spec = resolve(config, by_key[key])
         estimated = recorded_cpu_seconds(config, spec)
-        budget = spec["params"]["epochs"] * m["steps_per_epoch"]
-        if estimated is None or not m.get("total_time_s") or not budget:
+        budget = spec["params"]["epochs"] * (m.get("steps_per_epoch") or 0)
+        if estimated is None or not m.get("total_time_s") or not budget or not m.get("steps_run"):
             continue
         row = sums.setdefault((key[0], engine["version"]), [0, 0.0, 0.0])
         row[0] += 1
