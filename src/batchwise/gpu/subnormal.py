@@ -114,7 +114,7 @@ def main(argv: list[str]) -> int:
 
     out = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "cpu": provenance.cpu_model(), "torch": torch.__version__, "rounds": args.rounds,
-           "command": "PYTHONPATH=src python -m batchwise.gpu.bench subnormal " + " ".join(argv),
+           "command": " ".join(["PYTHONPATH=src python -m batchwise.gpu.bench subnormal", *argv]),
            "load": f"load average at start {os.getloadavg()[0]:.2f}", "runs": []}
     env = {**sub_env(), "OMP_NUM_THREADS": "1"}
     for _ in range(args.rounds):
