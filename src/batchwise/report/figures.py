@@ -18,7 +18,6 @@ Kinds:
 from __future__ import annotations
 
 import itertools
-
 import math
 from pathlib import Path
 
