@@ -15,7 +15,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from batchwise.config import SYNTHETIC_TEST_SIZE, SYNTHETIC_TRAIN_SIZE, TEST_SIZES, TRAIN_SIZES, Cell, Setting, resolve, resolve_setting
 
@@ -95,25 +95,37 @@ def engine_times(spec: dict, steps: int = 2, eval_images: int = 2000, evaluate: 
     run = train.SeedRun(spec, 0, d, torch.device("cpu"), log=lambda line: None)
     run.warmup_steps = 0
     run.begin_epoch()
-    times: list[float] = []
-    # One warm-up step, then at least `steps` timed ones, more while they take under STEP_BUDGET_S in all.
-    while len(times) < steps + 1 or (sum(times[1:]) < STEP_BUDGET_S and len(times) < 100):
+
+    def step() -> None:
         run.k.zero_()
-        start = time.perf_counter()
         run.advance(0)
-        times.append(time.perf_counter() - start)
+
+    step()  # warm-up
+    step_s = _median(_timings(step, steps, 100))
     per_image = math.nan
     if evaluate:
         eval_batch = spec["params"]["eval_batch_size"]
         # Untimed first: a new batch shape builds oneDNN's kernels, once per run, not once per evaluation.
         train.evaluate(run.model, d.x_test[:eval_batch], d.y_test[:eval_batch], d.normalise, eval_batch)
-        passes: list[float] = []
-        while not passes or (sum(passes) < STEP_BUDGET_S and len(passes) < 25):
-            start = time.perf_counter()
-            train.evaluate(run.model, d.x_test, d.y_test, d.normalise, eval_batch)
-            passes.append(time.perf_counter() - start)
-        per_image = sorted(passes)[len(passes) // 2] / eval_images
-    return {"step_s": sorted(times[1:])[len(times[1:]) // 2], "eval_s_per_image": per_image}
+        passes = _timings(lambda: train.evaluate(run.model, d.x_test, d.y_test, d.normalise, eval_batch), 1, 25)
+        per_image = _median(passes) / eval_images
+    return {"step_s": step_s, "eval_s_per_image": per_image}
+
+
+def _timings(call: Callable[[], object], at_least: int, at_most: int) -> list[float]:
+    """Wall times of repeated calls: at least `at_least`, more while they sum to under STEP_BUDGET_S,
+    at most `at_most`."""
+    times: list[float] = []
+    while len(times) < at_least or (sum(times) < STEP_BUDGET_S and len(times) < at_most):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _median(values: list[float]) -> float:
+    """The upper median (the middle value; of two middles, the larger)."""
+    return sorted(values)[len(values) // 2]
 
 
 def measured_times(spec: dict, steps: int = 2, evaluate: bool = True) -> dict[str, float]:
