@@ -107,10 +107,26 @@ def test_collapse_detection_names_the_class_and_its_share_of_the_test_set():
     assert first["pred_share"] == pytest.approx((1 + 1 + 0.991) / 3)
     assert (second["collapsed"], second["n"]) == (2, 3)
     rows = ext.collapse_rows(found, "mnist")
-    assert rows[0] == ["init=zeros, batch_size=64", "3 of 3", "1", "99.7 %", "11.35 %", "1,135 of 10,000 = 11.35 %"]
+    assert rows[0] == ["init=zeros, batch_size=64", "3 of 3", "1", "3", "99.7 %", "11.35 %", "1,135 of 10,000 = 11.35 %"]
     text = ext.collapse_paragraph(found, "mnist")
     assert "1,135 of the 10,000 test images" in text and "11.35 %" in text and "symmetry" in text.lower()
     assert ext.class_name("cifar10", 1) == "1 (automobile)"
+
+
+def test_runs_collapsing_to_different_classes_get_a_row_each():
+    """Batch 1: the three runs answer 9, 6 and 1; no row may speak for another's class or accuracy."""
+    rows = []
+    for seed, (top, acc) in enumerate(((9, 0.1009), (6, 0.0958), (1, 0.1135))):
+        rows.append({"study": "s1", "setting": "batch_size=1", "seed": seed, "batch_size": 1, "outcome": "failed",
+                     "final_test_acc": acc, "top_pred_class": top, "top_pred_share": 1.0,
+                     "test_label_counts": json.dumps(MNIST_TEST_LABELS)})
+    found = ext.collapsed_settings(pd.DataFrame(rows), ["batch_size"])
+    assert [(k["class"], k["same_class"], k["test_acc"]) for k in found[0]["classes"]] == [
+        (1, 1, 0.1135), (6, 1, 0.0958), (9, 1, 0.1009)]
+    assert ext.collapse_rows(found, "mnist") == [
+        ["batch_size=1", "3 of 3", "1", "1", "100.0 %", "11.35 %", "1,135 of 10,000 = 11.35 %"],
+        ["", "", "6", "1", "100.0 %", "9.58 %", "958 of 10,000 = 9.58 %"],
+        ["", "", "9", "1", "100.0 %", "10.09 %", "1,009 of 10,000 = 10.09 %"]]
 
 
 def test_no_collapse_no_paragraph():

@@ -8,11 +8,11 @@ from . import extensions as ext
 from .common import block, explains
 
 KIND = "collapse"
-HEADER = ["setting", "runs collapsed", "class", "its share of the predictions", "test accuracy",
+HEADER = ["setting", "runs collapsed", "class", "runs answering it", "its share of the predictions", "test accuracy",
           "that class's share of the test set"]
 CAPTION = ("A run collapsed when one class took at least 90 % of its test-set predictions after the last epoch "
-           "(diverged runs have no predictions). The class and shares are those of the collapsed runs; a constant "
-           "answer scores exactly that class's share of the test set.")
+           "(diverged runs have no predictions). A row per class the collapsed runs answer, with the mean shares and "
+           "accuracy of the runs answering it; a constant answer scores exactly that class's share of the test set.")
 
 
 def analyse(study: dict, runs: pd.DataFrame, measured: str = "") -> dict | None:

@@ -230,37 +230,43 @@ def _counts(value) -> list[int]:
 
 def collapsed_settings(runs: pd.DataFrame, grid_keys: list[str], threshold: float = COLLAPSE_SHARE) -> list[dict]:
     """Settings with at least one collapsed run: one class predicted for >= `threshold` of the test images
-    at the end of training. Per setting: k of n finished runs collapsed, the class most of them predict,
-    its mean share of the predictions, the collapsed runs' mean test accuracy, and the class's share of
-    the test set (what a constant prediction of it scores). Diverged runs have no predictions."""
+    at the end of training. Per setting: k of n finished runs collapsed and, in `classes`, each class they
+    answer (most runs first): how many runs, their mean share of the predictions, their mean test accuracy,
+    and the class's share of the test set (what a constant prediction of it scores). The setting's own
+    class, shares and accuracy are those of its first class. Diverged runs have no predictions."""
     done = runs[runs["outcome"].isin(["trained", "failed"])]
     out = []
     for setting, group in done.groupby("setting", sort=False):
         hit = group[group["top_pred_share"] >= threshold]
         if hit.empty:
             continue
-        top = int(hit["top_pred_class"].mode().iloc[0])
-        same = hit[hit["top_pred_class"] == top]
-        labels = _counts(same["test_label_counts"].iloc[0]) if "test_label_counts" in same else []
-        label_share = labels[top] / sum(labels) if labels else math.nan
+        labels = _counts(hit["test_label_counts"].iloc[0]) if "test_label_counts" in hit else []
+        classes = []
+        for top, same in sorted(hit.groupby("top_pred_class"), key=lambda kv: (-len(kv[1]), kv[0])):
+            top = int(top)
+            classes.append({"class": top, "same_class": len(same), "pred_share": float(same["top_pred_share"].mean()),
+                            "test_acc": float(same["final_test_acc"].mean()),
+                            "label_count": labels[top] if labels else None, "test_size": sum(labels) if labels else None,
+                            "label_share": labels[top] / sum(labels) if labels else math.nan})
         out.append({"study": group["study"].iloc[0], "setting": setting,
                     "values": {k: _plain(group[k].iloc[0]) for k in grid_keys}, "collapsed": len(hit), "n": len(group),
-                    "class": top, "same_class": len(same), "pred_share": float(same["top_pred_share"].mean()),
-                    "test_acc": float(same["final_test_acc"].mean()), "label_count": labels[top] if labels else None,
-                    "test_size": sum(labels) if labels else None, "label_share": label_share})
+                    **classes[0], "classes": classes})
     return out
 
 
 def collapse_rows(collapsed: list[dict], dataset: str) -> list[list[str]]:
-    """The report's collapse table: setting, collapsed k of n, class, share of predictions, accuracy, and
+    """The report's collapse table, a row per setting and class its collapsed runs answer: setting and
+    collapsed k of n (on its first row), class, runs answering it, share of predictions, accuracy, and
     the class's share of the test set."""
     rows = []
     for c in collapsed:
         setting = ", ".join(f"{k}={slug_value(v)}" for k, v in c["values"].items())
-        share = (f"{c['label_count']:,} of {c['test_size']:,} = {100 * c['label_share']:.2f} %"
-                 if c["label_count"] is not None else "–")
-        rows.append([setting, f"{c['collapsed']} of {c['n']}", class_name(dataset, c["class"]),
-                     f"{100 * c['pred_share']:.1f} %", f"{100 * c['test_acc']:.2f} %", share])
+        for i, k in enumerate(c["classes"]):
+            share = (f"{k['label_count']:,} of {k['test_size']:,} = {100 * k['label_share']:.2f} %"
+                     if k["label_count"] is not None else "–")
+            rows.append([setting if i == 0 else "", f"{c['collapsed']} of {c['n']}" if i == 0 else "",
+                         class_name(dataset, k["class"]), str(k["same_class"]),
+                         f"{100 * k['pred_share']:.1f} %", f"{100 * k['test_acc']:.2f} %", share])
     return rows
 
 
