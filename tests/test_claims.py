@@ -293,6 +293,17 @@ def test_compare_all_failed_group_uses_its_failed_runs_and_says_so():
     assert (no_bn["basis"], no_bn["n_trained"], no_bn["n_failed"]) == ("failed", 0, 3)
 
 
+def test_worst_setting_is_said_to_be_lower_and_its_failed_runs_are_named():
+    """Zero init is the worst: 'lowest mean, significantly lower' (not 'better'), judged on its failed runs."""
+    zeros = [("failed", 0.1135), ("failed", 0.1135), ("failed", 0.1135)]
+    runs = make_runs("st", {("default",): HI, ("xavier",): [0.990, 0.991, 0.989], ("zeros",): zeros}, ("init",))
+    r = run_one(claim(dict(kind="best", metric="final_test_acc", at={"init": "zeros"}, goal="min")), runs)
+    assert r["verdict"] == "supported"
+    assert r["reason"].startswith("supported in the runs that trained, and on the failed runs of init zeros, "
+                                  "where none trained: init zeros has the lowest mean and is significantly lower "
+                                  "than every other setting")
+
+
 def test_compare_mixed_group_uses_the_runs_that_trained_with_a_wilson_count():
     mixed = [0.95, 0.955, 0.96, ("failed", 0.10), ("failed", 0.11), "diverged"]
     runs = make_runs("st", {(True,): [0.990, 0.991, 0.989], (False,): mixed}, ("bn",))
@@ -487,7 +498,7 @@ def test_best_with_a_tied_rival_is_inconclusive():
     runs = make_runs("st", {(64,): HI, (500,): [0.96, 0.98, 1.00], (1000,): [0.90, 0.91, 0.92]},
                      ("batch_size",))
     r = run_one(claim(dict(kind="best", metric="final_test_acc", at={"batch_size": 64}, goal="max")), runs)
-    assert r["verdict"] == "inconclusive" and "not significantly better than every" in r["reason"]
+    assert r["verdict"] == "inconclusive" and "not significantly higher than every" in r["reason"]
 
 
 # ------------------------------------------------------------------ interior_optimum

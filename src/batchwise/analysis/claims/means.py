@@ -242,7 +242,7 @@ def eval_best(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings) -> dict:
     at = Group.of(_label(rule["at"]), metric, _match(rows, rule["at"]))
     others = _rivals(rows, rule["at"], metric, s.grid_keys.get(claim["study"]) if s.grid_keys else None)
     groups = [at] + others
-    word = "highest" if goal == "max" else "lowest"
+    word, than = ("highest", "higher") if goal == "max" else ("lowest", "lower")
     out = dict(groups=_group_fields(groups, s.level))
     listing = "; ".join(_fmt_group(g) for g in groups)
     if not others:
@@ -258,14 +258,15 @@ def eval_best(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings) -> dict:
     beaten_by = [c["b"] for c in comps if c["sig"] == -1]
     if is_best and all(c["sig"] == 1 for c in comps):
         verdict, why = "supported", f"{at.label} has the {word} mean and is significantly " \
-                                    f"better than every other setting"
+                                    f"{than} than every other setting"
     elif beaten_by:
-        verdict, why = "contradicted", f"{', '.join(beaten_by)} significantly better than {at.label}"
+        verdict, why = "contradicted", (f"{', '.join(beaten_by)} {'is' if len(beaten_by) == 1 else 'are'} "
+                                         f"significantly {than} than {at.label}")
     else:
-        verdict, why = "inconclusive", (f"{at.label} is not significantly better than every "
+        verdict, why = "inconclusive", (f"{at.label} is not significantly {than} than every "
                                         f"other setting" if is_best else
                                         f"{at.label} does not have the {word} mean, but no "
-                                        f"setting is significantly better")
+                                        f"setting is significantly {than}")
     out.update(verdict=verdict, evidence=f"{listing}; {_comps_text(comps, metric, s.level)}",
                reason=f"{_verdict_words(verdict, groups)}: {why} ({_intervals_named(comps, s.level)})"
                       + _notes(groups, s.level))

@@ -44,7 +44,7 @@ def eval_interior(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings) -> d
     if goal == "min" and math.isinf(groups[best].mean):
         return {**out, "verdict": "inconclusive", "evidence": listing,
                 "reason": "inconclusive: no setting reached the target in every run"}
-    word = "highest" if goal == "max" else "lowest"
+    word, than = ("highest", "higher") if goal == "max" else ("lowest", "lower")
     top = groups[best]
     interior = 0 < best < len(groups) - 1
     rivals = (0, len(groups) - 1) if interior else range(1, len(groups) - 1)
@@ -53,11 +53,11 @@ def eval_interior(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings) -> d
     if interior:
         verdict = "supported" if ok else "inconclusive"
         why = (f"the {word} mean is at {top.label}, inside the sweep, and it is "
-               f"{'' if ok else 'not '}significantly better than both endpoints")
+               f"{'' if ok else 'not '}significantly {than} than both endpoints")
     else:
         verdict = "contradicted" if ok else "inconclusive"
         why = (f"the {word} mean is at the endpoint {top.label}, and it is "
-               f"{'' if ok else 'not '}significantly better than every interior setting")
+               f"{'' if ok else 'not '}significantly {than} than every interior setting")
     out.update(verdict=verdict, evidence=f"{listing}; {_comps_text(comps, metric, s.level)}",
                reason=f"{_verdict_words(verdict, groups)}: {why} ({s.level:.0%} Welch t intervals)."
                       f"{_never_note(metric)}" + _notes(groups, s.level))

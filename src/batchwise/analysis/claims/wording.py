@@ -91,7 +91,8 @@ def _test_name(iv: Interval) -> str:
 
 def _verdict_words(verdict: str, groups: list[Group]) -> str:
     """The verdict with how far it reaches: "reliably" when every run of every group trained,
-    "in k of n runs" (one group) or "in the runs that trained" otherwise."""
+    "in k of n runs" (one group) or "in the runs that trained" otherwise (naming the groups in which none
+    trained, whose failed runs were measured)."""
     if verdict not in ("supported", "contradicted"):
         return verdict
     if all(g.all_trained for g in groups):
@@ -100,7 +101,9 @@ def _verdict_words(verdict: str, groups: list[Group]) -> str:
         g = groups[0]
         return f"{verdict} in {g.n_trained} of {g.n_runs} runs" + (
             " (none trained: on its failed runs)" if g.basis == "failed" else "")
-    return f"{verdict} in the runs that trained"
+    failed = [g.label for g in groups if g.basis == "failed"]
+    return f"{verdict} in the runs that trained" + (
+        f", and on the failed runs of {', '.join(failed)}, where none trained" if failed else "")
 
 
 def _notes(groups: Iterable[Group], level: float) -> str:
