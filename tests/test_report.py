@@ -165,3 +165,8 @@ def test_a_spread_below_float_rounding_shows_as_zero():
     assert report.mean_std(rows, "train_time_s") == "710 ± 0"
     assert report.mean_std(rows.assign(std=2.5), "train_time_s") == "710 ± 2.5"
     assert report.spread(0.9909, 0.0002, "final_test_acc") == "0.02"
+
+
+def test_a_study_id_may_wrap_after_its_underscores_and_stays_escaped():
+    from batchwise.report.document import breakable
+    assert str(breakable("s3_batch<x>")) == "s3_<wbr>batch&lt;x&gt;"

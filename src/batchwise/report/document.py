@@ -509,12 +509,21 @@ def _cell_times(runs: pd.DataFrame) -> list[list[str]]:
     return rows
 
 
+def breakable(name: object) -> "markupsafe.Markup":
+    """A name such as a study id, escaped, that a narrow table cell may wrap after an underscore
+    (s3_batch_/convergence) rather than inside a word."""
+    import markupsafe
+
+    return markupsafe.escape(str(name)).replace("_", markupsafe.Markup("_<wbr>"))
+
+
 def render_html(context: dict, template_dir: Path = TEMPLATES) -> str:
     """Render the report template with autoescaping on."""
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(template_dir), autoescape=True,
                              trim_blocks=True, lstrip_blocks=True)
+    env.filters["breakable"] = breakable
     css = (template_dir / "report.css").read_text()
     return env.get_template("report.html.j2").render(**context, css=css)
 
