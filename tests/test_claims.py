@@ -754,7 +754,10 @@ def test_trains_more_golden():
     assert res["evidence"].startswith("BN: 5 of 5 trained vs no BN: 2 of 5 trained (3 diverged); ")
     runs = make_runs("st", {(True,): [0.97, 0.97, 0.97, ("failed", 0.1), "diverged"],
                             (False,): [0.96, 0.95, "diverged", "diverged", "diverged"]}, keys)
-    assert run_one(c, runs)["verdict"] == "inconclusive"
+    res = run_one(c, runs)
+    iv = stats.share_difference_interval(3, 5, 2, 5)
+    assert res["verdict"] == "inconclusive" and iv.lo < 0  # the minus of a negative bound is typeset (U+2212)
+    assert res["evidence"].endswith(f"[\u2212{abs(100 * iv.lo):.0f}, +{100 * iv.hi:.0f}] points")
     less = claim(dict(kind="trains_more", a={"bn": False}, b={"bn": True}, expect="greater"))
     runs = make_runs("st", {(True,): [0.97] * 5, (False,): ["diverged"] * 5}, keys)
     assert run_one(less, runs)["verdict"] == "contradicted"

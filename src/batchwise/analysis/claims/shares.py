@@ -12,7 +12,7 @@ import pandas as pd
 from batchwise.analysis import stats
 from batchwise.analysis.stats import Interval, side
 from .selection import Group, Settings, _label, _match, _metric_values, _select, _study_runs
-from .wording import _WHERE, _comparison, _decide, _group_fields
+from .wording import _WHERE, _comparison, _decide, _group_fields, _num
 
 
 def _trained_text(g: Group) -> str:
@@ -48,7 +48,7 @@ def eval_trains_more(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings) -
     out.update(diff=iv.estimate, lo=iv.lo, hi=iv.hi, verdict=verdict,
                comparisons=[_comparison(a, b, iv)],
                evidence=f"{listing}; {s.level:.0%} {iv.method} of the difference in the share that trained "
-                        f"[{100 * iv.lo:+.0f}, {100 * iv.hi:+.0f}] points",
+                        f"[{_num(100 * iv.lo, 0, True)}, {_num(100 * iv.hi, 0, True)}] points",
                reason=f"{verdict}: expected {a.label} to train {rel} often than {b.label}; the interval "
                       f"{_WHERE[sign]} 0")
     return out
