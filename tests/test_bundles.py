@@ -247,7 +247,7 @@ def test_estimate_check_sums_the_runs_the_benchmark_times(monkeypatch, tmp_path)
     v2 or later), measured total_time_s against the estimate for the same runs, each at the share of its
     budget it ran; GPU runs, 2-thread jobs and the unrecorded engine v1 are left out."""
     from batchwise.gpu import estimate
-    from batchwise.results import merge, publish
+    from batchwise.results import publish
 
     cfg = bw_config.validate({"data_dir": "data", "synthetic_data": True, "homeworks": {"x": {"title": "x"}},
                               "studies": {"t": {"homework": "x", "title": "t", "dataset": "mnist", "model": "mlp",
@@ -265,17 +265,18 @@ def test_estimate_check_sums_the_runs_the_benchmark_times(monkeypatch, tmp_path)
             ("t", "batch_size=64", 1): ("cpu", {"version": 4, "threads": 2}, 9.0, 20, 10),   # a 2-thread job
             ("t", "batch_size=64", 2): ("cuda", {"version": 4, "threads": 1}, 9.0, 20, 10),  # a GPU run
             ("t", "batch_size=32", 2): ("cpu", None, 9.0, 40, 20)}                           # engine v1
-    outcome = merge.Outcome()
     for (study, setting, seed), (device, engine, total, steps, per_epoch) in runs.items():
-        folder = tmp_path / setting / f"seed={seed}"
+        folder = tmp_path / "results" / study / setting / f"seed={seed}"
         folder.mkdir(parents=True)
-        (folder / "metrics.json").write_text(json.dumps({"device": device, "engine": engine, "total_time_s": total,
-                                                         "steps_run": steps, "steps_per_epoch": per_epoch}))
-        outcome.sources[(study, setting, seed)] = ("b", folder)
-    lines = publish.estimate_check(cfg, outcome)
+        (folder / "metrics.json").write_text(json.dumps({
+            "study": study, "setting": setting, "seed": seed, "device": device, "engine": engine,
+            "total_time_s": total, "steps_run": steps, "steps_per_epoch": per_epoch}))
+    found = publish.folder_runs(tmp_path / "results")
+    assert sorted(found) == sorted(runs)
+    lines = publish.estimate_check(cfg, found)
     assert lines[2:] == ["| t | v3 | 1 | 0.00 | 0.00 | 0.80 |",    # 0.56 / 0.7
                          "| t | v4 | 2 | 0.00 | 0.00 | 0.56 |"]    # (0.56 + 0.28) / 1.5
-    assert publish.estimate_check(cfg, merge.Outcome()) == []
+    assert publish.estimate_check(cfg, {}) == []
 
 
 def test_step_time_between_measured_batches_uses_the_neighbours():

@@ -78,6 +78,17 @@ def _publish(args: argparse.Namespace) -> None:
     print(publish.publish(args.bundle, source=args.source, folder=args.to, limits=_limits(args)))
 
 
+def _estimate_check(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from . import checks, config
+    from batchwise.results import publish
+
+    cfg = checks.check(config.resolve_files(*args.configfile))
+    lines = publish.estimate_check(cfg, publish.folder_runs(Path(args.results)))
+    print("\n".join(lines) or f"no CPU run in {args.results} to check (engine v2 or later, 1-thread jobs)")
+
+
 def _limits(args: argparse.Namespace):
     from batchwise.results.unpack import LIMITS, Limits
 
@@ -146,6 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("--to", default="docs/results/full", help="the published folder (default: docs/results/full)")
     _cap_options(u)
     u.set_defaults(func=_publish)
+    k = rsub.add_parser("estimate-check", help="the CPU estimate against the measured times of a results "
+                        "folder's CPU runs, per study and engine version (the table `publish` writes)")
+    k.add_argument("--results", default="results", help="the results folder (default: results)")
+    k.add_argument("--configfile", nargs="*", default=[], help="overlays of this checkout's config, in order")
+    k.set_defaults(func=_estimate_check)
     args = parser.parse_args(argv)
     try:
         args.func(args)

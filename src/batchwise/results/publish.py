@@ -125,8 +125,9 @@ def engine_version(seed_dir: Path) -> int:
     return engine.get("version", 1) if isinstance(engine, dict) else 1
 
 
-def estimate_check(config: dict, outcome: merge.Outcome) -> list[str]:
-    """The CPU estimate against the runs it estimates: per study and engine version, the CPU runs made
+def estimate_check(config: dict, runs: dict[tuple[str, str, int], Path]) -> list[str]:
+    """The CPU estimate against the runs it estimates (`runs`: (study, setting, seed) -> the run's
+    folder): per study and engine version, the CPU runs made
     as the CPU benchmark times them (engine v2 or later, one 1-thread job per core), the sum of their
     measured train + test times (`total_time_s`) and of the estimate for the same runs (`recorded_cpu_seconds`
     x the jobs side by side, the share of the budget each ran: steps_run of epochs x steps per epoch).
@@ -134,7 +135,7 @@ def estimate_check(config: dict, outcome: merge.Outcome) -> list[str]:
     by_key = {(c.study, c.setting, c.seed): c for c in cells(config)}
     jobs = recorded_cpu().get("jobs", 1)
     sums: dict[tuple[str, int], list[float]] = {}
-    for key, (_, seed_dir) in outcome.sources.items():
+    for key, seed_dir in runs.items():
         m = json.loads((seed_dir / "metrics.json").read_text())
         engine = m.get("engine") if isinstance(m.get("engine"), dict) else {}
         if key not in by_key or m.get("device") != "cpu" or engine.get("version", 1) < 2 or engine.get("threads") != 1:
@@ -156,6 +157,15 @@ def estimate_check(config: dict, outcome: merge.Outcome) -> list[str]:
         lines.append(f"| {study} | v{version} | {n} | {measured / 3600:.2f} | {estimated / 3600:.2f} | "
                      f"{estimated / measured:.2f} |")
     return lines
+
+
+def folder_runs(results: Path) -> dict[tuple[str, str, int], Path]:
+    """The finished runs of a results folder, by (study, setting, seed)."""
+    out = {}
+    for seed_dir in bw.finished_runs(results.parent, results.name):
+        m = json.loads((seed_dir / "metrics.json").read_text())
+        out[(m["study"], m["setting"], m["seed"])] = seed_dir
+    return out
 
 
 def ledger(config: dict, folder: Path, outcome: merge.Outcome) -> list[str]:
@@ -277,8 +287,9 @@ def publish(paths: list[str | Path], source: str = "", folder: str | Path = "doc
                 if src.exists():
                     (folder / study).mkdir(exist_ok=True)
                     shutil.copyfile(src, folder / study / table)
+        checked = estimate_check(config, {key: seed_dir for key, (_, seed_dir) in outcome.sources.items()})
         text = README.format(total=len(cells(config)), ledger="\n".join(ledger(config, folder, outcome)),
-                             estimate_check="\n".join(estimate_check(config, outcome)) or "No CPU run to check yet.",
+                             estimate_check="\n".join(checked) or "No CPU run to check yet.",
                              cpu_machine=recorded_cpu().get("machine", "no record"), date=bw.utc(), notes="\n".join(f"- {n}" for n in outcome.lines()))
     (folder / "README.md").write_text(text)
     return f"published {len(added)} new bundle(s) into {folder}: report.pdf, CSVs, README.md ledger"
