@@ -256,7 +256,8 @@ by the CPU benchmark. Here they meet the runs they estimate: the CPU runs traine
 times them (one 1-thread job per core, engine v2 or later), their measured train + test time summed per
 study and engine against the estimate for the same runs (each at the share of its budget it ran).
 The benchmark times two identical jobs side by side; in the fill a job's neighbour is whatever else runs,
-and a run paused for a benchmark counts the pause in its wall time.
+and a run paused for a benchmark counts the pause in its wall time. The same table for any results
+folder: `python -m batchwise results estimate-check --results DIR`.
 
 Built {date}. Import notes:
 
