@@ -107,7 +107,8 @@ def test_collapse_detection_names_the_class_and_its_share_of_the_test_set():
     assert first["pred_share"] == pytest.approx((1 + 1 + 0.991) / 3)
     assert (second["collapsed"], second["n"]) == (2, 3)
     rows = ext.collapse_rows(found, "mnist")
-    assert rows[0] == ["init=zeros, batch_size=64", "3 of 3", "1", "3", "99.7 %", "11.35 %", "1,135 of 10,000 = 11.35 %"]
+    assert rows[0] == ["init=zeros, batch_size=64", "3 of 3", "1", "3", "99.7\u00a0%", "11.35\u00a0%",
+                       "1,135 of 10,000 = 11.35\u00a0%"]
     text = ext.collapse_paragraph(found, "mnist")
     assert "1,135 of the 10,000 test images" in text and "11.35 %" in text and "symmetry" in text.lower()
     assert ext.class_name("cifar10", 1) == "1 (automobile)"
@@ -123,7 +124,7 @@ def test_runs_collapsing_to_different_classes_get_a_row_each():
     found = ext.collapsed_settings(pd.DataFrame(rows), ["batch_size"])
     assert [(k["class"], k["same_class"], k["test_acc"]) for k in found[0]["classes"]] == [
         (1, 1, 0.1135), (6, 1, 0.0958), (9, 1, 0.1009)]
-    assert ext.collapse_rows(found, "mnist") == [
+    assert [[cell.replace("\u00a0", " ") for cell in row] for row in ext.collapse_rows(found, "mnist")] == [
         ["batch_size=1", "3 of 3", "1", "1", "100.0 %", "11.35 %", "1,135 of 10,000 = 11.35 %"],
         ["", "", "6", "1", "100.0 %", "9.58 %", "958 of 10,000 = 9.58 %"],
         ["", "", "9", "1", "100.0 %", "10.09 %", "1,009 of 10,000 = 10.09 %"]]
@@ -267,7 +268,7 @@ def test_beyond_chapters_follow_the_homework_chapters(tmp_path):
     assert page.count("Collapsed models") == 2 and page.count("<b>Why.</b>") == 1
     # the mechanism measured on the chapter's own network (an MLP here) by its own job, quoted by the report
     assert "only the output bias (" in page and "gradient of exactly 0" in page and "dead saddle" in page
-    assert "1,135 of 10,000 = 11.35 %" in page
+    assert "1,135 of 10,000 = 11.35\u00a0%" in page
 
 
 # --- the verdicts behind the literature claims ------------------------------------------------------

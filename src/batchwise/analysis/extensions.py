@@ -262,11 +262,12 @@ def collapse_rows(collapsed: list[dict], dataset: str) -> list[list[str]]:
     for c in collapsed:
         setting = ", ".join(f"{k}={slug_value(v)}" for k, v in c["values"].items())
         for i, k in enumerate(c["classes"]):
-            share = (f"{k['label_count']:,} of {k['test_size']:,} = {100 * k['label_share']:.2f} %"
+            # a no-break space keeps each percentage whole when a narrow column wraps
+            share = (f"{k['label_count']:,} of {k['test_size']:,} = {100 * k['label_share']:.2f}\u00a0%"
                      if k["label_count"] is not None else "–")
             rows.append([setting if i == 0 else "", f"{c['collapsed']} of {c['n']}" if i == 0 else "",
                          class_name(dataset, k["class"]), str(k["same_class"]),
-                         f"{100 * k['pred_share']:.1f} %", f"{100 * k['test_acc']:.2f} %", share])
+                         f"{100 * k['pred_share']:.1f}\u00a0%", f"{100 * k['test_acc']:.2f}\u00a0%", share])
     return rows
 
 
