@@ -191,6 +191,20 @@ def test_the_undamaged_bundle_imports_whole(base, root, tmp_path):
     assert (root / R0 / "metrics.json").stat().st_mtime == member(base, R0 + "metrics.json").mtime
 
 
+def test_the_same_run_in_two_bundles_finished_at_the_earlier_time(base, root, tmp_path):
+    """A run exported twice (copies with other file times) gets its earlier time, in either import order."""
+    earlier = [replace(m, mtime=m.mtime - 86400) if m.name.endswith("metrics.json") else m for m in base]
+    late = write_members(tmp_path / "late.tar.xz", base)
+    early = write_members(tmp_path / "early.tar.xz", earlier)
+    for order in ([late, early], [early, late]):
+        work = tmp_path / f"work-{order[0].name[:-7]}"
+        work.mkdir()
+        for path in order:
+            lines, _ = try_import([path], work)
+            assert lines == []
+        assert (work / R0 / "metrics.json").stat().st_mtime == member(base, R0 + "metrics.json").mtime - 86400
+
+
 def test_runs_of_other_parameters_are_refused_per_cell(base, root, tmp_path):
     damaged = edit_json(base, R0 + "metrics.json", lambda d: d["spec"]["params"].__setitem__("lr", 0.5))
     path = write_members(tmp_path / "lr.tar.xz", damaged)

@@ -219,6 +219,10 @@ def _write_runs(root: Path, config: dict, runs: dict, replace: bool, result: Out
             existing = next((d / f"seed={seed}" for d in (done_dir, wait_dir)
                              if (d / f"seed={seed}" / "metrics.json").exists()), None)
             if existing is not None and _same(existing, src):
+                # The same run from another bundle: it finished at the earlier of the two copies' times
+                # (metrics.json's mtime), whichever bundle comes first.
+                ends = [(d / "metrics.json").stat().st_mtime for d in (existing, src)]
+                os.utime(existing / "metrics.json", (min(ends), min(ends)))
                 result.identical += 1
                 result.sources[(study, setting, seed)] = (name, existing)
                 continue
