@@ -170,3 +170,11 @@ def test_a_spread_below_float_rounding_shows_as_zero():
 def test_a_study_id_may_wrap_after_its_underscores_and_stays_escaped():
     from batchwise.report.document import breakable
     assert str(breakable("s3_batch<x>")) == "s3_<wbr>batch&lt;x&gt;"
+
+
+def test_time_columns_say_wall_time_where_no_run_has_the_timing_pass():
+    runs = pd.DataFrame({"status": ["ok", "ok"], "time_basis": ["wall", "wall"]})
+    assert report.time_label("training compute time (s)", runs) == "training wall time (s)"
+    assert report.time_label("training compute time (s)", runs.assign(time_basis=["solo", "wall"])) == "training time (s)"
+    assert report.time_label("training compute time (s)", runs.assign(time_basis="solo")) == "training compute time (s)"
+    assert report.time_label("final test accuracy (%)", runs) == "final test accuracy (%)"

@@ -141,6 +141,18 @@ def time_note(runs: pd.DataFrame) -> str:
             f"pass for them: other runs may have shared the device), {TIME_BASIS_TEXT} for the others.")
 
 
+def time_label(label: str, runs: pd.DataFrame | None) -> str:
+    """A column label that names the times it holds: "compute time" where every completed run has the
+    timing pass's, "wall time" where none has, plain "time" where some have (as `time_note` says)."""
+    if runs is None or "compute time" not in label:
+        return label
+    done = runs[runs["status"] == "ok"]
+    solo = int((done["time_basis"] == "solo").sum()) if "time_basis" in done else 0
+    if not len(done) or solo == len(done):
+        return label
+    return label.replace("compute time", "wall time" if solo == 0 else "time")
+
+
 def figure_caption(figure: dict, runs: pd.DataFrame) -> str:
     """A figure's caption from the config, and, where it plots times, what those times are (`time_note`:
     the timing pass's or the runs' own wall time), so that the caption never claims a basis the runs lack."""
@@ -157,7 +169,7 @@ def results_table(study: dict, summary: pd.DataFrame, runs: pd.DataFrame | None 
     study's runs, a note on what its times are."""
     keys = list(study["grid"])
     metrics = result_metrics(study)
-    header = keys + ["steps / epoch"] + [LABELS.get(m, m) for m in metrics] + ["runs"]
+    header = keys + ["steps / epoch"] + [time_label(LABELS.get(m, m), runs) for m in metrics] + ["runs"]
     rows = []
     for setting, group in summary.groupby("setting", sort=False):
         first = group.iloc[0]
