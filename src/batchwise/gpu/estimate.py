@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import statistics
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -101,14 +102,14 @@ def engine_times(spec: dict, steps: int = 2, eval_images: int = 2000, evaluate: 
         run.advance(0)
 
     step()  # warm-up
-    step_s = _median(_timings(step, steps, 100))
+    step_s = statistics.median_high(_timings(step, steps, 100))
     per_image = math.nan
     if evaluate:
         eval_batch = spec["params"]["eval_batch_size"]
         # Untimed first: a new batch shape builds oneDNN's kernels, once per run, not once per evaluation.
         train.evaluate(run.model, d.x_test[:eval_batch], d.y_test[:eval_batch], d.normalise, eval_batch)
         passes = _timings(lambda: train.evaluate(run.model, d.x_test, d.y_test, d.normalise, eval_batch), 1, 25)
-        per_image = _median(passes) / eval_images
+        per_image = statistics.median_high(passes) / eval_images
     return {"step_s": step_s, "eval_s_per_image": per_image}
 
 
@@ -121,11 +122,6 @@ def _timings(call: Callable[[], object], at_least: int, at_most: int) -> list[fl
         call()
         times.append(time.perf_counter() - start)
     return times
-
-
-def _median(values: list[float]) -> float:
-    """The upper median (the middle value; of two middles, the larger)."""
-    return sorted(values)[len(values) // 2]
 
 
 def measured_times(spec: dict, steps: int = 2, evaluate: bool = True) -> dict[str, float]:

@@ -122,11 +122,16 @@ def result_metrics(study: dict) -> list[str]:
     return metrics
 
 
+def _timed_alone(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """A study's completed runs, and how many of them have the timing pass's compute times."""
+    done = runs[runs["status"] == "ok"]
+    return done, int((done["time_basis"] == "solo").sum()) if "time_basis" in done else 0
+
+
 def time_note(runs: pd.DataFrame) -> str:
     """What a study's times are, for its results table: compute time from the timing pass, or, where a
     study has none (or only some of its runs are covered), the runs' own wall time."""
-    done = runs[runs["status"] == "ok"]
-    solo = int((done["time_basis"] == "solo").sum()) if "time_basis" in done else 0
+    done, solo = _timed_alone(runs)
     if not len(done):
         return ""
     if solo == len(done):
@@ -146,8 +151,7 @@ def time_label(label: str, runs: pd.DataFrame | None) -> str:
     timing pass's, "wall time" where none has, plain "time" where some have (as `time_note` says)."""
     if runs is None or "compute time" not in label:
         return label
-    done = runs[runs["status"] == "ok"]
-    solo = int((done["time_basis"] == "solo").sum()) if "time_basis" in done else 0
+    done, solo = _timed_alone(runs)
     if not len(done) or solo == len(done):
         return label
     return label.replace("compute time", "wall time" if solo == 0 else "time")
