@@ -147,6 +147,21 @@ def test_curves_of_settings_sharing_a_colour_differ_by_marker():
     plt.close(fig)
 
 
+def test_time_axes_say_wall_time_where_no_run_has_the_timing_pass():
+    """A sweep of times names them as the table does: wall time without the timing pass, compute time with it."""
+    import matplotlib.pyplot as plt
+
+    study = {"grid": {"batch_size": [16, 256]}}
+    runs = pd.DataFrame([{"setting": f"batch_size={b}", "batch_size": b, "seed": s, "status": "ok", "outcome": "trained",
+                          "mean_epoch_s": 5.0, "final_test_acc": 0.98, "time_basis": "wall"}
+                         for b in (16, 256) for s in (0, 1)])
+    spec = {"kind": "sweep", "x": "batch_size", "metrics": ["mean_epoch_s", "final_test_acc"]}
+    for basis, label in (("wall", "wall time per epoch (s)"), ("solo", "compute time per epoch (s)")):
+        fig = figures._sweep(study, spec, runs.assign(time_basis=basis), None, figures.colours([16, 256]))
+        assert [ax.get_ylabel() for ax in fig.axes] == [label, "final test accuracy (%)"]
+        plt.close(fig)
+
+
 def test_runs_table_takes_solo_times_and_keeps_wall_times(tmp_path):
     path = write_run(tmp_path, "lr=0.1", 0, acc=0.9, time_s=10.0)
     m = json.loads(path.read_text())

@@ -7,6 +7,7 @@ import sys
 import pandas as pd
 
 from batchwise import provenance
+from batchwise.results import aggregate
 from batchwise.report import document as report
 from conftest import REPO
 
@@ -174,7 +175,7 @@ def test_a_study_id_may_wrap_after_its_underscores_and_stays_escaped():
 
 def test_time_columns_say_wall_time_where_no_run_has_the_timing_pass():
     runs = pd.DataFrame({"status": ["ok", "ok"], "time_basis": ["wall", "wall"]})
-    assert report.time_label("training compute time (s)", runs) == "training wall time (s)"
-    assert report.time_label("training compute time (s)", runs.assign(time_basis=["solo", "wall"])) == "training time (s)"
-    assert report.time_label("training compute time (s)", runs.assign(time_basis="solo")) == "training compute time (s)"
-    assert report.time_label("final test accuracy (%)", runs) == "final test accuracy (%)"
+    assert aggregate.time_label("training compute time (s)", runs) == "training wall time (s)"
+    assert aggregate.time_label("training compute time (s)", runs.assign(time_basis=["solo", "wall"])) == "training time (s)"
+    assert aggregate.time_label("training compute time (s)", runs.assign(time_basis="solo")) == "training compute time (s)"
+    assert aggregate.time_label("final test accuracy (%)", runs) == "final test accuracy (%)"

@@ -18,7 +18,7 @@ import pandas as pd
 from batchwise.analysis import claims as claims_mod
 from batchwise.analysis import extensions as ext
 from batchwise.analysis.common import native
-from batchwise.results.aggregate import TIME_BASIS_TEXT, TIME_METRICS, outcome_rule_text
+from batchwise.results.aggregate import TIME_BASIS_TEXT, TIME_METRICS, outcome_rule_text, timed_alone, time_label
 from batchwise.config import REPO, slug_value
 from .figures import LABELS, PERCENT
 from batchwise.files import atomic_write_bytes, atomic_write_text
@@ -122,16 +122,10 @@ def result_metrics(study: dict) -> list[str]:
     return metrics
 
 
-def _timed_alone(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """A study's completed runs, and how many of them have the timing pass's compute times."""
-    done = runs[runs["status"] == "ok"]
-    return done, int((done["time_basis"] == "solo").sum()) if "time_basis" in done else 0
-
-
 def time_note(runs: pd.DataFrame) -> str:
     """What a study's times are, for its results table: compute time from the timing pass, or, where a
     study has none (or only some of its runs are covered), the runs' own wall time."""
-    done, solo = _timed_alone(runs)
+    done, solo = timed_alone(runs)
     if not len(done):
         return ""
     if solo == len(done):
@@ -144,17 +138,6 @@ def time_note(runs: pd.DataFrame) -> str:
                 "they are not compute times measured alone).")
     return (f"Times: the runs' own wall time for {len(done) - solo} of {len(done)} completed runs (no timing "
             f"pass for them: other runs may have shared the device), {TIME_BASIS_TEXT} for the others.")
-
-
-def time_label(label: str, runs: pd.DataFrame | None) -> str:
-    """A column label that names the times it holds: "compute time" where every completed run has the
-    timing pass's, "wall time" where none has, plain "time" where some have (as `time_note` says)."""
-    if runs is None or "compute time" not in label:
-        return label
-    done, solo = _timed_alone(runs)
-    if not len(done) or solo == len(done):
-        return label
-    return label.replace("compute time", "wall time" if solo == 0 else "time")
 
 
 def figure_caption(figure: dict, runs: pd.DataFrame) -> str:

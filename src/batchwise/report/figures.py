@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from batchwise.analysis import extensions as ext  # noqa: E402
-from batchwise.results.aggregate import measured_runs  # noqa: E402
+from batchwise.results.aggregate import measured_runs, time_label  # noqa: E402
 from batchwise.config import slug_value  # noqa: E402
 
 LABELS = {
@@ -60,6 +60,11 @@ MARKERS = ("o", "s", "^", "D", "v", "P")
 def colours(values: list) -> dict:
     """A fixed colour per value, in config order, so the same setting looks the same everywhere."""
     return {slug_value(v): PALETTE[i % len(PALETTE)] for i, v in enumerate(values)}
+
+
+def _axis_label(metric: str, runs: pd.DataFrame) -> str:
+    """The axis label of a final metric; time axes say whose times they plot (`time_label`)."""
+    return time_label(LABELS.get(metric, metric), runs)
 
 
 def _scale(metric: str) -> float:
@@ -227,7 +232,7 @@ def _bars(study, spec, runs, hue, palette):
                     ax.plot(np.full(len(vals), pos), vals, "k.", ms=3)
         ax.set_xticks(range(len(xs)), [slug_value(v) for v in xs])
         ax.set_xlabel(x)
-        ax.set_ylabel(LABELS.get(metric, metric))
+        ax.set_ylabel(_axis_label(metric, runs))
         ax.grid(alpha=0.3, axis="y")
     _legend(fig, axes)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
@@ -253,7 +258,7 @@ def _sweep(study, spec, runs, hue, palette):
                                 fontsize=7, ha="center", va="top", color="0.3")
         ax.set_xscale("log")
         ax.set_xlabel(x)
-        ax.set_ylabel(LABELS.get(metric, metric))
+        ax.set_ylabel(_axis_label(metric, runs))
         ax.grid(alpha=0.3, which="both")
     if len(hues) > 1:
         _legend(fig, axes)
@@ -349,7 +354,7 @@ def _to_target(study, spec, runs, hue, palette):
         else:  # a log axis needs a positive value
             ax.text(0.5, 0.5, "no run reached the target", transform=ax.transAxes, ha="center", color="0.4")
         ax.set_xlabel(x)
-        ax.set_ylabel(LABELS.get(metric, metric))
+        ax.set_ylabel(_axis_label(metric, runs))
         ax.grid(alpha=0.3, which="both")
     _legend(fig, axes)
     fig.tight_layout(rect=(0, 0.1, 1, 1))

@@ -54,6 +54,23 @@ TIME_METRICS = ("train_time_s", "eval_time_s", "total_time_s", "mean_epoch_s", "
 TIME_BASIS_TEXT = "compute time, measured alone: s/step x steps + evaluation"
 
 
+def timed_alone(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """A study's completed runs, and how many of them have the timing pass's compute times."""
+    done = runs[runs["status"] == "ok"]
+    return done, int((done["time_basis"] == "solo").sum()) if "time_basis" in done else 0
+
+
+def time_label(label: str, runs: pd.DataFrame | None) -> str:
+    """A table column's or figure axis's label that names the times it holds: "compute time" where every
+    completed run has the timing pass's, "wall time" where none has, plain "time" where some have."""
+    if runs is None or "compute time" not in label:
+        return label
+    done, solo = timed_alone(runs)
+    if not len(done) or solo == len(done):
+        return label
+    return label.replace("compute time", "wall time" if solo == 0 else "time")
+
+
 def step_mix(n_steps: int, steps_per_epoch: int, has_remainder: bool, warmup_steps: int) -> dict[str, int]:
     """How many of a run's first `n_steps` steps were of each kind the timing pass times: full-batch
     and remainder steps (the last step of each epoch, where the batch does not divide the images),
