@@ -192,17 +192,19 @@ def test_the_undamaged_bundle_imports_whole(base, root, tmp_path):
 
 
 def test_the_same_run_in_two_bundles_finished_at_the_earlier_time(base, root, tmp_path):
-    """A run exported twice (copies with other file times) gets its earlier time, in either import order."""
+    """A run exported twice (copies with other file times) gets its earlier time, in either import order,
+    whether the bundles are imported one by one or together."""
     earlier = [replace(m, mtime=m.mtime - 86400) if m.name.endswith("metrics.json") else m for m in base]
     late = write_members(tmp_path / "late.tar.xz", base)
     early = write_members(tmp_path / "early.tar.xz", earlier)
-    for order in ([late, early], [early, late]):
-        work = tmp_path / f"work-{order[0].name[:-7]}"
-        work.mkdir()
-        for path in order:
-            lines, _ = try_import([path], work)
-            assert lines == []
-        assert (work / R0 / "metrics.json").stat().st_mtime == member(base, R0 + "metrics.json").mtime - 86400
+    for together in (False, True):  # one bundle per import, or both in one (as publish rebuilds)
+        for order in ([late, early], [early, late]):
+            work = tmp_path / f"work-{together}-{order[0].name[:-7]}"
+            work.mkdir()
+            for paths in [order] if together else [[p] for p in order]:
+                lines, _ = try_import(paths, work)
+                assert lines == []
+            assert (work / R0 / "metrics.json").stat().st_mtime == member(base, R0 + "metrics.json").mtime - 86400
 
 
 def test_runs_of_other_parameters_are_refused_per_cell(base, root, tmp_path):

@@ -140,6 +140,9 @@ def plan_and_import(bundle_paths: list[str | Path], config: dict, root: str | Pa
                     continue
                 key = (study, setting, seed)
                 if key in runs and _same(runs[key][0], seed_dir):
+                    # The same run in two of these bundles: it finished at the earlier copy's time.
+                    if _finished_at(seed_dir) < _finished_at(runs[key][0]):
+                        runs[key] = (seed_dir, name)
                     continue
                 if key in runs and not replace:
                     result.kept.append(f"{where}: differs from the same run in {runs[key][1]}; kept that one")
@@ -194,6 +197,11 @@ def plan_and_import(bundle_paths: list[str | Path], config: dict, root: str | Pa
     return result
 
 
+def _finished_at(seed_dir: Path) -> float:
+    """When a run finished: its metrics.json's modification time, which export and import keep."""
+    return (seed_dir / "metrics.json").stat().st_mtime
+
+
 def _copy(src: Path, dest: Path) -> None:
     """Copy a file's bytes atomically (temp file + rename), keeping its modification time."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -221,8 +229,8 @@ def _write_runs(root: Path, config: dict, runs: dict, replace: bool, result: Out
             if existing is not None and _same(existing, src):
                 # The same run from another bundle: it finished at the earlier of the two copies' times
                 # (metrics.json's mtime), whichever bundle comes first.
-                ends = [(d / "metrics.json").stat().st_mtime for d in (existing, src)]
-                os.utime(existing / "metrics.json", (min(ends), min(ends)))
+                end = min(_finished_at(existing), _finished_at(src))
+                os.utime(existing / "metrics.json", (end, end))
                 result.identical += 1
                 result.sources[(study, setting, seed)] = (name, existing)
                 continue
