@@ -332,7 +332,8 @@ def test_not_run_when_study_has_no_runs():
     gone = make_runs("gone", {(64,): [math.nan]}, ("batch_size",)).assign(status="no-data", outcome="no-data")
     r = run_one(claim(dict(kind="near", metric="final_test_acc", select={"batch_size": 64},
                            target=0.1, tolerance=0.02), study="gone"), pd.concat([runs, gone]))
-    assert r["verdict"] == "not run yet" and "gone" in r["reason"]
+    assert r["verdict"] == "not run yet" and r["evidence"] == "no runs of study gone"
+    assert r["reason"] == "not imported yet, or its data set was not available"  # why, not the evidence again
 
 
 def test_runs_table_without_outcome_column_gets_the_outcome_rule():

@@ -57,14 +57,12 @@ def evaluate_claims(claims: list[dict], runs: pd.DataFrame, *, level: float = 0.
         missing = sorted({s for s, _ in claim_selectors(claim)} - studies_present)
         empty = [] if missing else _unrun_selections(claim, ran, grids or {})
         if missing:
-            res.update(verdict="not run yet",
-                       evidence=f"no runs of {', '.join(missing)}",
-                       reason=f"not run yet: the runs table has no runs of study "
-                              f"{', '.join(missing)} (not imported yet, or its data set was not available)")
+            # The evidence names what has no runs; the reason only adds why (never repeats the evidence).
+            res.update(verdict="not run yet", evidence=f"no runs of study {', '.join(missing)}",
+                       reason="not imported yet, or its data set was not available")
         elif empty:   # settings not run yet, or not in a reduced config's grid at all (said so)
             named = empty[:LISTED] + ([f"{len(empty) - LISTED} more"] if len(empty) > LISTED else [])
-            res.update(verdict="not run yet", evidence="no runs of " + "; ".join(named),
-                       reason=f"not run yet: the runs table has no runs of {'; '.join(named)}")
+            res.update(verdict="not run yet", evidence="no runs of " + "; ".join(named), reason="")
         else:
             res.update(REGISTRY[rule["kind"]].evaluate(claim, rule, runs, settings))
         results.append(res)
