@@ -159,6 +159,9 @@ def test_time_axes_say_wall_time_where_no_run_has_the_timing_pass():
     for basis, label in (("wall", "wall time per epoch (s)"), ("solo", "compute time per epoch (s)")):
         fig = figures._sweep(study, spec, runs.assign(time_basis=basis), None, figures.colours([16, 256]))
         assert [ax.get_ylabel() for ax in fig.axes] == [label, "final test accuracy (%)"]
+        # ticked at the grid's batch sizes in every panel, without minor labels
+        assert [[t.get_text() for t in ax.get_xticklabels()] for ax in fig.axes] == [["16", "256"]] * 2
+        assert not any(t.get_text() for ax in fig.axes for t in ax.get_xticklabels(minor=True))
         plt.close(fig)
 
 

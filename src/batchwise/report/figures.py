@@ -22,6 +22,7 @@ import math
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -65,6 +66,15 @@ def colours(values: list) -> dict:
 def _axis_label(metric: str, runs: pd.DataFrame) -> str:
     """The axis label of a final metric; time axes say whose times they plot (`time_label`)."""
     return time_label(LABELS.get(metric, metric), runs)
+
+
+def _log_x(ax, values: list) -> None:
+    """A log x axis ticked at the grid's values, the same in every panel (and no crowded minor labels
+    where a panel's data span little more than a decade)."""
+    ax.set_xscale("log")
+    ax.set_xticks([float(v) for v in values], [slug_value(v) for v in values],
+                  rotation=45 if len(values) > 4 else 0, fontsize=7 if len(values) > 4 else None)
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
 def _scale(metric: str) -> float:
@@ -256,7 +266,7 @@ def _sweep(study, spec, runs, hue, palette):
                 if n_have < n_all:
                     ax.annotate(f"{n_have}/{n_all}" + (f" ({n_div} div.)" if n_div else ""), (xv, ax.get_ylim()[1]),
                                 fontsize=7, ha="center", va="top", color="0.3")
-        ax.set_xscale("log")
+        _log_x(ax, _values(study, x))
         ax.set_xlabel(x)
         ax.set_ylabel(_axis_label(metric, runs))
         ax.grid(alpha=0.3, which="both")
@@ -300,7 +310,7 @@ def _trained_share(study, spec, runs, hue, palette, level: float = 0.95):
     left.set_ylabel(f"runs that trained (%, {level:.0%} Wilson band)")
     right.set_ylabel("final test accuracy, runs that trained (%)")
     for ax in (left, right):
-        ax.set_xscale("log")
+        _log_x(ax, _values(study, x))
         ax.set_xlabel(x)
         ax.grid(alpha=0.3, which="both")
     axes = np.array([left, right])
@@ -348,7 +358,7 @@ def _to_target(study, spec, runs, hue, palette):
             ax.annotate(f"B_simple ≈ {noise['median']:,.0f}", (noise["median"], 0.02),
                         xycoords=("data", "axes fraction"), fontsize=7, rotation=90, va="bottom", ha="left",
                         color="tab:red")
-        ax.set_xscale("log")
+        _log_x(ax, _values(study, x))
         if (runs[metric] > 0).any():
             ax.set_yscale("log")
         else:  # a log axis needs a positive value
