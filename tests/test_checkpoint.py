@@ -13,9 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from batchwise import config
 from batchwise.engine import train
+from batchwise.engine.checkpoint import Checkpoints, spec_identity
 from conftest import run_env
 
 # Wall-clock figures differ between any two runs; everything else must not.
@@ -145,16 +147,36 @@ def test_job_of_several_seeds_keeps_finished_seeds_and_resumes_the_rest(syntheti
 
 def test_checkpoint_of_another_spec_is_not_resumed(synthetic_caches, tmp_path):
     spec = cell(epochs=3, model="mlp")
-    ckpt = tmp_path / "ckpt"
+    ckpt = tmp_path / "checkpoints" / "t" / "batch_size=64"
     with pytest.raises(Killed):
         train.run_cell(spec, synthetic_caches["mnist"], tmp_path / "a", checkpoints=ckpt,
                        log=kill_at("epoch 3/"))
     changed = cell(epochs=3, model="mlp", lr=0.01)  # the same cell folder, another learning rate
     log: list[str] = []
     train.run_cell(changed, synthetic_caches["mnist"], tmp_path / "b", log=log.append, checkpoints=ckpt)
-    assert any("checkpoint of a different spec" in line for line in log), log
+    aside = tmp_path / "checkpoints.set-aside" / "t" / "batch_size=64" / "seed=0"
+    assert f"seed 0: checkpoint of a different spec of this cell (params.lr 0.05 -> 0.01) set aside in {aside}; " \
+           "training afresh" in log, log
     assert not any("resumed at epoch" in line for line in log)
     assert comparable(tmp_path / "b", [0]) == uninterrupted(changed, synthetic_caches["mnist"], tmp_path)
+    kept = torch.load(aside / "state.pt", weights_only=True)  # the other spec's work, as it was saved
+    assert kept["identity"] == spec_identity(spec) and kept["device_type"] == "cpu"
+
+
+def test_finished_results_of_another_spec_are_set_aside_not_deleted(tmp_path):
+    """A finished seed of another spec (an imported bundle, a config changed and changed back) is moved
+    out of the job's way, whole; a second one beside it is not overwritten."""
+    store = Checkpoints(tmp_path / "checkpoints" / "t" / "c", cell(epochs=3, model="mlp"), log=(log := []).append)
+    aside = tmp_path / "checkpoints.set-aside" / "t" / "c"
+    for n in (1, 2):
+        (store.folder(0)).mkdir(parents=True)
+        (store.folder(0) / "metrics.json").write_text(json.dumps({"spec": {**cell(epochs=3, model="mlp"), "device": "auto"}}))
+        (store.folder(0) / "history.csv").write_text(f"run {n}")
+        assert store.finished(0) is False and not store.folder(0).exists()
+    assert (aside / "seed=0" / "history.csv").read_text() == "run 1"
+    assert (aside / "seed=0.2" / "history.csv").read_text() == "run 2"
+    assert log[0] == (f"seed 0: results of a different spec of this cell (device \"auto\" -> \"cpu\") set aside in "
+                      f"{aside / 'seed=0'}; training afresh")
 
 
 def test_sigkilled_job_resumes(synthetic_caches, tmp_path):

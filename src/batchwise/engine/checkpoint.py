@@ -4,7 +4,9 @@
 seed finishes, its three result files replace it there. The folder lies outside the job's Snakemake
 output (which Snakemake deletes before re-running an interrupted job), so neither a re-run nor
 `--rerun-incomplete` loses anything; the job moves the results into its output folder at the very end
-and then removes the folder.
+and then removes the folder. A seed's work that this job cannot use (another spec of the cell, or a
+state saved on another device type) is moved to `checkpoints.set-aside/`, never deleted: it may be hours of
+training, and a config that changed by mistake is changed back.
 """
 from __future__ import annotations
 
@@ -44,16 +46,16 @@ class Checkpoints:
         if not path.exists():
             return False
         try:
-            same = spec_identity(json.loads(path.read_text())["spec"]) == self.identity
+            theirs = spec_identity(json.loads(path.read_text())["spec"])
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             self.log(f"seed {seed}: finished results in {self.folder(seed)} cannot be read "
                      f"({_first_line(exc)}); removed, training afresh")
             self._discard(seed)
             return False
-        if same:
+        if theirs == self.identity:
             return True
-        self.log(f"seed {seed}: results of a different spec of this cell removed; training afresh")
-        self._discard(seed)
+        self.log(f"seed {seed}: results of a different spec of this cell ({_differences(theirs, self.identity)}) "
+                 f"set aside in {self._set_aside(seed)}; training afresh")
         return False
 
     def save(self, seed: int, state: dict) -> None:
@@ -79,13 +81,13 @@ class Checkpoints:
                      f"{aside.name}, training from the start")
             return None
         if state.get("identity") != self.identity:
-            self.log(f"seed {seed}: checkpoint of a different spec of this cell ignored; training afresh")
-            return None
-        if state.get("device_type") != device.type:  # generator states do not cross device types
-            self.log(f"seed {seed}: checkpoint made on {state.get('device_type')}, this job runs on {device.type}; "
-                     f"training afresh")
-            return None
-        return state
+            why = f"checkpoint of a different spec of this cell ({_differences(state.get('identity'), self.identity)})"
+        elif state.get("device_type") != device.type:  # generator states do not cross device types
+            why = f"checkpoint made on {state.get('device_type')} (this job runs on {device.type})"
+        else:
+            return state
+        self.log(f"seed {seed}: {why} set aside in {self._set_aside(seed)}; training afresh")
+        return None
 
     def done(self, seed: int) -> None:
         """The seed's results are written here: its state is no longer needed."""
@@ -105,8 +107,41 @@ class Checkpoints:
                 break
 
     def _discard(self, seed: int) -> None:
-        """Remove a seed's folder (a finished run of another spec, or unreadable)."""
+        """Remove a seed's folder (finished results that cannot be read)."""
         shutil.rmtree(self.folder(seed), ignore_errors=True)
+
+    def _set_aside(self, seed: int) -> Path:
+        """Move a seed's folder from `checkpoints/<study>/<cell>/` to `checkpoints.set-aside/<study>/<cell>/seed=<n>`
+        (`seed=<n>.2`, ... if taken), outside the tree that resume, export and the report read; return where."""
+        top = self.root.parent.parent
+        target = top.with_name(f"{top.name}.set-aside") / self.root.parent.name / self.root.name / f"seed={seed}"
+        n = 1
+        while target.exists():
+            n += 1
+            target = target.with_name(f"seed={seed}.{n}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.folder(seed), target)
+        return target
+
+
+def _differences(theirs: object, identity: str) -> str:
+    """How another run's spec identity differs from this cell's: `key their value -> this value`, at most 3 keys."""
+    try:
+        old = _flat(json.loads(theirs))
+    except (TypeError, ValueError, AttributeError):
+        return "spec unknown"
+    new = _flat(json.loads(identity))
+    keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    shown = ", ".join(f"{k} {json.dumps(old.get(k))} -> {json.dumps(new.get(k))}" for k in keys[:3])
+    return shown + (f", and {len(keys) - 3} more" if len(keys) > 3 else "")
+
+
+def _flat(spec: dict, prefix: str = "") -> dict:
+    """A nested spec as one level of dotted keys (`params.lr`), so a difference names the very value."""
+    flat = {}
+    for key, value in spec.items():
+        flat.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return flat
 
 
 def _first_line(exc: BaseException) -> str:
