@@ -179,3 +179,19 @@ def test_time_columns_say_wall_time_where_no_run_has_the_timing_pass():
     assert aggregate.time_label("training compute time (s)", runs.assign(time_basis=["solo", "wall"])) == "training time (s)"
     assert aggregate.time_label("training compute time (s)", runs.assign(time_basis="solo")) == "training compute time (s)"
     assert aggregate.time_label("final test accuracy (%)", runs) == "final test accuracy (%)"
+
+
+def test_a_homework_table_of_more_than_two_metrics_gets_a_row_per_metric():
+    """Three columns per metric overflow A4 beyond two metrics (homework 003's table has four)."""
+    wide = {"key": ["batch_size"], "columns": [{"label": "Loss"}, {"label": "Acc (%)"}, {"label": "Test loss"}]}
+    frame = pd.DataFrame([{"batch_size": "16", "Loss — homework": "0.1", "Loss — ours": "0.2 (n=3)",
+                           "Loss — difference": "+0.1", "Acc (%) — homework": "90.0", "Acc (%) — ours": "not run",
+                           "Acc (%) — difference": "not run", "Test loss — homework": "1.0",
+                           "Test loss — ours": "0.5 (n=3)", "Test loss — difference": "−0.5"}])
+    header, rows = report.homework_table_layout(wide, frame)
+    assert header == ["batch_size", "metric", "homework", "ours", "difference"]
+    assert rows == [["16", "Loss", "0.1", "0.2 (n=3)", "+0.1"], ["16", "Acc (%)", "90.0", "not run", "not run"],
+                    ["16", "Test loss", "1.0", "0.5 (n=3)", "−0.5"]]
+    two = {**wide, "columns": wide["columns"][:2]}
+    narrow = frame.drop(columns=[c for c in frame.columns if c.startswith("Test loss")])
+    assert report.homework_table_layout(two, narrow) == (list(narrow.columns), [list(narrow.iloc[0])])

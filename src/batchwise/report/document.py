@@ -274,8 +274,8 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
     tables = []
     for table in claims_mod.load_homework_tables(Path(homework)):
         if table["study"] in config["studies"]:
-            frame = claims_mod.side_by_side(table, done)
-            tables.append({**table, "header": list(frame.columns), "rows": frame.astype(str).values.tolist()})
+            header, rows = homework_table_layout(table, claims_mod.side_by_side(table, done))
+            tables.append({**table, "header": header, "rows": rows})
     chapters = _chapters(config, studies, tables, claim_list)
     env = next((s["meta"]["env"] for s in studies if s["meta"].get("env")), {})
     return {
@@ -299,6 +299,21 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
         "metric_definitions": METRIC_DEFINITIONS,
         "outcome_rule": outcome_rule_text(verdict["failure_margin"]),
     }
+
+
+WIDE_TABLE_METRICS = 2  # beyond this, three columns per metric no longer fit an A4 page
+
+
+def homework_table_layout(table: dict, frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """A homework-vs-ours table's header and rows: as `side_by_side` gives them, or, for a table of more
+    than WIDE_TABLE_METRICS metrics, one row per homework row and metric (key..., metric, homework, ours,
+    difference)."""
+    if len(table["columns"]) <= WIDE_TABLE_METRICS:
+        return list(frame.columns), frame.astype(str).values.tolist()
+    parts = ("homework", "ours", "difference")
+    rows = [[*(str(row[k]) for k in table["key"]), col["label"], *(str(row[f"{col['label']} — {p}"]) for p in parts)]
+            for _, row in frame.iterrows() for col in table["columns"]]
+    return [*table["key"], "metric", *parts], rows
 
 
 NO_RUNS_COLUMNS = ["study", "setting", "cell", "seed", "status", "outcome", "device", "commit", "finished",
