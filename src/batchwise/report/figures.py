@@ -130,6 +130,15 @@ def _select(frame: pd.DataFrame, key: str | None, value) -> pd.DataFrame:
 def plot_figure(study: dict, index: int, *, runs: str | Path, history: str | Path,
                 iterations: str | Path, out: str | Path) -> None:
     """Draw figure `index` of `study` (its config dict) from the study's aggregated tables to `out` (SVG)."""
+    fig = draw_figure(study, index, runs=runs, history=history, iterations=iterations)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="svg", bbox_inches="tight")
+    plt.close(fig)
+
+
+def draw_figure(study: dict, index: int, *, runs: str | Path, history: str | Path,
+                iterations: str | Path) -> plt.Figure:
+    """Figure `index` of `study` drawn from the study's aggregated tables, not yet saved."""
     spec = study["figures"][index]
     runs_df = pd.read_csv(runs)
     runs_df = runs_df[runs_df["status"] != "no-data"]
@@ -157,9 +166,7 @@ def plot_figure(study: dict, index: int, *, runs: str | Path, history: str | Pat
         fig = _predictions(study, spec, runs_df, hue, palette)
     else:
         raise ValueError(f"unknown figure kind '{kind}'")
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="svg", bbox_inches="tight")
-    plt.close(fig)
+    return fig
 
 
 def _legend(fig, axes) -> None:
