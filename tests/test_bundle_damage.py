@@ -4,6 +4,7 @@ byte-for-byte as they were. The bundle is the small synthetic one of `bundle_kit
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tarfile
 from dataclasses import replace
@@ -407,3 +408,29 @@ def test_the_ledger_counts_what_was_imported(tmp_path):
     lines = publish.ledger(CONFIG, folder, outcome)
     assert lines[0] == "**2 of 4 runs done.**\n"
     assert lines[3].startswith("| t | 2 of 4 | Test CPU | ") and "`b.tar.xz` (lab)" in lines[3]
+
+
+def _times(root: Path) -> dict[str, tuple[bytes, int]]:
+    return {p.relative_to(root).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_importing_runs_already_here_leaves_every_file_untouched(tmp_path):
+    """Bytes and nanosecond file times: the checkout that trained the runs imports its own bundle (whose
+    times lost their nanoseconds), and a second checkout imports the same bundle twice."""
+    src = checkout(tmp_path / "src")
+    for i, path in enumerate(sorted(src.rglob("metrics.json"))):
+        stamp = 1764547200_123456789 + i * 1_000_000_007   # nanoseconds no float keeps
+        os.utime(path, ns=(stamp, stamp))
+    files, _ = bundles.export(tmp_path / "out" / "b", root=src, with_checkpoints=True, source="synthetic")
+    before = _times(src)
+    lines, outcome = try_import(files, src)
+    assert lines == [] and outcome.identical == 3
+    assert _times(src) == before
+    other = tmp_path / "other"
+    other.mkdir()
+    assert try_import(files, other)[0] == []
+    first = _times(other)
+    lines, outcome = try_import(files, other)
+    assert lines == [] and outcome.identical == 3 and outcome.imported == []
+    assert _times(other) == first

@@ -30,6 +30,9 @@ from . import bundles as bw
 from . import unpack
 
 DERIVED = ("runs.csv", "summary.csv", "history.csv", "iterations.csv")
+# Two times of the same run within this are one time: a bundle keeps a file's time as a decimal float
+# (PAX), which drops its nanoseconds, and an older bundle kept whole seconds.
+SAME_TIME_S = 1.0
 
 
 @dataclass
@@ -228,9 +231,12 @@ def _write_runs(root: Path, config: dict, runs: dict, replace: bool, result: Out
                              if (d / f"seed={seed}" / "metrics.json").exists()), None)
             if existing is not None and _same(existing, src):
                 # The same run from another bundle: it finished at the earlier of the two copies' times
-                # (metrics.json's mtime), whichever bundle comes first.
-                end = min(_finished_at(existing), _finished_at(src))
-                os.utime(existing / "metrics.json", (end, end))
+                # (metrics.json's mtime), whichever bundle comes first. Left untouched unless the
+                # bundle's time is the earlier by more than a bundle's rounding of it: a file whose
+                # time moves makes Snakemake's downstream jobs look out of date.
+                if _finished_at(src) < _finished_at(existing) - SAME_TIME_S:
+                    end = (src / "metrics.json").stat().st_mtime_ns
+                    os.utime(existing / "metrics.json", ns=(end, end))
                 result.identical += 1
                 result.sources[(study, setting, seed)] = (name, existing)
                 continue
