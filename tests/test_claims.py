@@ -202,6 +202,66 @@ def test_helpers_ties_and_plateaus():
     assert stats.side(stats.Interval(0.1, 0.05, 0.2)) == 1 and stats.side(stats.Interval(0, -1, 1)) == 0
 
 
+def test_rank_shift_interval_by_hand():
+    """a = 10..14, b = 0..4: the 25 differences are 6 (once), 7 (twice), ..., 10 (5 times), ..., 14 (once).
+    5 against 5 at 95 %: k = 3 (P(U <= 2) = 4/252 <= 0.025 < P(U <= 3) = 7/252), so [D(3), D(23)] = [7, 13]
+    around the median 10; at 99 %: k = 1 (P(U = 0) = 1/252 <= 0.005 < 2/252), [6, 14]. 3 against 3 can
+    never be decided: P(U = 0) = 1/20 > 0.025."""
+    assert stats._rank_sum_counts(3, 3) == (1, 1, 2, 3, 3, 3, 3, 2, 1, 1)
+    a, b = [14.0, 10.0, 12.0, 11.0, 13.0], [0.0, 1.0, 2.0, 3.0, 4.0]
+    iv = stats.rank_shift_interval(a, b)
+    assert (iv.estimate, iv.lo, iv.hi) == (10.0, 7.0, 13.0) and iv.method.startswith("rank-sum")
+    assert (stats.rank_shift_interval(a, b, 0.99).lo, stats.rank_shift_interval(a, b, 0.99).hi) == (6.0, 14.0)
+    three = stats.rank_shift_interval(a[:3], b[:3])
+    assert (three.lo, three.hi) == (-math.inf, math.inf)
+    # a run worse than any (-inf) ranks last; -inf against -inf is a tie, a difference of 0
+    worst = stats.rank_shift_interval([-math.inf] * 5, [-math.inf, 1.0, 2.0, 3.0, 4.0])
+    assert worst.hi == 0.0 and stats.side(worst) == 0
+
+
+def test_float_rounding_is_a_tie_and_order_changes_nothing():
+    """Three copies of 0.1 + 0.2 against three of 0.3: both constant, 5.6e-17 apart. Before: an exact
+    difference, 'supported reliably'. Now equal to a relative 1e-9: a tie, inconclusive."""
+    assert 0.1 + 0.2 != 0.3
+    runs = make_runs("st", {(True,): [0.1 + 0.2] * 3, (False,): [0.3] * 3}, ("bn",))
+    r = run_one(compare({"bn": True}, {"bn": False}), runs)
+    assert r["verdict"] == "inconclusive" and r["lo"] == r["hi"] == 0.0
+    near = stats.welch_interval([0.3, 0.1 + 0.2, 0.3], [0.3] * 3)     # a 'spread' of one rounding: none
+    assert (near.lo, near.hi) == (0.0, 0.0)
+    assert stats.side(stats.Interval(0.3, 0.1 + 0.2, 0.4), 0.3) == 0   # an end at the bound, to rounding
+    assert stats.best_index([0.1 + 0.2, 0.3], "max") == stats.best_index([0.3, 0.1 + 0.2], "max") == 0
+    assert stats.is_monotone([0.3, 0.1 + 0.2, 0.5], increasing=True)
+
+
+def test_best_and_monotonic_do_not_depend_on_the_order_of_the_runs():
+    """The same runs listed in another seed order give the same numbers, to the last bit: every group is
+    sorted before any sum. Means 0.9 of three values whose float sum depends on their order."""
+    values = [0.1, 0.7, 0.2 + 0.7]
+    assert sum(values) != sum(values[::-1])   # the order matters to a plain float sum
+    groups = {(1,): values, (2,): [0.3, 0.3, 0.4 + 0.1], (3,): [0.5, 0.6, 0.4]}
+    flipped = {k: v[::-1] for k, v in groups.items()}
+    for rule in (dict(kind="best", metric="final_test_acc", at={"batch_size": 1}, goal="max"),
+                 dict(kind="monotonic", metric="final_test_acc", over="batch_size", direction="increasing")):
+        r1 = run_one(claim(rule), make_runs("st", groups, ("batch_size",)))
+        r2 = run_one(claim(rule), make_runs("st", flipped, ("batch_size",)))
+        assert (r1["verdict"], r1["evidence"], r1["reason"]) == (r2["verdict"], r2["evidence"], r2["reason"])
+        assert [g["mean"] for g in r1["groups"]] == [g["mean"] for g in r2["groups"]]
+
+
+def test_failed_runs_count_as_never_reaching_the_target():
+    """'3 reached at epoch 2, 2 failed' against '5 reached at epoch 3': before, the failures dropped out and
+    the first setting was the faster, significantly ([-1, -1]). Now they are never (+inf): its interval is
+    unbounded above, and 'faster' cannot be supported; 'slower' is not shown either (its reached runs are
+    faster), so inconclusive. A failed run that touched the target before falling back is never too."""
+    runs = make_runs("st", {(16,): [2.0, 2.0, 2.0, ("failed", 1.0), ("failed", math.nan)], (64,): [3.0] * 5},
+                     ("batch_size",), metric="epochs_to_target")
+    r = run_one(compare({"batch_size": 16}, {"batch_size": 64}, "less", metric="epochs_to_target"), runs)
+    assert r["verdict"] == "inconclusive" and r["hi"] == math.inf and r["lo"] == pytest.approx(-1.0)
+    assert "batch 16: reached in 3/5 runs (those: 2.0 epochs), counted as never (3 of 5 trained, 2 failed)" \
+        in r["evidence"]
+    assert r["n_a"] == 5
+
+
 # ------------------------------------------------------------------ compare
 
 HI, LO = [0.97, 0.98, 0.99], [0.95, 0.96, 0.97]
@@ -237,7 +297,7 @@ def test_compare_n2_decides_with_min_runs_2_and_not_with_3():
     assert r["verdict"] == "supported" and (r["lo"], r["hi"]) == pytest.approx((0.08 - half, 0.08 + half))
     r = run_one(c, runs)
     assert r["verdict"] == "inconclusive"
-    assert "BN has 2 measured runs" in r["reason"] and "fewer than the 3 required" in r["reason"]
+    assert "BN has 2 runs" in r["reason"] and "fewer than the 3 required" in r["reason"]
     assert math.isnan(r["lo"]) and r["n_a"] == 2
 
 
@@ -286,11 +346,11 @@ def test_compare_all_failed_group_uses_its_failed_runs_and_says_so():
     r = run_one(compare({"bn": True}, {"bn": False}), runs)
     d, lo, hi, _ = welch_ref(HI, [0.10, 0.11, 0.098])
     assert r["verdict"] == "supported" and (r["lo"], r["hi"]) == pytest.approx((lo, hi))
-    assert r["reason"].startswith("supported in the runs that trained")
-    assert "no BN: 0 of 3 runs trained" in r["reason"] and "failed runs are measured" in r["reason"]
-    assert "0 of 3 trained: 3 failed runs measured" in r["evidence"]
+    assert r["reason"].startswith("supported counting every run (3 of 6 did not train)")
+    assert "no BN: 0 of 3 runs trained" in r["reason"] and "a failed run at its accuracy" in r["reason"]
+    assert "no BN: 10.3 ± 0.6 % (0 of 3 trained, 3 failed)" in r["evidence"]
     no_bn = r["groups"][1]
-    assert (no_bn["basis"], no_bn["n_trained"], no_bn["n_failed"]) == ("failed", 0, 3)
+    assert (no_bn["basis"], no_bn["n_trained"], no_bn["n_failed"]) == ("all", 0, 3)
 
 
 def test_worst_setting_is_said_to_be_lower_and_its_failed_runs_are_named():
@@ -299,30 +359,60 @@ def test_worst_setting_is_said_to_be_lower_and_its_failed_runs_are_named():
     runs = make_runs("st", {("default",): HI, ("xavier",): [0.990, 0.991, 0.989], ("zeros",): zeros}, ("init",))
     r = run_one(claim(dict(kind="best", metric="final_test_acc", at={"init": "zeros"}, goal="min")), runs)
     assert r["verdict"] == "supported"
-    assert r["reason"].startswith("supported in the runs that trained, and on the failed runs of init zeros, "
-                                  "where none trained: init zeros has the lowest mean and is significantly lower "
-                                  "than every other setting")
+    assert r["reason"].startswith("supported counting every run (3 of 9 did not train): init zeros has the lowest "
+                                  "mean and is significantly lower than every other setting")
 
 
-def test_compare_mixed_group_uses_the_runs_that_trained_with_a_wilson_count():
+def test_compare_mixed_group_counts_every_run_by_rank():
+    """A setting whose runs trained (95-96 %), failed (10-11 %) and diverged: its failed runs count at their
+    accuracy, the diverged one below every finished run, and the comparison is the exact rank-sum one. 3
+    against 6 runs: P(U <= 1) = 2/84 <= 2.5 % < P(U <= 2) = 4/84, so k = 2 and the interval is
+    [D(2), D(17)] of the 18 differences: 0.990 - 0.96 and +inf (three differences with the diverged run)."""
     mixed = [0.95, 0.955, 0.96, ("failed", 0.10), ("failed", 0.11), "diverged"]
     runs = make_runs("st", {(True,): [0.990, 0.991, 0.989], (False,): mixed}, ("bn",))
     r = run_one(compare({"bn": True}, {"bn": False}), runs)
-    d, lo, hi, _ = welch_ref([0.990, 0.991, 0.989], [0.95, 0.955, 0.96])
-    assert r["verdict"] == "supported" and (r["diff"], r["lo"], r["hi"]) == pytest.approx((d, lo, hi))
-    assert r["n_b"] == 3 and r["mean_b"] == pytest.approx(0.955)
+    assert r["verdict"] == "supported"
+    assert r["lo"] == pytest.approx(0.990 - 0.96) and r["hi"] == math.inf
+    assert r["diff"] == pytest.approx((0.991 - 0.95 + 0.989 - 0.11) / 2)   # median: 9th and 10th of 18
+    assert r["n_b"] == 6 and r["comparisons"][0]["method"].startswith("rank-sum")
+    assert "no BN: 3 of 6 trained at 95.5 ± 0.5 %, 2 failed at 10.5 ± 0.7 %, 1 diverged" in r["evidence"]
+    assert "shift +46.0 pp, 95% exact rank-sum (Hodges-Lehmann) interval [+3.0, +inf]" in r["evidence"]
     wl, wh = wilson_ref(3, 6)
     assert f"no BN: 3 of 6 runs trained (95% Wilson interval {100 * wl:.0f}–{100 * wh:.0f} %), " \
            f"2 failed, 1 diverged" in r["reason"]
-    assert "supported in the runs that trained" in r["reason"]
+    assert r["reason"].startswith("supported counting every run (3 of 9 did not train)")
     g = r["groups"][1]
     assert (g["n_runs"], g["n_trained"], g["n_failed"], g["n_diverged"]) == (6, 3, 2, 1)
     assert (g["trained_lo"], g["trained_hi"]) == pytest.approx((wl, wh))
 
 
-def test_all_diverged_group_is_inconclusive_by_rule():
+def test_a_failed_run_is_evidence_against_the_better_claim_not_missing_data():
+    """The reviewer's case, S2 CNN: BN at lr 0.5 trained in 2 of 5 runs (89.7, 93.0 %), 3 collapsed to 11.35 %;
+    BN at lr 0.05 trained in 5 of 5 (97.2-97.8 %). Before, the 3 failures were left out and the claim
+    'lr 0.5 is better' was inconclusive 'by rule: 2 measured runs'. Now every run counts: all 25 pairs put
+    lr 0.05 above lr 0.5, the rank-sum test's smallest p (2/252 = 0.008) and the interval excludes 0."""
+    runs = make_runs("st", {(0.5,): [("failed", 0.1135)] * 3 + [0.897, 0.9298],
+                            (0.05,): [0.9739, 0.9722, 0.9768, 0.9742, 0.9781]}, ("lr",))
+    r = run_one(compare({"lr": 0.5}, {"lr": 0.05}), runs)
+    assert r["verdict"] == "contradicted" and r["n_a"] == 5
+    # 5 against 5 at 95 %: P(U <= 2) = 4/252 <= 2.5 % < P(U <= 3) = 7/252, k = 3: [D(3), D(23)] of the 25
+    assert r["hi"] == pytest.approx(0.9298 - 0.9742)      # the third largest difference
+    assert r["lo"] == pytest.approx(0.1135 - 0.9781)      # the third smallest (three runs at 11.35 %)
+    worse = make_runs("st", {(0.5,): [("failed", 0.1135)] * 5, (0.05,): [0.9739, 0.9722, 0.9768, 0.9742, 0.9781]},
+                      ("lr",))
+    assert run_one(compare({"lr": 0.5}, {"lr": 0.05}), worse)["verdict"] == "contradicted"   # Welch, all failed
+
+
+def test_a_setting_whose_runs_all_diverged_loses_on_accuracy():
+    """Every run diverged: no accuracy, but worse than any finished run (as never reaching a target is
+    slower than reaching it): 'BN beats no BN' is decided. On a time, a diverged run is no measurement."""
     runs = make_runs("st", {(True,): HI, (False,): ["diverged"] * 3}, ("bn",))
     r = run_one(compare({"bn": True}, {"bn": False}), runs)
+    assert r["verdict"] == "supported" and r["lo"] == r["hi"] == math.inf
+    assert "no BN: 0 of 3 trained, 3 diverged (counted as worse than any finished run)" in r["evidence"]
+    assert "diverged-as-worst" in r["evidence"]
+    timed = make_runs("st", {(True,): [1.0, 1.1, 1.2], (False,): ["diverged"] * 3}, ("bn",), metric="train_time_s")
+    r = run_one(compare({"bn": True}, {"bn": False}, "less", metric="train_time_s"), timed)
     assert r["verdict"] == "inconclusive" and "no BN has 0 measured runs" in r["reason"]
     assert "all 3 runs diverged" in r["evidence"]
 
@@ -337,9 +427,10 @@ def test_not_run_when_study_has_no_runs():
 
 
 def test_runs_table_without_outcome_column_gets_the_outcome_rule():
-    runs = make_runs("st", {(True,): HI + [0.5], (False,): LO}, ("bn",)).drop(columns="outcome")
-    runs.loc[3, ["diverged", "final_test_acc"]] = [True, math.nan]   # as an old runs.csv had it
-    r = run_one(compare({"bn": True}, {"bn": False}), runs)
+    runs = make_runs("st", {(True,): HI + [0.5], (False,): LO}, ("bn",), metric="train_time_s").drop(columns="outcome")
+    runs.loc[3, ["diverged", "train_time_s"]] = [True, math.nan]   # as an old runs.csv had it
+    runs["final_test_acc"] = [0.97, 0.98, 0.99, math.nan, 0.96, 0.97, 0.98]
+    r = run_one(compare({"bn": True}, {"bn": False}, "less", metric="train_time_s"), runs)
     assert r["n_a"] == 3 and r["groups"][0]["n_diverged"] == 1
     assert (r["lo"], r["hi"]) == pytest.approx(welch_ref(HI, LO)[1:3])
 
@@ -423,15 +514,18 @@ def test_near_all_failed_zero_variance_collapse():
     r = run_one(claim(dict(kind="near", metric="final_test_acc", select={"init": "zeros"},
                            target=0.1135, tolerance=0.02)), runs)
     assert r["verdict"] == "supported" and r["lo"] == r["hi"] == pytest.approx(0.1135)
-    assert r["reason"].startswith("supported in 0 of 3 runs (none trained: on its failed runs)")
+    assert r["reason"].startswith("supported counting every run (none of the 3 trained)")
 
 
-def test_near_mixed_reads_in_k_of_n_runs():
+def test_near_counts_the_failed_runs_against_about_x():
+    """'About 96 %' when 2 of 5 runs failed at 10-11 %: the failed runs count, the t interval of all five
+    is wide, and the claim is not supported (before: 'supported in 3 of 5 runs', the failures left out)."""
+    values = [0.96, 0.962, 0.958, 0.10, 0.11]
     runs = make_runs("st", {(0.5,): [0.96, 0.962, 0.958, ("failed", 0.10), ("failed", 0.11)]}, ("lr",))
     r = run_one(claim(dict(kind="near", metric="final_test_acc", select={"lr": 0.5},
                            target=0.96, tolerance=0.01)), runs)
-    assert r["verdict"] == "supported" and r["reason"].startswith("supported in 3 of 5 runs:")
-    assert (r["lo"], r["hi"]) == pytest.approx(t_ref([0.96, 0.962, 0.958]))
+    assert r["verdict"] == "inconclusive" and r["n_a"] == 5
+    assert (r["lo"], r["hi"]) == pytest.approx(t_ref(values))
 
 
 def test_threshold_golden_with_derived_metrics():
@@ -452,21 +546,65 @@ def test_threshold_golden_with_derived_metrics():
 
 # ------------------------------------------------------------------ never_reaches
 
-def test_never_reaches_counts_finished_runs_and_sets_diverged_apart():
-    groups = {(16,): [math.nan, math.nan, ("failed", math.nan), "diverged"], (64,): [3.0, 4.0, 3.0],
-              (32,): [math.nan, 5.0, math.nan]}
-    runs = make_runs("st", groups, ("batch_size",), metric="epochs_to_target", epochs_run=200)
-    never = dict(kind="never_reaches", metric="epochs_to_target")
-    r = run_one(claim({**never, "select": {"batch_size": 16}}), runs)
-    wl, wh = wilson_ref(0, 3)
-    assert r["verdict"] == "supported" and (r["lo"], r["hi"]) == pytest.approx((wl, wh), abs=1e-9)
-    assert "reached the target in 0 of 3 finished runs within 200 epochs" in r["evidence"]
-    assert "1 diverged first (not counted)" in r["evidence"]
-    assert run_one(claim({**never, "select": {"batch_size": 64}}), runs)["verdict"] == "contradicted"
-    r = run_one(claim({**never, "select": {"batch_size": 32}}), runs)
-    assert r["verdict"] == "inconclusive" and "in 1 of 3 runs" in r["reason"]
-    few = runs[~((runs.batch_size == 16) & (runs.seed == 0))]
-    assert "2 finished runs" in run_one(claim({**never, "select": {"batch_size": 16}}), few)["reason"]
+def convergence_runs(groups: dict[int, list[tuple]], **extra) -> pd.DataFrame:
+    """Runs of a 200-epoch sweep with target 98 %: each (outcome, final test accuracy, epoch of the first hit
+    of the target or NaN)."""
+    rows = []
+    for batch, runs in groups.items():
+        for seed, (outcome, final, first) in enumerate(runs):
+            rows.append(dict(study="st", setting=f"batch_size={batch}", seed=seed, batch_size=batch, status="ok",
+                             outcome=outcome, diverged=outcome == "diverged", final_test_acc=final,
+                             epochs_to_target=first, target_acc=0.98, epochs=200, epochs_run=200, **extra))
+    return pd.DataFrame(rows)
+
+
+NEVER = dict(kind="never_reaches", metric="epochs_to_target")
+# Homework 001's batch 16 as the full report's runs have it: each touched 98 % in epoch 1 or 2, became
+# unstable and ended as a constant classifier
+BATCH16 = [("failed", 0.1135, 2.0), ("failed", 0.1135, 1.0), ("failed", 0.1028, 1.0)]
+
+
+def test_never_reaches_judges_where_the_runs_end_not_their_first_hit():
+    """Before: 'contradicted, reached reliably', because each run touched the target early. Now: no run
+    ended at the target (it points the claim's way), but 0 of 3 has the exact interval 0-70.8 %
+    (1 - 0.025^(1/3)), which contains one half: 3 runs cannot show 'most runs do not converge'."""
+    r = run_one(claim({**NEVER, "select": {"batch_size": 16}}), convergence_runs({16: BATCH16}))
+    assert r["verdict"] == "inconclusive"
+    assert (r["lo"], r["hi"]) == pytest.approx((0.0, 1 - 0.025 ** (1 / 3)))
+    assert r["evidence"] == ("batch 16: 0 of 3 runs ended the 200-epoch budget at the target (98 %) (0 trained, "
+                             "3 failed; 95% exact interval of the share that converged 0–71 %); final test accuracy "
+                             "10.3–11.3 %; all 3 had touched it on the way (first in epoch 1, 1, 2), all of them "
+                             "falling back below it")
+    assert "reliably" not in r["evidence"] + r["reason"]
+    assert r["reason"].endswith("the runs point the claim's way (0 of 3 converged), but 3 runs cannot show it at "
+                                "the 95% level: at least 6 would be needed, none of them converging")
+    assert r["groups"][0]["mean"] == 0.0 and math.isnan(r["groups"][0]["std"])   # the share, not an accuracy
+
+
+def test_never_reaches_decides_from_six_runs():
+    """0 of 6: hi = 1 - 0.025^(1/6) = 0.459 < 1/2, supported; 6 of 6 ending at the target: lo = 0.025^(1/6)
+    = 0.541 > 1/2, contradicted; a run that trained but ended below the target (97.9 %, as batch 256 seed 0
+    did) did not converge; a diverged run did not either."""
+    runs = convergence_runs({16: BATCH16 * 2, 64: [("trained", 0.992, 2.0)] * 6,
+                             256: [("trained", 0.9791, 5.0)] + [("trained", 0.99, 4.0)] * 5,
+                             1024: [("diverged", math.nan, 3.0)] * 3 + [("failed", 0.1, math.nan)] * 3})
+    r = run_one(claim({**NEVER, "select": {"batch_size": 16}}), runs)
+    assert r["verdict"] == "supported" and r["hi"] == pytest.approx(1 - 0.025 ** (1 / 6))
+    r = run_one(claim({**NEVER, "select": {"batch_size": 64}}), runs)
+    assert r["verdict"] == "contradicted" and r["lo"] == pytest.approx(0.025 ** (1 / 6))
+    r = run_one(claim({**NEVER, "select": {"batch_size": 256}}), runs)   # 5 of 6: [0.359, 0.996]
+    assert r["verdict"] == "inconclusive" and r["mean_a"] == pytest.approx(5 / 6)
+    assert (r["lo"], r["hi"]) == pytest.approx(tuple(sps.beta.ppf([0.025, 0.975], [5, 6], [2, 1])))
+    r = run_one(claim({**NEVER, "select": {"batch_size": 1024}}), runs)
+    assert r["verdict"] == "supported" and r["n_a"] == 6 and "3 diverged" in r["evidence"]
+    assert "3 of 6 had touched it on the way (first in epoch 3, 3, 3), all of them falling back" in r["evidence"]
+
+
+def test_never_reaches_counts_a_stop_at_the_target_and_needs_min_runs():
+    stopped = convergence_runs({16: [("trained", 0.975, 4.0)] * 6}, stop_at_target=True)   # stopped on a check
+    assert run_one(claim({**NEVER, "select": {"batch_size": 16}}), stopped)["verdict"] == "contradicted"
+    two = run_one(claim({**NEVER, "select": {"batch_size": 16}}), convergence_runs({16: BATCH16[:2]}))
+    assert two["verdict"] == "inconclusive" and two["reason"].startswith("inconclusive by rule: batch 16 has 2 runs")
 
 
 # ------------------------------------------------------------------ best
@@ -621,12 +759,17 @@ def test_real_s2_claims_on_the_h100_pattern():
     got = {r["id"]: r for r in evaluate_claims([claims[i] for i in wanted], s2_cnn_table(), **RULES)}
     assert got["s2-cnn-bn-better-lr-0.01"]["verdict"] == "supported"
     assert got["s2-cnn-bn-better-lr-0.05"]["reason"].startswith("supported reliably")
-    # no BN at lr 0.5 "stopped working": 2 of 5 trained, Wilson interval 12-77 % contains one half
+    # no BN at lr 0.5 "stopped working": 2 of 5 trained, exact interval 5-85 % contains one half
     fails = got["s2-cnn-no-bn-fails-lr-0.5"]
     assert fails["verdict"] == "inconclusive" and "2 of 5 trained" in fails["evidence"]
-    assert (fails["lo"], fails["hi"]) == pytest.approx(wilson_ref(2, 5))
-    best = got["s2-cnn-bn-lr-0.5-best"]   # no BN lr 0.5 has 2 measured runs: inconclusive by rule
-    assert best["verdict"] == "inconclusive" and "by rule" in best["reason"]
+    assert (fails["lo"], fails["hi"]) == pytest.approx(tuple(sps.beta.ppf([0.025, 0.975], [2, 3], [4, 3])))
+    # every run of no BN at lr 0.5 counts (before: 2 measured runs, inconclusive by rule); its 3 failures
+    # put it below BN at lr 0.5 by rank, the others by Welch, each at Holm's level
+    best = got["s2-cnn-bn-lr-0.5-best"]
+    assert best["verdict"] == "supported" and best["reason"].startswith("supported counting every run (3 of 30")
+    methods = {c["b"]: c["method"] for c in best["comparisons"]}
+    assert methods["no BN, lr 0.5"].startswith("rank-sum") and methods["BN, lr 0.05"] == "Welch t"
+    assert [c["b"] for c in best["comparisons"]][:2] == ["BN, lr 0.05", "no BN, lr 0.05"]   # strongest first
     assert got["s4-batch64-best"]["verdict"] == "not run yet"
     two = evaluate_claims([claims["s2-cnn-no-bn-fails-lr-0.5"]], s2_cnn_table(), level=0.95, min_runs=2)[0]
     assert two["verdict"] == "inconclusive"  # a share rule counts all 5 runs: min_runs is not what limits it
@@ -635,9 +778,11 @@ def test_real_s2_claims_on_the_h100_pattern():
 def test_verdict_rule_text_names_each_test_and_drops_the_old_rules():
     text = verdict_rule_text(0.9, 10000, 4)
     for phrase in ("Welch's t interval", "variances are not pooled", "t quantile", "Wilson score",
-                   "fewer than 4 measured runs", "90%", "'reliably'", "'in k of n runs'", "failed runs",
+                   "fewer than 4 runs", "90%", "'reliably'", "'in k of n runs'", "'counting every run'",
+                   "a failed run counts at the accuracy", "worse than any finished one", "never reaching it",
                    "diverged runs never", "width zero", "Holm's step-down correction", "timing bursts",
-                   "'not run yet'"):
+                   "exact rank-sum", "Hodges-Lehmann", "Clopper-Pearson", "Fisher's exact test", "0.1 + 0.2",
+                   "most runs end the budget below the target", "docs/claims-null.md", "'not run yet'"):
         assert phrase in text, phrase
     assert "bootstrap" not in text and "chance" not in text and "resamples" not in text
 
@@ -730,51 +875,70 @@ def test_missing_claim_key(tmp_path):
 
 # ------------------------------------------------------------------ train-or-fail: shares of runs
 
-def test_share_difference_is_newcombes_hybrid_score_interval_by_hand():
-    """5 of 5 vs 2 of 5: d = 0.6; lower = d - sqrt((1 - l1)^2 + (u2 - 0.4)^2) from the Wilson bounds."""
-    l1, u1 = wilson_ref(5, 5)
-    l2, u2 = wilson_ref(2, 5)
-    iv = stats.share_difference_interval(5, 5, 2, 5)
-    assert iv.estimate == pytest.approx(0.6)
-    assert iv.lo == pytest.approx(0.6 - math.sqrt((1 - l1) ** 2 + (u2 - 0.4) ** 2))
-    assert iv.hi == pytest.approx(0.6 + math.sqrt((u1 - 1) ** 2 + (0.4 - l2) ** 2))
-    assert iv.lo == pytest.approx(0.0298, abs=1e-4) and iv.hi <= 1.0  # 0.6 - hypot(0.4345, 0.3693)
-    assert stats.share_difference_interval(3, 5, 3, 5).estimate == 0.0
-    none = stats.share_difference_interval(0, 0, 3, 5)
-    assert (none.lo, none.hi) == (-1.0, 1.0)
+def test_fisher_exact_by_hand():
+    """Hypergeometric tables with 10 runs: 5 of 5 vs 0 of 5 (5 trained in all): only the two extreme splits,
+    each 1/C(10,5) = 1/252, are as unlikely: p = 2/252. 5 of 5 vs 2 of 5 (7 trained, 3 not): the split
+    putting 0 or 3 of the 3 misses on a side has probability C(5,3)/C(10,3) = 10/120 each, the other
+    two 50/120: p = 20/120. 3 of 3 vs 0 of 3: 2/C(6,3) = 0.1, so 3 runs a side never decide."""
+    assert stats.fisher_p(5, 5, 0, 5) == pytest.approx(2 / 252)
+    assert stats.fisher_p(5, 5, 2, 5) == pytest.approx(20 / 120)
+    assert stats.fisher_p(3, 3, 0, 3) == pytest.approx(0.1)
+    assert stats.fisher_p(2, 5, 2, 5) == pytest.approx(1.0)
 
 
 def test_trains_more_golden():
-    """BN trains in 5 of 5, no BN in 2 of 5 (3 diverged): supported; 3 of 5 vs 2 of 5: inconclusive."""
+    """Decided on k of n by Fisher's exact test: 5 of 5 vs 0 of 5 (p = 0.008) supported; 5 of 5 vs 2 of 5
+    (p = 1/6) inconclusive (Newcombe's approximate interval called it supported); reversed: contradicted."""
     keys = ("bn",)
-    runs = make_runs("st", {(True,): [0.97] * 5, (False,): [0.96, 0.95, "diverged", "diverged", "diverged"]}, keys)
     c = claim(dict(kind="trains_more", a={"bn": True}, b={"bn": False}, expect="greater"))
+    runs = make_runs("st", {(True,): [0.97] * 5, (False,): [("failed", 0.1)] * 2 + ["diverged"] * 3}, keys)
     res = run_one(c, runs)
-    assert res["verdict"] == "supported"
-    assert res["lo"] == pytest.approx(stats.share_difference_interval(5, 5, 2, 5).lo)
-    assert res["evidence"].startswith("BN: 5 of 5 trained vs no BN: 2 of 5 trained (3 diverged); ")
-    runs = make_runs("st", {(True,): [0.97, 0.97, 0.97, ("failed", 0.1), "diverged"],
-                            (False,): [0.96, 0.95, "diverged", "diverged", "diverged"]}, keys)
+    assert res["verdict"] == "supported" and res["p"] == pytest.approx(2 / 252) and res["diff"] == 1.0
+    assert res["evidence"] == ("BN: 5 of 5 trained vs no BN: 0 of 5 trained (2 failed, 3 diverged); difference in "
+                               "the share that trained +100 points, Fisher's exact test p = 0.0079")
+    runs = make_runs("st", {(True,): [0.97] * 5, (False,): [0.96, 0.95, "diverged", "diverged", "diverged"]}, keys)
     res = run_one(c, runs)
-    iv = stats.share_difference_interval(3, 5, 2, 5)
-    assert res["verdict"] == "inconclusive" and iv.lo < 0  # the minus of a negative bound is typeset (U+2212)
-    assert res["evidence"].endswith(f"[\u2212{abs(100 * iv.lo):.0f}, +{100 * iv.hi:.0f}] points")
+    assert res["verdict"] == "inconclusive" and res["p"] == pytest.approx(20 / 120)
+    assert "equal shares are not rejected" in res["reason"]
+    # the groups carry the share that trained, no spread: a page that shows them shows k of n, not 97 %
+    assert [(g["mean"], g["n"]) for g in res["groups"]] == [(1.0, 5), (0.4, 5)]
+    assert all(math.isnan(g["std"]) for g in res["groups"])
     less = claim(dict(kind="trains_more", a={"bn": False}, b={"bn": True}, expect="greater"))
     runs = make_runs("st", {(True,): [0.97] * 5, (False,): ["diverged"] * 5}, keys)
     assert run_one(less, runs)["verdict"] == "contradicted"
+    three = make_runs("st", {(True,): [0.97] * 3, (False,): ["diverged"] * 3}, keys)
+    r = run_one(c, three)
+    assert r["verdict"] == "inconclusive" and "3 against 3 runs cannot decide it" in r["reason"]
+
+
+def test_exact_interval_by_hand():
+    """Clopper-Pearson: 0 of n reaches up to 1 - (0.025)^(1/n), n of n down to 0.025^(1/n); in between, the
+    beta quantiles. 0 of 5: 0.522 > 1/2 (not decisive), 0 of 6: 0.459."""
+    for n in (3, 5, 6):
+        assert stats.exact_interval(0, n) == pytest.approx((0.0, 1 - 0.025 ** (1 / n)))
+        assert stats.exact_interval(n, n) == pytest.approx((0.025 ** (1 / n), 1.0))
+    assert stats.exact_interval(2, 5) == pytest.approx((sps.beta.ppf(0.025, 2, 4), sps.beta.ppf(0.975, 3, 3)))
+    assert stats.exact_interval(0, 0) == (0.0, 1.0)
 
 
 def test_trained_share_golden():
-    """0 of 5 trained: Wilson upper bound 43.4 % < 50 %: supported 'below 0.5'; 2 of 5: inconclusive;
-    fewer runs than min_runs: inconclusive by rule."""
+    """0 of 5 trained: exact upper bound 52.2 % contains one half: inconclusive, and the reason says 6 runs
+    would be needed (before: Wilson's 43.4 %, supported); 0 of 6: supported; 2 of 5: inconclusive; 6 of 6
+    'below': contradicted; fewer runs than min_runs: inconclusive by rule."""
     c = claim(dict(kind="trained_share", select={"lr": 0.5}, below=0.5))
     runs = make_runs("st", {(0.5,): [("failed", 0.1135)] * 3 + ["diverged"] * 2}, ("lr",))
     res = run_one(c, runs)
-    assert res["verdict"] == "supported" and res["hi"] == pytest.approx(wilson_ref(0, 5)[1])
+    assert res["verdict"] == "inconclusive" and res["hi"] == pytest.approx(1 - 0.025 ** 0.2)
+    assert res["reason"].endswith("the runs point the claim's way (0 of 5 trained), but 5 runs cannot show it "
+                                  "at the 95% level: at least 6 would be needed, none of them training")
+    assert res["evidence"] == "lr 0.5: 0 of 5 trained (3 failed, 2 diverged) (95% exact interval 0–52 %); " \
+                              "expected a share below 50 %"
+    six = make_runs("st", {(0.5,): [("failed", 0.1135)] * 4 + ["diverged"] * 2}, ("lr",))
+    assert run_one(c, six)["verdict"] == "supported"
     runs = make_runs("st", {(0.5,): [0.96, 0.95, ("failed", 0.1), ("failed", 0.1), "diverged"]}, ("lr",))
     assert run_one(c, runs)["verdict"] == "inconclusive"
     above = claim(dict(kind="trained_share", select={"lr": 0.5}, above=0.5))
-    runs = make_runs("st", {(0.5,): [0.96] * 5}, ("lr",))
+    runs = make_runs("st", {(0.5,): [0.96] * 6}, ("lr",))
     assert run_one(above, runs)["verdict"] == "supported"
     assert run_one(c, runs)["verdict"] == "contradicted"
     short = make_runs("st", {(0.5,): [0.96, 0.95]}, ("lr",))

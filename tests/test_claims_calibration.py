@@ -172,7 +172,7 @@ def test_best_rivals_come_from_the_studys_grid_keys():
     r = evaluate_claims([claim(rule)], runs, grids={"st": {"lr_scaling": ["none", "linear", "sqrt"],
                                                            "batch_size": [1024]}})[0]
     assert r["verdict"] == "supported"
-    assert [c["b"] for c in r["comparisons"]] == ["lr_scaling none", "lr_scaling sqrt"]
+    assert [c["b"] for c in r["comparisons"]] == ["lr_scaling sqrt", "lr_scaling none"]   # strongest first
     old = evaluate_claims([claim(rule)], runs)[0]   # without the config's grid: the old column list
     assert "nothing to compare with" in old["reason"]
 

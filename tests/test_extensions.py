@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as sps
 
 from batchwise.analysis import extensions as ext
 from batchwise.report import figures
@@ -295,16 +296,17 @@ def test_collapse_verdict_reliably_or_in_k_of_n():
     runs = collapse_runs()
     zeros = runs[runs["init"] == "zeros"].assign(top_class_test_share=0.1135)
     out = ext.collapse_verdict(zeros, "zeros", 0.95)
-    assert out["verdict"] == "inconclusive"  # 5 of 6: Wilson [0.44, 0.97] holds one half
-    assert out["evidence"].startswith("zeros: 5 of 6 runs collapsed (95% Wilson interval 44–97 %)")
+    assert out["verdict"] == "inconclusive"  # 5 of 6: exact [0.36, 0.996] holds one half
+    assert out["evidence"].startswith("zeros: 5 of 6 runs collapsed (95% exact interval 36–100 %)")
+    assert (out["lo"], out["hi"]) == pytest.approx((sps.beta.ppf(0.025, 5, 2), sps.beta.ppf(0.975, 6, 1)))
     assert "in 5 of 6 runs" in out["reason"]
-    six = pd.concat([zeros[zeros["batch_size"] == 64]] * 2)  # 6 of 6: Wilson [0.61, 1]
+    six = pd.concat([zeros[zeros["batch_size"] == 64]] * 2)  # 6 of 6: exact [0.025^(1/6) = 0.54, 1]
     out = ext.collapse_verdict(six, "zeros", 0.95)
     assert out["verdict"] == "supported" and "reliably" in out["reason"]
     assert "class “1” for 99.7 % of the test images and score 11.35 %" in out["evidence"]
     assert "the class's share of the test set being 11.35 %" in out["evidence"]
     healthy = ext.collapse_verdict(runs[runs["init"] == "default"], "default", 0.95)
-    assert healthy["verdict"] == "inconclusive" and "0 of 3" in healthy["evidence"]  # [0, 0.56]: n too small
+    assert healthy["verdict"] == "inconclusive" and "0 of 3" in healthy["evidence"]  # [0, 0.71]: n too small
 
 
 def bend_reference(runs: pd.DataFrame, level: float = 0.95) -> tuple[float, float, float]:
@@ -372,8 +374,8 @@ def test_new_rule_kinds_through_the_claims_machinery():
     # half-failure: BN past the grid (> 1), no BN 0.56 with its interval, from the Wilson bounds
     # no BN: 3 of 5 trained at lr 0.5, 0 of 5 at 1; one half is crossed 1/6 of the way in log lr
     assert results[0]["mean_a"] == math.inf and results[0]["mean_b"] == pytest.approx(0.5 * 2 ** (1 / 6))
-    assert "3 of 3 runs collapsed" in results[1]["evidence"]  # Wilson [0.44, 1]: three runs are too few
-    assert (results[1]["lo"], results[1]["hi"]) == pytest.approx((0.4385, 1.0), abs=1e-4)
+    assert "3 of 3 runs collapsed" in results[1]["evidence"]  # exact [0.29, 1]: three runs are too few
+    assert (results[1]["lo"], results[1]["hi"]) == pytest.approx((0.025 ** (1 / 3), 1.0))
     ratio, lo, hi = bend_reference(scaling_runs(seeds=3))
     assert (results[2]["diff"], results[2]["lo"], results[2]["hi"]) == pytest.approx((ratio, lo, hi), rel=1e-4)
     shipped = [c for c in load_claims(REPO / "config" / "claims.yaml") if "source" in c]

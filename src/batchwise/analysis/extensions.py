@@ -27,7 +27,7 @@ from scipy.stats import t as t_dist
 
 from batchwise.results.aggregate import measured_runs
 from batchwise.config import slug_value
-from .stats import wilson_interval
+from .stats import exact_interval, wilson_interval
 
 COLLAPSE_SHARE = 0.9   # a model that gives one class to >= 90 % of the test images has collapsed
 HALF = 0.5             # the trained share that defines the half-failure learning rate
@@ -60,7 +60,8 @@ LITERATURE_RULES = (
     "of the runs fail to train (method in each chapter): supported when the two {level:.0%} intervals lie "
     "apart in the predicted order, contradicted when apart in the other, inconclusive when they overlap. "
     "'Collapse' counts the runs that answer one class for at least 90 % of the test images: supported when "
-    "the {level:.0%} Wilson interval of that share lies above one half (they collapse reliably), "
+    "the {level:.0%} exact (Clopper-Pearson) interval of that share lies above one half (they collapse "
+    "reliably), "
     "contradicted when below. 'Critical batch' compares the fitted bend of steps to target with the measured "
     "noise scale: supported when the {level:.0%} interval of their ratio lies within the stated factor, "
     "contradicted when entirely outside it. That interval is computed on log scale: the variance of the fitted "
@@ -337,10 +338,10 @@ def half_failure_verdict(a_runs: pd.DataFrame, b_runs: pd.DataFrame, labels: tup
 
 def collapse_verdict(rows: pd.DataFrame, label: str, level: float, share: float = COLLAPSE_SHARE,
                      dataset: str = "mnist") -> dict:
-    """Rule `collapse`: the selected runs collapse to one class. Supported when the Wilson interval of the
-    share of finished runs that collapsed lies above one half (they collapse reliably), contradicted when
-    below, inconclusive otherwise. The evidence names the class, its share of the predictions, the test
-    accuracy and the class's share of the test set."""
+    """Rule `collapse`: the selected runs collapse to one class. Supported when the exact (Clopper-Pearson)
+    interval of the share of finished runs that collapsed lies above one half (they collapse reliably),
+    contradicted when below, inconclusive otherwise. The evidence names the class, its share of the
+    predictions, the test accuracy and the class's share of the test set."""
     done = rows[rows["outcome"].isin(["trained", "failed"])]
     n = len(done)
     if n == 0:
@@ -348,9 +349,10 @@ def collapse_verdict(rows: pd.DataFrame, label: str, level: float, share: float 
                 "reason": "inconclusive: no finished runs (diverged runs have no predictions)"}
     hit = done[done["top_pred_share"] >= share]
     k = len(hit)
-    lo, hi = wilson_interval(k, n, level)
+    # exact: Wilson's interval decides 5 of 5 against one half, which a coin does 6.25 % of the time
+    lo, hi = exact_interval(k, n, level)
     verdict = _verdict(lo > HALF, hi < HALF)
-    evidence = f"{label}: {k} of {n} runs collapsed ({level:.0%} Wilson interval {100 * lo:.0f}–{100 * hi:.0f} %)"
+    evidence = f"{label}: {k} of {n} runs collapsed ({level:.0%} exact interval {100 * lo:.0f}–{100 * hi:.0f} %)"
     if k:
         top = int(hit["top_pred_class"].mode().iloc[0])
         same = hit[hit["top_pred_class"] == top]
@@ -363,8 +365,8 @@ def collapse_verdict(rows: pd.DataFrame, label: str, level: float, share: float 
     return {"verdict": verdict, "mean_a": k / n, "n_a": n, "lo": lo, "hi": hi,
             "groups": [{"label": label, "mean": k / n, "std": math.nan, "n": n}], "evidence": evidence,
             "reason": (f"{verdict}: a run collapsed when one class took >= {share:.0%} of its test predictions; "
-                       f"the claim holds when the {level:.0%} Wilson interval of the collapsed share lies above "
-                       f"one half, fails when it lies below; they collapse {how}")}
+                       f"the claim holds when the {level:.0%} exact (Clopper-Pearson) interval of the collapsed "
+                       f"share lies above one half, fails when it lies below; they collapse {how}")}
 
 
 def _fitted_cells(runs: pd.DataFrame, over: str, by: str) -> list[tuple[float, float, float, int]]:

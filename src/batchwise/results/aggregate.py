@@ -41,9 +41,10 @@ def outcome_rule_text(failure_margin: float) -> str:
             f"epoch, and its accuracy, loss and time are not measurements: they enter no mean, figure line or "
             f"claim. A run failed when it finished below chance + {100 * failure_margin:g} points of test "
             f"accuracy ({100 * (CHANCE + failure_margin):g} % for 10 classes); every other run trained. Tables "
-            f"say 'k of n trained'; means, bands and claims use the runs that trained, or, for a setting where "
-            f"none did, its failed runs (their accuracy is real, e.g. a collapsed model). Figures stop a "
-            f"diverged run's curve at its last finite epoch and mark it with ×.")
+            f"say 'k of n trained'; means and bands use the runs that trained, or, for a setting where "
+            f"none did, its failed runs (their accuracy is real, e.g. a collapsed model). Claims on an accuracy, "
+            f"a loss or a time to the target count every run, a run that did not train as a worse result (the "
+            f"verdict rule). Figures stop a diverged run's curve at its last finite epoch and mark it with ×.")
 
 
 def _utc(ts: float) -> str:

@@ -18,19 +18,26 @@ Public API
 
 Which runs a claim uses
 -----------------------
-The outcome rule of ``aggregate`` (column ``outcome``: trained, failed, diverged, no-data):
-a setting's numbers are those of its trained runs or, where none trained, of its failed runs
-(``aggregate.measured_runs``); diverged runs have no numbers and enter nothing. Every group
-also reports "k of n trained" with a Wilson interval, and a decisive verdict reads "reliably"
-when every run of every group trained, "in k of n runs" otherwise.
+The outcome rule of ``aggregate`` (column ``outcome``: trained, failed, diverged, no-data). On an
+accuracy, a loss or a to-target metric a run that did not train is a worse result, never missing data:
+every run counts (a failed run at its accuracy, a diverged one as worse than any finished run, and on a
+to-target metric as never reaching the target); two settings of which one mixes outcomes are compared by
+the exact rank-sum test. On the other metrics (times, the gap) a setting's numbers are those of its
+trained runs or, where none trained, of its failed runs (``aggregate.measured_runs``); diverged runs
+enter nothing. Claims on k of n runs are decided by exact tests (Clopper-Pearson, Fisher). A decisive
+verdict reads "reliably" when every run of every group trained, "counting every run" or "in k of n runs"
+otherwise. Every rule kind decides a claim on its bound at most 1 - level of the time with 3 and 5 runs
+(``null``, docs/claims-null.md).
 
-The statistics (Welch and t intervals, Wilson, the edge cases) live in ``stats``.
+The statistics (Welch and t intervals, Wilson, Clopper-Pearson, Fisher, rank-sum, the edge cases) live
+in ``stats``.
 
 Modules
 -------
 ``selection`` runs, selectors and groups; ``wording`` verdict sentences; ``means``, ``shares``,
 ``sweeps``, ``literature`` the rule kinds by family; ``registry`` kind -> evaluator and keys;
-``loading`` the claims file; ``evaluate`` the loop over claims; ``homework`` the homework tables.
+``loading`` the claims file; ``evaluate`` the loop over claims; ``homework`` the homework tables;
+``null`` every rule kind under the null (``python -m batchwise.analysis.claims.null``).
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ import pandas as pd
 
 from batchwise.analysis import stats
 from batchwise.analysis.stats import Interval, side
-from .selection import (METRICS, PARAM_COLUMNS, Group, Settings, _SHORT, _difference, _fmt_value, _label,
-                        _match, _mean, _norm, _select, _sort_key, _study_runs)
+from .selection import (METRICS, OUTCOME_METRICS, PARAM_COLUMNS, Group, Settings, _SHORT, _difference, _fmt_value,
+                        _label, _match, _mean, _norm, _select, _sort_key, _study_runs)
 from .wording import (_WHERE, _pct, _ab_fields, _comparison, _decide, _fmt_group, _fmt_interval, _group_fields,
                       _inconclusive_by_rule, _notes, _num, _test_name, _verdict_words)
 
@@ -33,6 +33,8 @@ def _compare_verdict(a: Group, b: Group, rule: dict, iv: Interval, level: float,
     sign = side(iv)
     verdict = _decide(sign, -1 if expect == "less" else 1)
     what = "difference" if factor == 1 else f"difference to {factor:g} × {b.label}"
+    if iv.method.startswith("rank-sum"):   # the rank-sum interval is of the shift, not of the means
+        what = what.replace("difference", "shift")
     rel = "<" if expect == "less" else ">"
     expected = f"{a.label} {rel} {b.label}" if factor == 1 else f"{a.label} {rel} {factor:g} × {b.label}"
     return {**out, **_ab_fields(a, b, iv), "verdict": verdict, "comparisons": [_comparison(a, b, iv)],
@@ -88,8 +90,9 @@ def eval_compare_each(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings) 
                "supported" if all(v == "supported" for v in verdicts) else "inconclusive")
     # reliably when every comparison that makes the verdict is itself reliable
     deciding = [ok for v, ok in zip(verdicts, reliable) if v == verdict]
+    counted = rule["metric"] in OUTCOME_METRICS   # every run counts, those that did not train too
     reach = ("" if verdict == "inconclusive" else " reliably (every run trained)" if all(deciding)
-             else " in the runs that trained")
+             else " counting every run" if counted else " in the runs that trained")
     out = {k: decider[1].get(k) for k in ("mean_a", "std_a", "n_a", "mean_b", "std_b", "n_b",
                                          "diff", "lo", "hi")}
     holm = (f"; the {len(live)} comparisons are judged together with Holm's step-down correction, so "
@@ -231,16 +234,25 @@ def _rivals(rows: pd.DataFrame, at: dict, metric: str, keys: tuple[str, ...] | N
     for key in sorted(set(keys), key=lambda k: tuple(_sort_key(x) for x in k)):
         mask = np.array([k == key for k in keys])
         sel = {c: rest[c].to_numpy()[mask][0] for c in varying}
-        groups.append(Group.of(_label(sel), metric, rest[mask]))
+        groups.append(Group.judged(_label(sel), metric, rest[mask]))
     return groups
+
+
+def _strongest_first(groups: list[Group], goal: str) -> list[Group]:
+    """The rivals, the best mean first (ties, and groups without a mean, in grid order): the evidence
+    and the findings page, which shows the first few, lead with the rivals that matter."""
+    def key(g: Group) -> float:
+        return np.inf if np.isnan(g.mean) else -g.mean if goal == "max" else g.mean
+    return sorted(groups, key=key)
 
 
 def eval_best(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings) -> dict:
     """Rule `best`: setting `at` has the best mean and beats every rival setting significantly."""
     metric, goal = rule["metric"], rule["goal"]
     rows = _match(_study_runs(runs, claim["study"]), rule.get("where", {}))
-    at = Group.of(_label(rule["at"]), metric, _match(rows, rule["at"]))
-    others = _rivals(rows, rule["at"], metric, s.grid_keys.get(claim["study"]) if s.grid_keys else None)
+    at = Group.judged(_label(rule["at"]), metric, _match(rows, rule["at"]))
+    others = _strongest_first(_rivals(rows, rule["at"], metric, s.grid_keys.get(claim["study"])
+                                      if s.grid_keys else None), goal)
     groups = [at] + others
     word, than = ("highest", "higher") if goal == "max" else ("lowest", "lower")
     out = dict(groups=_group_fields(groups, s.level))
@@ -273,11 +285,15 @@ def eval_best(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings) -> dict:
     return _finish(out, comps, _decider(comps, goal))
 
 
-def _intervals_named(comps: list[dict], level: float) -> str:
-    """'95 % Welch t intervals of the differences', naming Holm's correction where there was a family."""
-    if len(comps) < 2:
-        return f"{level:.0%} Welch t interval of the difference"
+def _intervals_named(comps: list[dict], level: float, holm: bool = True) -> str:
+    """'95 % Welch t intervals of the differences', naming Holm's correction where there was a family
+    (``holm``), and the tests that made them (a comparison with a setting of mixed outcomes is a
+    rank-sum one)."""
+    names = " and ".join(dict.fromkeys(_test_name(c["_iv"]) for c in comps))
+    if len(comps) < 2 or not holm:
+        return f"{level:.0%} {names} interval{'s' if len(comps) > 1 else ''} of the difference" + \
+            ("s, every one of which must hold" if len(comps) > 1 else "")
     alpha = 1 - level
-    return (f"Welch t intervals of the {len(comps)} differences, Holm-corrected: each judged at 1 − "
+    return (f"{names} intervals of the {len(comps)} differences, Holm-corrected: each judged at 1 − "
             f"{alpha:.0%}/r with r comparisons still undecided (from {_pct(1 - alpha / len(comps))}), so that "
             f"the probability of any wrong decision stays at most {alpha:.0%}")

@@ -1,6 +1,13 @@
 """Which runs a claim uses: the parameters a runs table may carry, the metrics a claim may name,
-matching selectors to rows, and a setting's runs as one `Group` (the outcome rule of `aggregate`: the
-runs that trained, or where none did its failed runs; diverged runs never)."""
+matching selectors to rows, and a setting's runs as one `Group`.
+
+On a metric where a run that did not train is a worse result (accuracies, losses, epochs, steps or
+time to the target: ``OUTCOME_METRICS``) a claim counts every run: a failed run at the accuracy it
+ended with, a diverged run as worse than any finished one (-inf accuracy, +inf loss), and on a
+to-target metric every run that did not train as never reaching the target (+inf), even if it
+touched the target before it fell back. On the other metrics (times, the generalisation gap, ...) a
+run's outcome says nothing about the number, and a group holds what the outcome rule of
+`aggregate` measures: the runs that trained, or where none did its failed runs; diverged runs never."""
 
 from __future__ import annotations
 
@@ -47,6 +54,11 @@ METRICS: dict[str, tuple[float, str, str, int]] = {
 # To-target metrics: a run that never reached the target has no value and counts as +inf.
 NEVER_METRICS = frozenset({"epochs_to_target", "steps_to_target", "examples_to_target",
                            "time_to_target_s"})
+# Metrics with a better end, on which a run that did not train is evidence (a worse result), never a
+# missing one: the claims count every run on them (see the module docstring).
+HIGHER_BETTER = frozenset({"final_test_acc", "final_train_acc", "final_running_acc"})
+LOWER_BETTER = frozenset({"final_test_loss", "final_train_loss", "final_running_loss"})
+OUTCOME_METRICS = HIGHER_BETTER | LOWER_BETTER | NEVER_METRICS
 
 
 SELECTOR_FIELDS = ("a", "b", "select", "at", "where")
@@ -131,9 +143,11 @@ def _sort_key(v: Any) -> tuple:
 class Group:
     """One setting's runs for one metric: the measured values and the outcome counts.
 
-    ``values`` come from the runs ``aggregate.measured_runs`` picks (``basis``: "trained", or
-    "failed" where none trained; "none" where every run diverged); for a to-target metric a
-    measured run without a value never reached the target and is +inf.
+    ``Group.of``: ``values`` come from the runs ``aggregate.measured_runs`` picks (``basis``:
+    "trained", or "failed" where none trained; "none" where every run diverged), as the tables show
+    them; for a to-target metric a measured run without a value never reached the target and is +inf.
+    ``Group.judged`` (the claims): on ``OUTCOME_METRICS`` every run counts (``basis`` "all", see the
+    module docstring), the others as ``Group.of``. ``outcomes`` holds each value's run outcome.
     """
 
     label: str
@@ -147,19 +161,35 @@ class Group:
     n_missing: int = 0     # measured runs without a value (not a to-target metric): dropped
     timing: str = "none"   # time metrics: "wall", "bursts" or "single" (see claims.timing)
     timing_terms: tuple = ()   # (variance, df) of the mean's shared timing error, per setting
+    outcomes: tuple = ()       # the outcome of the run behind each value
 
     @classmethod
-    def of(cls, label: str, metric: str, rows: pd.DataFrame) -> "Group":
+    def of(cls, label: str, metric: str, rows: pd.DataFrame, every_run: bool = False) -> "Group":
         tally = rows["outcome"].value_counts()
         counts = {f"n_{o}": int(tally.get(o, 0)) for o in ("trained", "failed", "diverged")}
-        chosen, basis = measured_runs(rows)
+        if every_run and metric in OUTCOME_METRICS:
+            chosen, basis = rows[rows["outcome"].isin(("trained", "failed", "diverged"))], "all"
+        else:
+            chosen, basis = measured_runs(rows)
         vals = _metric_values(chosen, metric)
+        outcome = chosen["outcome"].astype(str).to_numpy()
         if metric in NEVER_METRICS:
-            vals = np.where(np.isnan(vals), np.inf, vals)
+            # a run that did not train never reached the target, whatever it touched on the way
+            vals = np.where(np.isnan(vals) | (basis == "all") & (outcome != "trained"), np.inf, vals)
+        elif basis == "all":   # a diverged run: worse than any finished one
+            vals = np.where(outcome == "diverged", -np.inf if metric in HIGHER_BETTER else np.inf, vals)
         keep = ~np.isnan(vals)
+        # sorted (outcomes with them): a group's numbers do not depend on the order its runs are listed in
+        order = np.argsort(vals[keep], kind="stable")
         timing, terms = timing_terms(chosen[keep], metric, vals[keep])
-        return cls(label, metric, vals[keep], n_runs=len(rows), basis=basis,
-                   n_missing=int((~keep).sum()), timing=timing, timing_terms=tuple(terms), **counts)
+        return cls(label, metric, vals[keep][order], n_runs=len(rows), basis=basis,
+                   n_missing=int((~keep).sum()), timing=timing, timing_terms=tuple(terms),
+                   outcomes=tuple(outcome[keep][order]), **counts)
+
+    @classmethod
+    def judged(cls, label: str, metric: str, rows: pd.DataFrame) -> "Group":
+        """The group a claim judges: every run on ``OUTCOME_METRICS``, else as ``Group.of``."""
+        return cls.of(label, metric, rows, every_run=True)
 
     @property
     def timing_se(self) -> float:
@@ -185,6 +215,12 @@ class Group:
         return int(np.isfinite(self.values).sum())
 
     @property
+    def mixed(self) -> bool:
+        """Its values come from runs of more than one outcome (e.g. 97 % runs that trained and 11 %
+        runs that failed): two kinds of run, which a mean and a spread describe badly."""
+        return len(set(self.outcomes)) > 1
+
+    @property
     def all_trained(self) -> bool:
         return self.n_runs > 0 and self.n_trained == self.n_runs
 
@@ -204,7 +240,7 @@ def _metric_values(rows: pd.DataFrame, metric: str) -> np.ndarray:
 
 def _select(claim: dict, runs: pd.DataFrame, selector: dict, metric: str) -> Group:
     rows = _match(_study_runs(runs, selector.get("study", claim["study"])), selector)
-    return Group.of(_label(selector), metric, rows)
+    return Group.judged(_label(selector), metric, rows)
 
 
 def _sweep(claim: dict, rule: dict, runs: pd.DataFrame) -> list[Group]:
@@ -216,23 +252,36 @@ def _sweep(claim: dict, rule: dict, runs: pd.DataFrame) -> list[Group]:
     keys = [_norm(v) for v in rows[over]]
     values = sorted({k for k in keys if k is not None}, key=_sort_key)
     name = _SHORT.get(over, over)
-    return [Group.of(f"{name} {_fmt_value(v)}", rule["metric"], rows[[k == v for k in keys]])
+    return [Group.judged(f"{name} {_fmt_value(v)}", rule["metric"], rows[[k == v for k in keys]])
             for v in values]
 
 
 def _difference(a: Group, b: Group, level: float, factor: float = 1.0,
                 relative: bool = False) -> Interval:
     """The interval of mean(a) - factor * mean(b) (relative: a / b - 1) by the rules of `stats`, with
-    each group's shared timing error as a further variance term (claims.timing)."""
+    each group's shared timing error as a further variance term (claims.timing). Where a group mixes
+    runs of different outcomes on an accuracy or a loss, the exact rank-sum interval of the shift
+    (stats.rank_shift_interval). A diverged run (-inf accuracy, +inf loss) or a never-reached target
+    (+inf) can only make its side worse: stats.censored_difference keeps what it cannot move."""
     if relative:
         extra = log_terms(list(a.timing_terms), a.values) + log_terms(list(b.timing_terms), b.values)
         return stats.ratio_interval(a.values, b.values, level, extra)
+    if a.metric in HIGHER_BETTER | LOWER_BETTER and (a.mixed or b.mixed):
+        return stats.rank_shift_interval(a.values, factor * b.values, level)
     extra = list(a.timing_terms) + [(factor ** 2 * v, d) for v, d in b.timing_terms]
-    return stats.censored_difference(a.values, b.values, level, factor, extra)
+    event = "reached the target" if a.metric in NEVER_METRICS else "finished"
+    if np.isneginf(a.values).any() or np.isneginf(b.values).any():   # diverged, on an accuracy
+        iv = stats.censored_difference(-a.values, -b.values, level, factor, extra, event)
+        return Interval(-iv.estimate, -iv.hi, -iv.lo, iv.df, iv.method)
+    return stats.censored_difference(a.values, b.values, level, factor, extra, event)
 
 
 def _mean(a: Group, level: float) -> Interval:
-    """The interval of one group's mean (stats.censored_mean) with its shared timing error."""
+    """The interval of one group's mean (stats.censored_mean) with its shared timing error; diverged
+    runs on an accuracy (-inf) as never-reached ones, mirrored."""
+    if np.isneginf(a.values).any():
+        iv = stats.censored_mean(-a.values, level, list(a.timing_terms))
+        return Interval(-iv.estimate, -iv.hi, -iv.lo, iv.df, iv.method)
     return stats.censored_mean(a.values, level, list(a.timing_terms))
 
 

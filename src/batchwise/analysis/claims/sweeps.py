@@ -8,7 +8,7 @@ import pandas as pd
 
 from batchwise.analysis import stats
 from batchwise.analysis.stats import side
-from .means import _better, _comps_text, _decider, _finish
+from .means import _better, _comps_text, _decider, _finish, _intervals_named
 from .selection import NEVER_METRICS, Group, Settings, _difference, _sweep
 from .wording import (_ab_fields, _comparison, _fmt_group, _fmt_interval, _group_fields, _inconclusive_by_rule,
                       _notes, _test_name, _verdict_words)
@@ -59,7 +59,7 @@ def eval_interior(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings) -> d
         why = (f"the {word} mean is at the endpoint {top.label}, and it is "
                f"{'' if ok else 'not '}significantly {than} than every interior setting")
     out.update(verdict=verdict, evidence=f"{listing}; {_comps_text(comps, metric, s.level)}",
-               reason=f"{_verdict_words(verdict, groups)}: {why} ({s.level:.0%} Welch t intervals)."
+               reason=f"{_verdict_words(verdict, groups)}: {why} ({_intervals_named(comps, s.level, holm=False)})."
                       f"{_never_note(metric)}" + _notes(groups, s.level))
     return _finish(out, comps, _decider(comps, goal))
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from batchwise.analysis import stats
 from batchwise.analysis.stats import Interval
-from .selection import METRICS, NEVER_METRICS, Group, Settings
+from .selection import HIGHER_BETTER, METRICS, NEVER_METRICS, Group, Settings
 from .timing import SINGLE_NOTE
 
 # --------------------------------------------------------------------------- wording
@@ -30,8 +30,32 @@ def _runs_note(g: Group) -> str:
         return f"0 of {g.n_runs} trained: {g.n_failed} failed runs measured"
     if g.all_trained:
         return f"n={g.n}"
+    if g.basis == "all":
+        others = "".join(f", {k} {o}" for k, o in ((g.n_failed, "failed"), (g.n_diverged, "diverged")) if k)
+        return f"{g.n_trained} of {g.n_runs} trained{others}"
     diverged = f", {g.n_diverged} diverged" if g.n_diverged else ""
     return f"{g.n_trained} of {g.n_runs} trained{diverged}"
+
+
+def _by_outcome(g: Group) -> str:
+    """A group of runs of different outcomes on an accuracy or a loss, told apart: "2 of 5 trained at
+    91.3 ± 2.3 %, 3 failed at 11.3 ± 0.0 %, 1 diverged"."""
+    scale, unit, _, dg = METRICS[g.metric]
+    outcomes = np.asarray(g.outcomes)
+    parts = []
+    for o in ("trained", "failed", "diverged"):
+        v = g.values[outcomes == o] * scale
+        if not len(v):
+            continue
+        head = f"{g.n_trained} of {g.n_runs} trained" if o == "trained" else f"{len(v)} {o}"
+        if o == "diverged":
+            parts.append(head + " (counted as worse than any finished run)")
+            continue
+        spread = f" ± {_num(float(np.std(v, ddof=1)), dg)}" if len(v) > 1 else ""
+        parts.append(f"{head} at {_num(float(np.mean(v)), dg)}{spread}{unit}")
+    if not g.n_trained:
+        parts.insert(0, f"0 of {g.n_runs} trained")
+    return f"{g.label}: {', '.join(parts)}"
 
 
 def _fmt_group(g: Group) -> str:
@@ -41,6 +65,8 @@ def _fmt_group(g: Group) -> str:
     if g.n == 0:
         why = f"all {g.n_runs} runs diverged" if g.n_diverged == g.n_runs else "no value in any run"
         return f"{g.label}: {why}"
+    if g.basis == "all" and g.metric not in NEVER_METRICS and (g.mixed or g.n_diverged == g.n):
+        return _by_outcome(g)
     if g.metric in NEVER_METRICS and g.n_reached < g.n:
         if g.n_reached == 0:
             return f"{g.label}: never reached (0/{g.n} runs; {_runs_note(g)})"
@@ -75,28 +101,37 @@ def _fmt_interval(metric: str, iv: Interval, level: float, what: str = "differen
     scale, _, dunit, dg = METRICS[metric]
     if relative:
         scale, dunit, dg = 100.0, " %", 1
+    if iv.method.startswith("rank-sum"):   # its estimate is the median of the pairwise differences
+        what = what.replace("difference", "shift")
     return (f"{what} {_num(iv.estimate * scale, dg, True)}{dunit}, {_pct(level)} {_test_name(iv)} "
             f"interval [{_num(iv.lo * scale, dg, True)}, {_num(iv.hi * scale, dg, True)}]")
 
 
 def _test_name(iv: Interval) -> str:
     """The short name of the rule that made an interval, for the evidence sentence."""
-    if iv.method.startswith("exact"):
+    if iv.method.startswith(("exact", "tie (both")):
         return "exact (no spread)"
     if iv.method.startswith(("tie", "decisive")):
-        return "never-reached"
+        return "never-reached" if "target" in iv.method else "diverged-as-worst"
+    if iv.method.startswith("rank-sum"):
+        return "exact rank-sum (Hodges-Lehmann)"
     name = "Welch t" if iv.method.startswith("Welch") else "t"
     return name + (" (runs and timing bursts)" if "timing" in iv.method else "")
 
 
 def _verdict_words(verdict: str, groups: list[Group]) -> str:
-    """The verdict with how far it reaches: "reliably" when every run of every group trained,
-    "in k of n runs" (one group) or "in the runs that trained" otherwise (naming the groups in which none
-    trained, whose failed runs were measured)."""
+    """The verdict with how far it reaches: "reliably" when every run of every group trained, "counting
+    every run" where the metric counts the runs that did not train too (an accuracy, a loss, a time to
+    the target), "in k of n runs" (one group) or "in the runs that trained" otherwise (naming the groups
+    in which none trained, whose failed runs were measured)."""
     if verdict not in ("supported", "contradicted"):
         return verdict
     if all(g.all_trained for g in groups):
         return f"{verdict} reliably (every run trained)"
+    if all(g.basis == "all" for g in groups):
+        bad, total = sum(g.n_runs - g.n_trained for g in groups), sum(g.n_runs for g in groups)
+        return f"{verdict} counting every run (" + (f"none of the {total} trained)" if bad == total else
+                                                     f"{bad} of {total} did not train)")
     if len(groups) == 1:
         g = groups[0]
         return f"{verdict} in {g.n_trained} of {g.n_runs} runs" + (
@@ -104,6 +139,14 @@ def _verdict_words(verdict: str, groups: list[Group]) -> str:
     failed = [g.label for g in groups if g.basis == "failed"]
     return f"{verdict} in the runs that trained" + (
         f", and on the failed runs of {', '.join(failed)}, where none trained" if failed else "")
+
+
+def _counted_as(metric: str) -> str:
+    """How a run that did not train enters a claim on ``metric`` (one of OUTCOME_METRICS)."""
+    if metric in NEVER_METRICS:
+        return "counted as never reaching the target"
+    worst = "accuracy" if metric in HIGHER_BETTER else "loss"
+    return f"a failed run at its {worst}, a diverged one as worse than any finished run"
 
 
 def _notes(groups: Iterable[Group], level: float) -> str:
@@ -117,7 +160,8 @@ def _notes(groups: Iterable[Group], level: float) -> str:
                     f"{100 * lo:.0f}–{100 * hi:.0f} %)"]
             what += [f"{n} {o}" for n, o in ((g.n_failed, "failed"), (g.n_diverged, "diverged")) if n]
             basis = ("; none trained, so its failed runs are measured" if g.basis == "failed"
-                     else "; diverged runs are not measurements" if g.basis == "none" else "")
+                     else "; diverged runs are not measurements" if g.basis == "none"
+                     else f"; {_counted_as(g.metric)}" if g.basis == "all" else "")
             notes.append(f"{g.label}: {', '.join(what)}{basis}")
         if g.n_missing:
             notes.append(f"{g.n_missing} run(s) of {g.label} without a value dropped")
@@ -125,10 +169,16 @@ def _notes(groups: Iterable[Group], level: float) -> str:
 
 
 def _group_fields(groups: list[Group], level: float) -> list[dict]:
+    """Each group as numbers: mean, std and n of its values; on an accuracy or a loss, of its finished
+    runs (a diverged run, counted as worse than any, has no number to average)."""
     out = []
     for g in groups:
         lo, hi = stats.wilson_interval(g.n_trained, g.n_runs, level)
-        out.append(dict(label=g.label, mean=g.mean, std=g.std, n=g.n, n_runs=g.n_runs,
+        mean, std, n = g.mean, g.std, g.n
+        if g.metric not in NEVER_METRICS and np.isinf(g.values).any():
+            finite = Group(g.label, g.metric, g.values[np.isfinite(g.values)])
+            mean, std, n = finite.mean, finite.std, finite.n
+        out.append(dict(label=g.label, mean=mean, std=std, n=n, n_runs=g.n_runs,
                         n_trained=g.n_trained, n_failed=g.n_failed, n_diverged=g.n_diverged,
                         basis=g.basis, trained_lo=lo, trained_hi=hi))
     return out
@@ -148,7 +198,7 @@ def _too_few(groups: Iterable[Group], min_runs: int) -> str | None:
     few = [g for g in groups if g.n < min_runs]
     if not few:
         return None
-    what = "; ".join(f"{g.label} has {g.n} measured run{'s' if g.n != 1 else ''}"
+    what = "; ".join(f"{g.label} has {g.n} {'' if g.basis == 'all' else 'measured '}run{'s' if g.n != 1 else ''}"
                      + (f" ({_runs_note(g)})" if not g.all_trained and g.n_runs else "") for g in few)
     return f"inconclusive by rule: {what}, fewer than the {min_runs} required"
 
@@ -184,37 +234,57 @@ def verdict_rule_text(level: float, resamples: int | None = None, min_runs: int 
 
     ``resamples`` belonged to the bootstrap these rules replaced; accepted and ignored.
     """
-    pct = f"{level:.0%}"
+    pct, alpha = f"{level:.0%}", f"{1 - level:.0%}"
+    need = next(n for n in range(1, 1000) if stats.exact_interval(0, n, level)[1] < 0.5)  # 0 of n decides
     return (
         f"Each homework conclusion is stated as a rule over the runs and judged on two-sided {pct} "
-        f"intervals built for 3 to 5 runs per setting. A difference of two means gets Welch's t "
-        f"interval: settings differ in spread (a learning rate near the edge of stability scatters "
-        f"far more than a safe one), so the variances are not pooled, and the t quantile, not the "
-        f"normal one, carries the uncertainty of a spread estimated from so few runs. A single mean "
-        f"('about X', 'above X') gets the t interval, and 'about the same' time a Welch interval on "
-        f"log values (a ratio). A comparison is supported when its interval lies entirely on the side "
-        f"the homework predicts, contradicted when entirely on the other side, inconclusive when it "
-        f"contains zero; 'about the same' needs the interval within the stated margin, 'about X' within "
-        f"the stated band. 'Best' needs the best mean and a significant win over every other setting, its "
-        f"comparisons judged as one family with Holm's step-down correction (as are a comparison's values at "
-        f"every setting of a sweep), so that the probability of any wrong decision in the family stays at most "
-        f"{1 - level:.0%}; "
-        f"an optimum inside a sweep, significant wins over both endpoints (contradicted when an "
-        f"endpoint beats every interior setting significantly); a monotone trend, monotone means and a "
-        f"significant difference between the endpoints. Claims use the runs that trained (the outcome "
-        f"rule above): where no run of a setting trained, its failed runs; diverged runs never. Each "
-        f"setting's 'k of n trained' carries a {pct} Wilson score interval, which stays inside 0-100 % "
-        f"at k = 0 and k = n. A verdict holds 'reliably' when every run of every setting involved "
-        f"trained, and 'in k of n runs' (or 'in the runs that trained') otherwise. Edge cases: a group "
-        f"with fewer than {min_runs} measured runs makes a claim inconclusive by rule; two groups "
-        f"whose runs all gave the same number differ by exactly their difference (an interval of width "
-        f"zero: decisive unless the difference is zero); equal means are a tie, which decides nothing. "
-        f"For epochs, steps and time to the target accuracy, a run that never reached it counts as "
-        f"infinitely slow: a setting in which no run reached it loses to one in which every run did, "
-        f"and a setting in which only some did is bounded only on the side its runs that reached the "
-        f"target can show. Times measured by the solo timing pass are one timing per setting, shared by its "
-        f"runs: their uncertainty is the spread of the pass's timing bursts, added to the variance of each "
-        f"mean (its degrees of freedom the bursts less one), so a difference smaller than the timing noise "
-        f"decides nothing; a time from a single timing, with no spread to judge it by, is inconclusive. "
-        f"A claim whose study, or a setting it names, has no runs yet is marked 'not run yet'."
+        f"intervals or exact tests built for 3 to 5 runs per setting, so that a claim that is neither true "
+        f"nor false (its quantity exactly at the claim's bound) is decided, either way, at most {alpha} of "
+        f"the time: a simulation of every rule kind with 3 and 5 runs checks this (docs/claims-null.md). "
+        f"Which runs count: on an accuracy, a loss, or the epochs, steps or time to the target accuracy, "
+        f"a run that did not train is a worse result, never missing data: a failed run counts at the "
+        f"accuracy (loss) it ended with, a diverged run as worse than any finished one, and on a time to the "
+        f"target every run that did not train counts as never reaching it (infinitely slow), even if it "
+        f"touched the target before it fell back. On the other metrics (times, the generalisation gap) the "
+        f"outcome rule above picks the runs: those that trained, or, where none did, the failed ones; "
+        f"diverged runs never. A difference of two means gets Welch's t interval: settings differ in spread "
+        f"(a learning rate near the edge of stability scatters far more than a safe one), so the variances "
+        f"are not pooled, and the t quantile, not the normal one, carries the uncertainty of a spread "
+        f"estimated from so few runs. Where a setting mixes runs that trained with runs that did not (97 % "
+        f"and 11 %), its mean and spread describe neither kind, and the comparison uses the exact rank-sum "
+        f"(Wilcoxon-Mann-Whitney) test instead, as the Hodges-Lehmann interval of the shift: it needs only "
+        f"the order of the runs, so its level holds whatever their distribution (with 3 runs a side it "
+        f"cannot decide anything). A single mean ('about X', 'above X') gets the t interval, and 'about the "
+        f"same' time a Welch interval on log values (a ratio). A comparison is supported when its interval "
+        f"lies entirely on the side the homework predicts, contradicted when entirely on the other side, "
+        f"inconclusive when it contains zero; 'about the same' needs the interval within the stated margin, "
+        f"'about X' within the stated band. 'Best' needs the best mean and a significant win over every other "
+        f"setting, its comparisons judged as one family with Holm's step-down correction (as are a "
+        f"comparison's values at every setting of a sweep), so that the probability of any wrong decision in "
+        f"the family stays at most {alpha}; an optimum inside a sweep, significant wins over both endpoints "
+        f"(contradicted when an endpoint beats every interior setting significantly); a monotone trend, "
+        f"monotone means and a significant difference between the endpoints. Claims about shares of runs "
+        f"are decided on k of n with exact tests, since the approximations overshoot at 3 to 5 runs: a share "
+        f"against a bound by its exact (Clopper-Pearson) interval, two shares by Fisher's exact test "
+        f"(p below {1 - level:g}). 'Does not converge within the budget' means that most runs end the budget "
+        f"below the target accuracy: a run converged when it trained and its final test accuracy is at the "
+        f"target; the exact interval of that share must lie below one half (with {need - 1} runs or fewer it "
+        f"cannot: 0 of {need - 1} still allows {100 * stats.exact_interval(0, need - 1, level)[1]:.0f} %; it takes "
+        f"{need}). How often a setting reached the target first is "
+        f"told beside it, but does not decide it. Each setting's 'k of n trained' carries a {pct} Wilson "
+        f"score interval, a description. A verdict holds 'reliably' when every run of every setting "
+        f"involved trained, 'counting every run' when the runs that did not train entered it as above, and "
+        f"'in k of n runs' (or 'in the runs that trained') on a metric that leaves them out. Edge cases: a "
+        f"group with fewer than {min_runs} runs makes a claim inconclusive by rule; two groups whose runs "
+        f"all gave the same number differ by exactly their difference (an interval of width zero: decisive "
+        f"unless the difference is zero); numbers equal to a relative 1e-9 (float rounding, 0.1 + 0.2 "
+        f"against 0.3) are equal, and a tie decides nothing; no number depends on the order in which the "
+        f"runs are listed. For epochs, steps and time to the target, a setting in which no run reached it "
+        f"loses to one in which every run did, and a setting in which only some did is bounded only on the "
+        f"side its runs that reached the target can show (likewise a diverged run on an accuracy). Times "
+        f"measured by the solo timing pass are one timing per setting, shared by its runs: their "
+        f"uncertainty is the spread of the pass's timing bursts, added to the variance of each mean (its "
+        f"degrees of freedom the bursts less one), so a difference smaller than the timing noise decides "
+        f"nothing; a time from a single timing, with no spread to judge it by, is inconclusive. A claim "
+        f"whose study, or a setting it names, has no runs yet is marked 'not run yet'."
     )
