@@ -24,8 +24,8 @@ except ImportError:  # not installed: run from the checkout
 
 from batchwise.analysis import stats  # noqa: E402
 from batchwise.analysis.claims import (  # noqa: E402
-    RULE_KINDS, claim_selectors, evaluate_claims, load_claims, load_homework_tables, side_by_side,
-    verdict_rule_text,
+    RULE_KINDS, claim_selectors, evaluate_claims, judge, load_claims, load_homework_tables, read_verdicts,
+    side_by_side, verdict_rule_text, write_verdicts,
 )
 
 RULES = dict(level=0.95, min_runs=3)
@@ -992,3 +992,42 @@ def test_literature_quotes_are_the_checked_words_with_their_place():
             assert c["quote"] == words, cid
     assert "symmetry" not in shipped["x1-zero-init-collapses"]["english"].split(".")[0]
     assert "dead saddle" in shipped["x1-zero-init-collapses"]["english"]
+
+
+# ------------------------------------------------------------------ results/claims.csv
+
+def _same(x, y) -> bool:
+    """Equal, NaN equal to NaN, through lists and mappings."""
+    if isinstance(x, dict) and isinstance(y, dict):
+        return x.keys() == y.keys() and all(_same(x[k], y[k]) for k in x)
+    if isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)):
+        return len(x) == len(y) and all(_same(a, b) for a, b in zip(x, y))
+    if isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y):
+        return True
+    return x == y and type(x) is type(y)
+
+
+def test_verdicts_file_holds_every_verdict_its_numbers_and_rule(tmp_path):
+    """judge -> results/claims.csv -> read_verdicts gives back what judge gave, number for number (NaN, inf
+    and the homework's '000' included): the report renders the file, not a second judgement."""
+    cfg = {"studies": {"s2_bn_lr_cnn": {"grid": {"bn": [False, True], "lr": [0.01, 0.05, 0.5]}}},
+           "verdict": {"level": 0.95, "min_runs": 3}}
+    runs = s2_cnn_table()
+    judged = judge(cfg, runs, ROOT / "config" / "claims.yaml")
+    assert [r["id"] for r in judged] == ["s2-cnn-bn-better-lr-0.01", "s2-cnn-bn-better-lr-0.05",
+                                         "s2-cnn-no-bn-fails-lr-0.5", "s2-cnn-bn-lr-0.5-best",
+                                         "s2-cnn-bn-trains-fastest"]
+    assert judged[3]["rule"] == {"kind": "best", "metric": "final_test_acc", "at": {"bn": True, "lr": 0.5},
+                                 "goal": "max"} and judged[3]["level"] == 0.95
+    path = tmp_path / "claims.csv"
+    write_verdicts(judged, path)
+    back = read_verdicts(path)
+    keys = ("id", "homework", "study", "verdict", "evidence", "reason", "mean_a", "n_a", "diff", "lo", "hi",
+            "groups", "comparisons", "rule", "source", "quote_kind", "english", "kind", "metric")
+    for got, want in zip(back, judged):
+        for k in keys:
+            assert _same(got[k], want.get(k, "" if k == "source" else math.nan)), (want["id"], k, got[k], want.get(k))
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    assert list(frame.columns[:10]) == ["id", "homework", "study", "source", "quote_kind", "quote", "english",
+                                        "kind", "metric", "verdict"]
+    assert frame.loc[0, "homework"] == "002" and frame.loc[3, "verdict"] == "supported"

@@ -154,3 +154,22 @@ def test_figure_digest_sees_a_changed_point(monkeypatch):
     assert got["s1_batch_init/fig0"] != WANT["figures"]["s1_batch_init/fig0"]
     assert {k: v for k, v in got.items() if k != "s1_batch_init/fig0"} == \
         {k: v for k, v in WANT["figures"].items() if k != "s1_batch_init/fig0"}
+
+
+def test_the_report_renders_the_verdicts_file(context, tmp_path):
+    """The workflow judges the claims once (rule judge_claims -> results/claims.csv) and the report renders
+    that file: the same verdicts, texts and findings as when the report judged them itself."""
+    from batchwise.analysis import claims as claims_mod
+
+    runs = pd.concat([pd.read_csv(GOLDEN / "results" / s / "runs.csv") for s in CONFIG["studies"]
+                      if (GOLDEN / "results" / s / "runs.csv").exists()], ignore_index=True)
+    path = tmp_path / "claims.csv"
+    claims_mod.write_verdicts(claims_mod.judge(CONFIG, runs, GOLDEN / "claims.yaml"), path)
+    rendered = report.build_context(CONFIG, GOLDEN / "results", tmp_path / "figures", claims=GOLDEN / "claims.yaml",
+                                    homework=GOLDEN / "homework.yaml", verdicts=path)
+    fields = ("id", "verdict", "evidence", "reason", "source", "chapter")
+    for key in ("claims", "literature_claims"):
+        assert _plain([{k: c[k] for k in fields} for c in rendered[key]]) == \
+            _plain([{k: c[k] for k in fields} for c in context[key]])
+    assert _plain(rendered["findings"]) == _plain(context["findings"])
+    assert rendered["verdict_counts"] == WANT["verdict_counts"]

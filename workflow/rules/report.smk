@@ -35,6 +35,7 @@ rule report_html:
         analyses=expand("results/{study}/analysis.json", study=REPORTED),
         figures=all_figures(),
         claims=repo_file(config["claims"]),
+        verdicts="results/claims.csv",
         homework=repo_file(config["homework_tables"]),
         template=repo_file("reports/templates/report.html.j2"),
         css=repo_file("reports/templates/report.css"),

@@ -8,6 +8,7 @@ sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 - `snakemake` is injected
 write_html(
     snakemake.config,  # noqa: F821
     claims=snakemake.input.claims,  # noqa: F821
+    verdicts=snakemake.input.verdicts,  # noqa: F821
     homework=snakemake.input.homework,  # noqa: F821
     template_dir=Path(snakemake.input.template).parent,  # noqa: F821
     results_dir="results",

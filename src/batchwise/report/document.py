@@ -230,8 +230,9 @@ def read_analyses(folder: Path) -> list[dict]:
 
 
 def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path, *, claims: str | Path,
-                  homework: str | Path, command: str = "") -> dict:
-    """Everything the template shows, from the config and the aggregated results."""
+                  homework: str | Path, command: str = "", verdicts: str | Path | None = None) -> dict:
+    """Everything the template shows, from the config and the aggregated results; the claims' verdicts
+    from ``verdicts`` (results/claims.csv, rule judge_claims) where given, else judged here alike."""
     results_dir, figures_dir = Path(results_dir), Path(figures_dir)
     all_runs, studies = [], []
     for name, study in config["studies"].items():
@@ -258,18 +259,12 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
     runs = pd.concat(all_runs, ignore_index=True) if all_runs else pd.DataFrame(columns=NO_RUNS_COLUMNS)
     done = runs[runs["status"] != "no-data"]
     verdict = config["verdict"]
-    # A config may hold only some studies: its report checks only the claims about those.
-    wanted = [c for c in claims_mod.load_claims(Path(claims))
-              if {c["study"], *(s for s, _ in claims_mod.claim_selectors(c))} <= set(config["studies"])]
-    claim_list = claims_mod.evaluate_claims(
-        wanted, done,
-        level=verdict["level"], min_runs=verdict["min_runs"],
-        grids={name: s["grid"] for name, s in config["studies"].items()})
-    sources = {c["id"]: c.get("source", "") for c in wanted}  # a claim from the literature cites its paper
+    # A config may hold only some studies: its report checks only the claims about those (judge).
+    claim_list = claims_mod.read_verdicts(verdicts) if verdicts else claims_mod.judge(config, done, claims)
     chapter_of = {s["id"]: s["chapter"] for s in studies}
     mixed = {s["id"]: s["device_note"] for s in studies if s["device_note"]}
-    for c in claim_list:
-        c["source"], c["chapter"] = sources.get(c["id"], ""), chapter_of.get(c["study"], ("homework", c["homework"]))
+    for c in claim_list:   # a claim from the literature cites its paper: its `source`
+        c["chapter"] = chapter_of.get(c["study"], ("homework", c["homework"]))
         c["device_note"] = time_claim_device_note(c, mixed)
     tables = []
     for table in claims_mod.load_homework_tables(Path(homework)):
@@ -543,10 +538,12 @@ def render_html(context: dict, template_dir: Path = TEMPLATES) -> str:
 
 
 def write_html(config: dict, *, results_dir: str | Path, figures_dir: str | Path, out: str | Path,
-               claims: str | Path, homework: str | Path, template_dir: Path = TEMPLATES, command: str = "") -> None:
+               claims: str | Path, homework: str | Path, template_dir: Path = TEMPLATES, command: str = "",
+               verdicts: str | Path | None = None) -> None:
     """Build the context and write the HTML report (figure paths relative to the HTML file)."""
     out = Path(out)
-    context = build_context(config, results_dir, figures_dir, claims=claims, homework=homework, command=command)
+    context = build_context(config, results_dir, figures_dir, claims=claims, homework=homework, command=command,
+                            verdicts=verdicts)
     for hw in context["homeworks"]:
         for study in hw["studies"]:
             for fig in study["figures"]:

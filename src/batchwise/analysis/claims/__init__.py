@@ -9,6 +9,8 @@ Public API
 ``load_claims(path)``            read and validate the claims (ValueError names claim and key)
 ``evaluate_claims(claims, runs)`` one result dict per claim, verdict and evidence
 ``verdict_rule_text(...)``        the verdict rule as a paragraph for the report's methods
+``judge(config, runs, path)``     the claims about a config's studies, judged as the report shows them
+``write_verdicts``, ``read_verdicts`` results/claims.csv: every verdict, its numbers and its rule
 ``load_homework_tables(path)``    read and validate the homework tables
 ``side_by_side(table, runs)``     homework numbers next to ours (strings; ``numeric=True``
                                   gives the same rows as numbers)
@@ -37,7 +39,8 @@ Modules
 ``selection`` runs, selectors and groups; ``wording`` verdict sentences; ``means``, ``shares``,
 ``sweeps``, ``literature`` the rule kinds by family; ``registry`` kind -> evaluator and keys;
 ``loading`` the claims file; ``evaluate`` the loop over claims; ``homework`` the homework tables;
-``null`` every rule kind under the null (``python -m batchwise.analysis.claims.null``).
+``null`` every rule kind under the null (``python -m batchwise.analysis.claims.null``); ``verdicts``
+the verdicts file the workflow writes and the report renders.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from __future__ import annotations
 from .evaluate import evaluate_claims
 from .homework import load_homework_tables, side_by_side
 from .loading import CLAIM_KEYS, claim_selectors, load_claims
+from .verdicts import judge, read_verdicts, write_verdicts
 from .registry import REGISTRY, RULE_KINDS, documented_kinds
 from .selection import METRICS, NEVER_METRICS, PARAM_COLUMNS, SELECTOR_FIELDS, SELECTOR_RESERVED
 from .wording import verdict_rule_text
@@ -52,6 +56,9 @@ from .wording import verdict_rule_text
 __all__ = [
     "load_claims",
     "evaluate_claims",
+    "judge",
+    "write_verdicts",
+    "read_verdicts",
     "verdict_rule_text",
     "load_homework_tables",
     "side_by_side",
