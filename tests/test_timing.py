@@ -39,10 +39,12 @@ def test_timing_files_hold_every_burst_interleaved_across_settings(synthetic_cac
     warm, plain = files["a"]["settings"][0], files["b"]["settings"][0]
     assert files["a"]["bursts"] == warm["bursts"] == plain["bursts"] == 5
     # burst 1 of every setting (of every study), then burst 2, ...: the order they ran in
-    assert files["a"]["sequence"] == files["b"]["sequence"] == [
-        [study, setting, b] for b in range(1, 6)
-        for study, setting in (("a", WARM["setting"]), ("b", PLAIN["setting"]))]
-    assert warm["burst_sequence"] == [0, 2, 4, 6, 8] and plain["burst_sequence"] == [1, 3, 5, 7, 9]
+    sequence = files["a"]["sequence"]
+    assert sequence == files["b"]["sequence"] and [b for _, _, b in sequence] == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    assert all({tuple(s[:2]) for s in sequence[i:i + 2]} == {("a", WARM["setting"]), ("b", PLAIN["setting"])}
+               for i in range(0, 10, 2))
+    assert [i for i, s in enumerate(sequence) if s[0] == "a"] == warm["burst_sequence"]
+    assert [i for i, s in enumerate(sequence) if s[0] == "b"] == plain["burst_sequence"]
     # each kind of step the setting's runs take, timed on its own in every burst; the others absent
     kinds = {"step", "remainder", "eager_step", "eager_remainder", "eval_test", "eval_train"}
     assert {k[:-len("_s_bursts")] for k in warm if k.endswith("_s_bursts")} == kinds
@@ -283,13 +285,13 @@ def test_settings_left_out_stay_alive_and_the_cache_is_never_emptied(synthetic_c
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(sum(r() is not None for r in built)))
     alive_later, burst = [], timing.burst
 
-    def burst_or_oom(t):
+    def burst_or_oom(t, *shared):
         if t.spec["study"] == "a" and len(t.sequence) == 1:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
         if t.spec["study"] == "b" and len(t.sequence) >= 2:
             gc.collect()  # a run's lambdas refer to it: only the collector frees one no longer kept
             alive_later.append(built[0]() is not None)
-        burst(t)
+        burst(t, *shared)
     monkeypatch.setattr(timing, "burst", burst_or_oom)
     got = timing.time_settings([WARM, PLAIN], {"mnist": synthetic_caches["mnist"]}, bursts=4, steps=1, warmup=1,
                                log=lambda line: None)
@@ -297,3 +299,35 @@ def test_settings_left_out_stay_alive_and_the_cache_is_never_emptied(synthetic_c
     assert got["records"][1]["bursts"] == 4
     assert alive_later == [True, True]  # bursts 3 and 4 of b: a's run still alive
     assert all(live == 0 for live in emptied), emptied
+
+
+def test_bursts_run_in_a_seeded_order_and_share_the_evaluation_of_one_network(synthetic_caches, monkeypatch):
+    """Settings that differ in training parameters only are evaluated once per burst, on the model of the
+    first of them in that burst's order; others are timed on their own. The order changes from burst to
+    burst, the same in every pass."""
+    specs = [spec_for("a", batch_size=b, lr=lr, train_subset=600, test_subset=200) for b, lr in ((64, 0.05), (100, 0.1))]
+    specs.append(spec_for("c", model="mlp", batch_size=64, train_subset=600, test_subset=200))
+    specs.append(spec_for("d", batch_size=64, train_subset=600, test_subset=100))  # fewer test images: its own
+    calls = []
+    evaluate = timing.evaluate
+    monkeypatch.setattr(timing, "evaluate", lambda run, which: (calls.append((run.spec["study"], which)), evaluate(run, which)))
+
+    def one_pass():
+        calls.clear()
+        return timing.time_settings(specs, {"mnist": synthetic_caches["mnist"]}, bursts=6, steps=1, warmup=1,
+                                    log=lambda line: None)
+    got = one_pass()
+    # warm-up: every setting evaluates; then per burst one evaluation of each kind of network: a, c, d
+    timed = calls[2 * len(specs):]
+    assert len(timed) == 6 * 3 * 2 and {study for study, _ in timed} == {"a", "c", "d"}
+    a1, a2, c, d = got["records"]
+    names = [f"a/{a1['setting']}", f"a/{a2['setting']}"]
+    assert a1["eval_timed_on"] == a2["eval_timed_on"] and set(a1["eval_timed_on"]) <= set(names)
+    assert c["eval_timed_on"] == [f"c/{c['setting']}"] * 6 and d["eval_timed_on"] == [f"d/{d['setting']}"] * 6
+    assert a1["eval_test_s_bursts"] == a2["eval_test_s_bursts"] and a1["eval_train_s_bursts"] == a2["eval_train_s_bursts"]
+    for b in range(6):  # the setting that timed it came first among the two in that burst
+        first = min((a1, a2), key=lambda r: r["burst_sequence"][b])
+        assert a1["eval_timed_on"][b] == f"a/{first['setting']}"
+    orders = [[tuple(s[:2]) for s in got["sequence"] if s[2] == b] for b in range(1, 7)]
+    assert len(set(map(tuple, orders))) > 1  # not the same order in every burst
+    assert one_pass()["sequence"] == got["sequence"]  # seeded

@@ -11,7 +11,9 @@ the same model, optimiser, CUDA graphs and data on the device), and driven throu
 step, `SeedRun.advance`. It is measured in `bursts` bursts, interleaved: burst 1 of every setting,
 then burst 2 of every setting, and so on, so that a drift of the machine (clock boost, heat,
 another tenant) hits every setting alike and shows in each setting's spread rather than in the
-difference between two settings. Per burst and setting:
+difference between two settings. Each burst takes the settings in another order (shuffled, seeded
+by the burst's number), so that a cost tied to a place in the pass (right after a large model, at the
+end of a burst) lands on every setting alike too. Per burst and setting:
 
   step             `steps` full-batch steps (graph replays where the run uses graphs)
   remainder        the epoch's last, smaller batch (images % batch_size), timed on its own:
@@ -21,6 +23,11 @@ difference between two settings. Per burst and setting:
                    remainder too where the warm-up reaches an epoch's end
   eval_test        one evaluation of the test set (an epoch's end, and each mid-epoch target check)
   eval_train       one evaluation of the fixed training subset (an epoch's end)
+
+An evaluation's cost depends on the network and the images, not on how the network was trained:
+settings that differ only in training parameters (`TRAINING_ONLY`: batch size, learning rate, init,
+...) share one evaluation timing per burst, taken on the model of whichever of them comes first in
+that burst's order (`eval_timed_on` names it), and each of them records it as its own.
 
 Each is seconds per step (per evaluation) in that burst, from the host reading the device's results
 back, as training does. Before burst 1 an untimed round warms every kind of step up (`warmup` steps
@@ -38,7 +45,9 @@ evaluations run on the run's own stream, as in training. fp32 is pinned (no TF32
 from __future__ import annotations
 
 import functools
+import json
 import math
+import random
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -55,6 +64,10 @@ from batchwise.files import atomic_write_json
 clock = time.perf_counter  # the pass's clock (a test puts a fake one here)
 
 EVALS = ("eval_test", "eval_train")  # the two evaluations of an epoch's end
+# Parameters that change how a run trains, not what one evaluation of its network computes.
+TRAINING_ONLY = frozenset({"batch_size", "lr", "momentum", "weight_decay", "init", "epochs", "target_acc",
+                           "target_checks_per_epoch", "stop_at_target", "micro_batch", "lr_scaling",
+                           "base_batch_size", "warmup_epochs", "noise_scale_batches", "noise_scale_draws"})
 
 
 @dataclass
@@ -68,6 +81,15 @@ class Timed:
     reps: dict[str, int]  # timed steps of each kind this setting's runs take, per burst
     seconds: dict[str, list[float]] = field(default_factory=dict)  # per kind and evaluation: one value per burst
     sequence: list[int] = field(default_factory=list)  # each burst's position in the whole pass
+    eval_timed_on: list[str] = field(default_factory=list)  # per burst: the setting whose model was evaluated
+
+
+def evaluation_kind(spec: dict) -> str:
+    """What one evaluation's cost depends on: the spec without its identity and training-only parameters
+    (`TRAINING_ONLY`). Settings of any study with the same kind evaluate the same network on as many images."""
+    rest = {k: v for k, v in spec.items() if k not in ("study", "setting", "cell", "seed", "seeds", "params")}
+    params = {k: v for k, v in spec["params"].items() if k not in TRAINING_ONLY}
+    return json.dumps([rest, params], sort_keys=True)
 
 
 def step_kinds(run: train.SeedRun, warmup_steps: int, steps: int) -> dict[str, int]:
@@ -152,14 +174,18 @@ def warm_up(t: Timed, count: int) -> None:
     synchronise(t.device)()
 
 
-def burst(t: Timed) -> None:
-    """One burst of a setting: seconds per step of each kind, and per evaluation."""
+def burst(t: Timed, evaluated_by: Timed | None = None) -> None:
+    """One burst of a setting: seconds per step of each kind, and per evaluation, timed here or, with
+    `evaluated_by` (a setting of the same `evaluation_kind`, timed earlier in this burst), taken from it."""
     train.deterministic_kernels(bool(t.spec.get("deterministic")))
     sync = synchronise(t.device)
     for kind, count in t.reps.items():
         t.seconds[kind].append(timed(sync, functools.partial(drive, t.run, kind, count)) / count)
+    source = evaluated_by or t
     for which in EVALS:
-        t.seconds[which].append(timed(sync, functools.partial(evaluate, t.run, which)))
+        t.seconds[which].append(source.seconds[which][-1] if evaluated_by else
+                                timed(sync, functools.partial(evaluate, t.run, which)))
+    t.eval_timed_on.append(f"{source.spec['study']}/{source.spec['setting']}")
 
 
 def record(t: Timed, env: dict) -> dict:
@@ -169,7 +195,8 @@ def record(t: Timed, env: dict) -> dict:
            "steps_per_epoch": run.steps, "full_steps_per_epoch": run.full,
            "remainder_batch": run.sizes[-1] if run.steps > run.full else None,
            "warmup_steps": t.warmup_steps, "bursts": len(t.sequence), "timed_per_burst": t.reps,
-           "burst_sequence": t.sequence, "cuda_graphs": bool(run.graphs),
+           "burst_sequence": t.sequence, "eval_timed_on": t.eval_timed_on,
+           "cuda_graphs": bool(run.graphs),
            "deterministic": bool(spec.get("deterministic"))}
     for key, values in t.seconds.items():
         out[f"{key}_s"] = statistics.fmean(values)
@@ -238,13 +265,18 @@ def time_settings(specs: list[dict], caches: dict[str, str | Path], bursts: int 
     sequence = []
     for b in range(bursts):
         start = clock()
-        for t in list(active):
+        order = list(active)
+        random.Random(b).shuffle(order)
+        evaluated: dict[str, Timed] = {}  # evaluation kind -> the setting that timed it in this burst
+        for t in order:
+            kind = evaluation_kind(t.spec)
             try:
-                burst(t)
+                burst(t, evaluated.get(kind))
             except torch.cuda.OutOfMemoryError:
                 active.remove(t)
                 _out_of_memory(t.spec, records, log)
                 continue
+            evaluated.setdefault(kind, t)
             t.sequence.append(len(sequence))
             sequence.append([t.spec["study"], t.spec["setting"], b + 1])
         log(f"burst {b + 1}/{bursts}: {len(active)} settings in {clock() - start:.1f} s")
