@@ -33,7 +33,7 @@ test: $(VENV)/.installed
 	$(RUN) python -m pytest -q -ra --durations=15
 
 bench: $(VENV)/.installed
-	$(RUN) python -m batchwise.gpu.bench
+	$(RUN) python -m batchwise.speed.bench
 
 publish: $(VENV)/.installed
 	$(RUN) python -m batchwise results publish $(BUNDLES) --source "$(SOURCE)"

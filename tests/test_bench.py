@@ -3,7 +3,7 @@ No timing is asserted (a shared CI machine says nothing about speed)."""
 import json
 import math
 
-from batchwise.gpu import bench
+from batchwise.speed import bench
 from conftest import REPO
 
 
@@ -34,17 +34,17 @@ def test_small_cpu_run_writes_json_and_markdown(tmp_path):
     assert set(concurrency) == {"gpu=1", "gpu=2"} and all(positive(r["cells_per_hour"]) for r in concurrency.values())
 
     md = (tmp_path / "bench.md").read_text()
-    assert "PYTHONPATH=src python -m batchwise.gpu.bench " + " ".join(argv) in md
+    assert "PYTHONPATH=src python -m batchwise.speed.bench " + " ".join(argv) in md
     assert "CPU run" in md and "Projection" in md and "Partial" in md and "| MLP-BN | 64 | eager |" in md
     assert "torchvision: no" in md and "torch._dynamo: no" in md  # what an MLP job must not import
     assert "first step" in md  # the start-up stages of the measured job
 
 
-# --- the CPU benchmark (python -m batchwise.gpu.bench cpu): what it counts, not how fast -------------
+# --- the CPU benchmark (python -m batchwise.speed.bench cpu): what it counts, not how fast -------------
 
 def test_cpu_bench_counts_flops_linear_in_the_batch_and_lists_the_studies_batches():
     from batchwise import config
-    from batchwise.gpu import cpubench
+    from batchwise.speed import cpubench
 
     cfg = config.load()
     spec = config.resolve(cfg, next(c for c in config.cells(cfg) if c.study == "s3_batch_convergence"))
@@ -63,7 +63,7 @@ def test_cpu_bench_hours_are_the_estimate_of_the_measured_steps(tmp_path):
     per step and 0.1 ms per image, s1_batch1 (3 runs of 60,000 steps, 2 x 10,000 images evaluated) is
     3 x (60 s + 2 s), divided by the jobs that run at once; runs at a batch not measured are not counted."""
     from batchwise import config
-    from batchwise.gpu import cpubench, estimate
+    from batchwise.speed import cpubench, estimate
 
     cfg = config.load()
     spec = config.resolve(cfg, next(c for c in config.cells(cfg) if c.study == "s1_batch1"))
@@ -87,7 +87,7 @@ def test_subnormal_benchmark_runs_both_ways_and_says_what_is_missing(synthetic_c
     values; without the cache, a one-line error that names it and how to make it."""
     import pytest
 
-    from batchwise.gpu import subnormal
+    from batchwise.speed import subnormal
 
     out = tmp_path / "sn"
     assert bench.main(["subnormal", "--data", str(synthetic_caches["mnist"]), "--steps", "20", "--window", "10",
@@ -99,14 +99,14 @@ def test_subnormal_benchmark_runs_both_ways_and_says_what_is_missing(synthetic_c
         assert set(r["subnormal"]) == {"weights", "gradients", "momentum"}
     assert doc["runs"][0]["mean_loss"] == doc["runs"][1]["mean_loss"]
     md = out.with_suffix(".md").read_text()
-    assert "| 1-10 |" in md and "| 11-20 |" in md and "PYTHONPATH=src python -m batchwise.gpu.bench subnormal" in md
+    assert "| 1-10 |" in md and "| 11-20 |" in md and "PYTHONPATH=src python -m batchwise.speed.bench subnormal" in md
     with pytest.raises(SystemExit):
         subnormal.main(["--data", str(tmp_path / "none.npz")])
     assert "snakemake results/data/mnist.npz" in capsys.readouterr().err
 
 
 def test_subnormal_table_takes_the_median_of_the_rounds_per_window():
-    from batchwise.gpu import subnormal
+    from batchwise.speed import subnormal
 
     def run(flush, ms):
         return {"flush": flush, "window": 500, "ms_per_step": ms, "mean_loss": [2.3, 2.3],

@@ -210,7 +210,7 @@ def test_unfinished_runs_travel_with_checkpoints(smoke_run, tmp_path, monkeypatc
 def test_gpu_cost_left_uses_the_recorded_step_times(monkeypatch):
     """The ledger's GPU-minutes: steps x step time, linear between timed batch sizes, proportional
     beyond the largest, the smallest timed size's time below it; 1 ms for an untimed model."""
-    from batchwise.gpu import estimate
+    from batchwise.speed import estimate
     from batchwise.results import publish
 
     monkeypatch.setattr(estimate, "device_step_table", lambda: {"mlp": {16: 0.001, 64: 0.004}})
@@ -246,7 +246,7 @@ def test_estimate_check_sums_the_runs_the_benchmark_times(monkeypatch, tmp_path)
     """The README's estimate check: per study and engine version, the CPU runs of 1-thread jobs (engine
     v2 or later), measured total_time_s against the estimate for the same runs, each at the share of its
     budget it ran; GPU runs, 2-thread jobs and the unrecorded engine v1 are left out."""
-    from batchwise.gpu import estimate
+    from batchwise.speed import estimate
     from batchwise.results import publish
 
     cfg = bw_config.validate({"data_dir": "data", "synthetic_data": True, "homeworks": {"x": {"title": "x"}},
@@ -281,7 +281,7 @@ def test_estimate_check_sums_the_runs_the_benchmark_times(monkeypatch, tmp_path)
 
 def test_step_time_between_measured_batches_uses_the_neighbours():
     """Interpolation only between the two measured batch sizes around it; beyond the largest, proportional."""
-    from batchwise.gpu import estimate
+    from batchwise.speed import estimate
 
     measured = {16: {"step_s": 0.010}, 64: {"step_s": 0.020}, 1024: {"step_s": 1.0}}
     assert estimate._at(measured, 32) == pytest.approx(0.010 + 0.010 * 16 / 48)

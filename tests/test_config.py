@@ -149,7 +149,7 @@ def test_snakemake_resolves_overlays_as_load_does_and_records_the_result(tmp_pat
 # --- CPU only: the default config's training time, measured here, before the first job --------------
 
 def test_step_time_interpolates_between_measured_batches_and_extrapolates_per_example():
-    from batchwise.gpu import estimate
+    from batchwise.speed import estimate
 
     measured = {16: 0.002, 512: 0.034}
     assert estimate._step_s(measured, 16) == 0.002 and estimate._step_s(measured, 512) == 0.034
@@ -161,7 +161,7 @@ def test_estimated_evaluation_is_timed_after_one_untimed_batch(monkeypatch):
     """A run builds its evaluation kernels once and evaluates hundreds of times: the estimate times the
     evaluation warm, after one batch at the spec's eval_batch_size, over the whole timing set."""
     from batchwise.engine import train
-    from batchwise.gpu import estimate
+    from batchwise.speed import estimate
 
     sizes, real = [], train.evaluate
     monkeypatch.setattr(train, "evaluate", lambda model, x, *a: sizes.append(len(x)) or real(model, x, *a))
@@ -173,7 +173,7 @@ def test_estimated_evaluation_is_timed_after_one_untimed_batch(monkeypatch):
 
 
 def test_small_configs_are_not_estimated_and_the_default_one_is_measured():
-    from batchwise.gpu import estimate
+    from batchwise.speed import estimate
 
     smoke = config.load(REPO / "config" / "smoke.yaml")
     assert estimate.cpu_warning(smoke, config.cells(smoke), cores=2) is None  # nothing measured

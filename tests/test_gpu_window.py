@@ -22,7 +22,7 @@ import torch
 import yaml
 
 from batchwise import config
-from batchwise.gpu import estimate, probe, window
+from batchwise.speed import estimate, gpu_probe, gpu_window
 from conftest import REPO
 
 SCRIPT = "tools/gpu-window.sh"
@@ -66,7 +66,7 @@ def image_python(dest: Path) -> Path:
     """A python3 with only what the GPU image has: IN_IMAGE and IMAGE_ALSO (those installed here),
     and what they need, linked from this environment."""
     installed = [n for n in script_list("IN_IMAGE") + script_list("IMAGE_ALSO") if has_dist(n)]
-    return window.image_python(dest, window.closure(installed))
+    return gpu_window.image_python(dest, gpu_window.closure(installed))
 
 
 def has_dist(name: str) -> bool:
@@ -132,7 +132,7 @@ def window_run(tmp_path_factory) -> dict:
               "python": image_python(tmp / "imagepy")}
     wheels = repo / ".whl"  # what prepare fetches: Snakemake and what it needs, less what the image has
     wheels.mkdir()
-    for name in window.closure(["snakemake"], skip=set(script_list("IN_IMAGE"))):
+    for name in gpu_window.closure(["snakemake"], skip=set(script_list("IN_IMAGE"))):
         wheel_from_installed(name, wheels)
     runs = {"repo": repo, "config": tmp / "window.yaml"}
     runs["prepare"] = script(repo, tmp / "out0", "prepare", DATA_DIR=str(fake_data(tmp / "data")), FETCH_WHEELS="0")
@@ -159,7 +159,7 @@ def test_prepare_stages_each_calls_carry_under_64_mib(window_run):
     assert set(calls["call1"]["carry"]) == {".gpu/cifar", ".whl/checks"}
     assert set(calls["call2"]["carry"]) == {".gpu/mnist", ".whl"}
     checks = {p.name.split("-")[0].lower().replace("_", "-") for p in (repo / ".whl/checks").iterdir()}
-    assert checks == window.closure(script_list("CHECK_NEEDS"), skip=set(script_list("IN_IMAGE")))
+    assert checks == gpu_window.closure(script_list("CHECK_NEEDS"), skip=set(script_list("IN_IMAGE")))
     for call in calls.values():
         assert call["fits"] and not call["missing"] and call["total_bytes"] < 64 * MIB
         assert call["total_bytes"] == call["tree_bytes"] + sum(call["carry"].values())
@@ -285,7 +285,7 @@ def test_carried_set_over_64_mib_is_caught(tmp_path):
     (travelling / ".gpu").mkdir()
     with open(travelling / ".gpu" / "big.bin", "wb") as fh:  # sparse: no disk used
         fh.truncate(64 * MIB)
-    rows = {r["call"]: r for r in window.carried(travelling, {"small": [".gpu/nothing"], "big": [".gpu/big.bin"]})}
+    rows = {r["call"]: r for r in gpu_window.carried(travelling, {"small": [".gpu/nothing"], "big": [".gpu/big.bin"]})}
     assert rows["big"]["total_bytes"] > 64 * MIB and not rows["big"]["fits"]
     assert rows["small"]["fits"] and rows["small"]["missing"] == [".gpu/nothing"]
 
@@ -299,7 +299,7 @@ def test_outcheck_names_each_broken_limit(tmp_path):
         fh.truncate(16 * MIB + 1)
     (out / "a" / "b" / "c" / "deep.txt").write_text("x")
     (out / "odd name.txt").write_text("x")
-    assert window.main(["outcheck", str(out), str(out / "summary.json")]) == 1
+    assert gpu_window.main(["outcheck", str(out), str(out / "summary.json")]) == 1
     problems = json.loads((out / "summary.json").read_text())["out"]["problems"]
     assert "big.tar.gz: over 16 MiB" in problems and "a/b/c/deep.txt: too deep" in problems
     assert "odd name.txt: a name with odd characters" in problems
@@ -307,15 +307,15 @@ def test_outcheck_names_each_broken_limit(tmp_path):
     for p in [out / "big.tar.gz", out / "a" / "b" / "c" / "deep.txt", out / "odd name.txt",
               *[out / f"f{i}.txt" for i in range(5)]]:
         p.unlink()
-    assert window.main(["outcheck", str(out), str(out / "summary.json")]) == 0
+    assert gpu_window.main(["outcheck", str(out), str(out / "summary.json")]) == 0
 
 
 def test_probe_past_its_deadline_skips_and_says_so(tmp_path):
     import torch
 
-    got = probe.probe(torch.device("cpu"), tmp_path, tmp_path / "probe.json", deadline_s=0, steps=2, widths=[1])
+    got = gpu_probe.probe(torch.device("cpu"), tmp_path, tmp_path / "probe.json", deadline_s=0, steps=2, widths=[1])
     assert not got["seeds"] and not got["jobs"]
-    names = [w[0] for w in probe.WORKLOADS]
+    names = [w[0] for w in gpu_probe.WORKLOADS]
     assert set(got["skipped"]) == {
         *(f"{n} bs 16: {mode}: deadline" for n in names
           for mode in ("1 seed", "3 seeds in one job, one after another", "3 seeds one after another")),
@@ -329,8 +329,8 @@ def test_probe_says_which_models_pack_their_seeds():
     import torch
 
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    assert probe.packs_seeds("lenet5", "mnist", cuda) and not probe.packs_seeds("mobilenet_v2", "cifar10", cuda)
-    assert not probe.packs_seeds("lenet5", "mnist", cpu)
+    assert gpu_probe.packs_seeds("lenet5", "mnist", cuda) and not gpu_probe.packs_seeds("mobilenet_v2", "cifar10", cuda)
+    assert not gpu_probe.packs_seeds("lenet5", "mnist", cpu)
 
 
 @pytest.mark.slow
@@ -352,13 +352,13 @@ def test_selfcheck_resume_check_fails_when_resuming_loses_state(synthetic_caches
     """A resume that forgets the shuffling generator's state must show as a failed check."""
     from batchwise.data import prepare as data
     from batchwise.engine import record
-    from batchwise.gpu import selfcheck
+    from batchwise.speed import gpu_selfcheck
 
     cache = data.load(synthetic_caches["mnist"])
-    spec = selfcheck.spec_for("mlp", device="cpu", graphs="off", bn=True, epochs=2, batch_size=64,
+    spec = gpu_selfcheck.spec_for("mlp", device="cpu", graphs="off", bn=True, epochs=2, batch_size=64,
                               train_subset=320, test_subset=200)
     out = {"checks": [], "skipped": []}
-    selfcheck.check_resume(cache, "cpu", [("good", spec)], float("inf"), out, lambda: None, tmp_path)
+    gpu_selfcheck.check_resume(cache, "cpu", [("good", spec)], float("inf"), out, lambda: None, tmp_path)
     load_state = record.load_state
 
     def forgetful(run, state):
@@ -366,21 +366,21 @@ def test_selfcheck_resume_check_fails_when_resuming_loses_state(synthetic_caches
         load_state(run, state)
         run.shuffle.set_state(shuffle)  # the generator starts afresh: other batches than the straight run's
     monkeypatch.setattr(record, "load_state", forgetful)
-    selfcheck.check_resume(cache, "cpu", [("forgetful", spec)], float("inf"), out, lambda: None, tmp_path)
+    gpu_selfcheck.check_resume(cache, "cpu", [("forgetful", spec)], float("inf"), out, lambda: None, tmp_path)
     assert [(c["case"], c["ok"], c["resumed"]) for c in out["checks"]] == [("good", True, 3), ("forgetful", False, 3)]
-    assert selfcheck.verdict(out).startswith("1 of 2 checks ok; FAILED: resume forgetful; mutants: none run")
+    assert gpu_selfcheck.verdict(out).startswith("1 of 2 checks ok; FAILED: resume forgetful; mutants: none run")
 
 
 def test_selfcheck_mutants_are_undone_and_counted():
-    from batchwise.gpu import selfcheck
+    from batchwise.speed import gpu_selfcheck
     from batchwise.engine import step
 
     capture, wait = step.capture, torch.cuda.Stream.wait_stream
-    for name, mutant in selfcheck.MUTANTS.items():
+    for name, mutant in gpu_selfcheck.MUTANTS.items():
         with mutant():
             assert (step.capture, torch.cuda.Stream.wait_stream) != (capture, wait), name
         assert (step.capture, torch.cuda.Stream.wait_stream) == (capture, wait), name
     out = {"checks": [{"check": "packed", "case": "a", "ok": True},
                       {"check": "mutant", "mutant": "shared-stream", "case": "a", "caught": True},
                       {"check": "mutant", "mutant": "no-waits", "case": "a", "caught": False}], "skipped": []}
-    assert selfcheck.verdict(out) == "1 of 1 checks ok; mutants: shared-stream caught, no-waits NOT caught"
+    assert gpu_selfcheck.verdict(out) == "1 of 1 checks ok; mutants: shared-stream caught, no-waits NOT caught"

@@ -18,8 +18,8 @@ ENTRY = {"__main__", "checks"}
 LAYERS = {
     "data": set(),
     "engine": {"data"},
-    "gpu": {"data", "engine"},
-    "results": {"data", "engine", "gpu.estimate"},
+    "speed": {"data", "engine"},
+    "results": {"data", "engine", "speed.estimate"},
     "analysis": {"data", "engine", "results"},
     "report": {"data", "engine", "results", "analysis"},
 }

@@ -17,7 +17,7 @@
 #           command: bash tools/gpu-window.sh data selfcheck checks
 #           data: CIFAR-10 caches (results/data/cifar10*.npz; ~60-90 s);
 #           selfcheck (<= SELFCHECK_S, 150 s): the engine's own evidence, first, while time is surest
-#           (python -m batchwise.gpu.selfcheck): packed seeds vs each alone bit for bit, then the same with
+#           (python -m batchwise.speed.gpu_selfcheck): packed seeds vs each alone bit for bit, then the same with
 #           two deliberate mutants (one shared capture stream; the streams' waits removed), each
 #           recorded as caught or not; ms/step of seeds together vs alone (overlap); kill-and-resume
 #           on CUDA (MLP with BN and momentum, MLP-BN with the noise-scale probe, the x3 spec) equal
@@ -55,7 +55,7 @@
 # WHEEL_DIR (.whl), FETCH_WHEELS (1; prepare: 0 skips the download), DATA_DIR (prepare: ../shared/data).
 # The image's python3 is a virtual environment: it is called by that name, never through a link.
 # CI rehearses every stage on the CPU with a python3 holding only IN_IMAGE and IMAGE_ALSO below (and
-# what they need), linked from its own environment (tests/test_gpu_window.py, `window imagepy`).
+# what they need), linked from its own environment (tests/test_gpu_window.py, `gpu_window imagepy`).
 set -u -o pipefail
 cd "$(dirname "$0")/.." || exit 2
 T0=$SECONDS
@@ -115,13 +115,13 @@ stage_prepare() {
     mkdir -p "$WHEEL_DIR"
   fi
   split_check_wheels || return 1
-  $PY -m batchwise.gpu.window carried "call1=$GPU/cifar,$WHEEL_DIR/checks" "call2=$GPU/mnist,$WHEEL_DIR" \
+  $PY -m batchwise.speed.gpu_window carried "call1=$GPU/cifar,$WHEEL_DIR/checks" "call2=$GPU/mnist,$WHEEL_DIR" \
     --json "$OUT/carried.json"
 }
 
 split_check_wheels() {  # the wheels of CHECK_NEEDS (and what they need, less the image's) into $WHEEL_DIR/checks
   local names name whl
-  names=$($PY -m batchwise.gpu.window closure $CHECK_NEEDS --skip $IN_IMAGE) || return 1
+  names=$($PY -m batchwise.speed.gpu_window closure $CHECK_NEEDS --skip $IN_IMAGE) || return 1
   mkdir -p "$WHEEL_DIR/checks" || return 1
   for name in $names; do
     for whl in "$WHEEL_DIR"/*.whl; do
@@ -191,14 +191,14 @@ stage_wheels() { install_wheels; }
 # ------------------------------------------------------------------------------------------ data
 stage_data() {  # the caches of what this call carries; caches already built (a warm machine) are kept
   local synthetic built=""
-  synthetic=$($PY -c 'import sys; from batchwise.gpu import window
-print(int(bool(window.load_config(sys.argv[1:]).get("synthetic_data"))))' "$CONFIG") || return 1
+  synthetic=$($PY -c 'import sys; from batchwise.speed import gpu_window
+print(int(bool(gpu_window.load_config(sys.argv[1:]).get("synthetic_data"))))' "$CONFIG") || return 1
   mkdir -p "$GPU/data" results/data || return 1
   [ -d "$GPU/mnist/MNIST" ] && ln -sfn "$PWD/$GPU/mnist/MNIST" "$GPU/data/MNIST"
   [ -d "$GPU/cifar/cifar10-jpeg" ] && ln -sfn "$PWD/$GPU/cifar/cifar10-jpeg" "$GPU/data/cifar10-jpeg"
   for name in mnist cifar10 cifar10_grey; do
-    if $PY -c 'import sys; from pathlib import Path; from batchwise.gpu import window
-sys.exit(window.cache_usable(Path(sys.argv[1]), bool(int(sys.argv[2]))) is not None)' \
+    if $PY -c 'import sys; from pathlib import Path; from batchwise.speed import gpu_window
+sys.exit(gpu_window.cache_usable(Path(sys.argv[1]), bool(int(sys.argv[2]))) is not None)' \
         "results/data/$name.npz" "$synthetic" 2> /dev/null; then
       say "$name: cache already here"; continue
     fi
@@ -240,7 +240,7 @@ stage_checks() {  # pytest -m gpu, then the throughput probe, within CHECKS_S se
     NOTE="pytest -m gpu rc $pytest_rc; probe: no time left"; return 1
   fi
   # the probe stops itself at its deadline; timeout is the backstop (probe.json is written as it goes)
-  timeout --kill-after=10 $((left + 60)) $PY -m batchwise.gpu.bench probe --deadline "$left" \
+  timeout --kill-after=10 $((left + 60)) $PY -m batchwise.speed.bench probe --deadline "$left" \
     --out "$OUT/probe.json" --data results/data || { rc=1; probe_rc=1; }
   if [ -S /tmp/nvidia-mps/control ]; then  # the probe stops the MPS daemon it starts; if it was cut short
     say "an MPS daemon is still up: stopping it, so that training runs without it"
@@ -251,10 +251,10 @@ stage_checks() {  # pytest -m gpu, then the throughput probe, within CHECKS_S se
 }
 
 # ------------------------------------------------------------------------------------------ selfcheck
-stage_selfcheck() {  # the engine's evidence, within SELFCHECK_S seconds (python -m batchwise.gpu.selfcheck)
+stage_selfcheck() {  # the engine's evidence, within SELFCHECK_S seconds (python -m batchwise.speed.gpu_selfcheck)
   local rc
   install_wheels || { NOTE="wheels for the checks not installed (carry $WHEEL_DIR/checks)"; return 1; }
-  timeout --kill-after=20 $((SELFCHECK_S + 60)) $PY -m batchwise.gpu.selfcheck --deadline "$SELFCHECK_S" \
+  timeout --kill-after=20 $((SELFCHECK_S + 60)) $PY -m batchwise.speed.gpu_selfcheck --deadline "$SELFCHECK_S" \
     --out "$OUT/selfcheck.json" --data results/data
   rc=$?
   NOTE=$($PY -c 'import json, sys; print(json.load(open(sys.argv[1])).get("verdict", "no verdict"))' \
@@ -276,7 +276,7 @@ stage_train() {
   elif [ -e "${bundles[0]}" ]; then
     $PY -m batchwise results import "${bundles[@]}" --configfile "$CONFIG" || imported=1
   fi
-  targets=$($PY -m batchwise.gpu.window targets --configfile "$CONFIG" --studies $STUDIES --plan "$LOGS/plan.json" \
+  targets=$($PY -m batchwise.speed.gpu_window targets --configfile "$CONFIG" --studies $STUDIES --plan "$LOGS/plan.json" \
     --summary "$SUMMARY") \
     || { NOTE="could not list the targets"; return 1; }
   if [ -n "$targets" ]; then
@@ -286,7 +286,7 @@ stage_train() {
     say "nothing left to train in: $STUDIES"; rc=0
   fi
   [ "$imported" = 0 ] || { NOTE="$NOTE; import of the published bundles FAILED"; rc=1; }
-  $PY -m batchwise.gpu.window finished "$SUMMARY" --configfile "$CONFIG" --studies $STUDIES || rc=1
+  $PY -m batchwise.speed.gpu_window finished "$SUMMARY" --configfile "$CONFIG" --studies $STUDIES || rc=1
   export_runs || rc=1
   return $rc
 }
@@ -357,12 +357,12 @@ run_stage() {  # one stage, its output in its log, its outcome in the summary; n
   status=ok; [ "$rc" = 0 ] || status=failed
   tail -15 "$LOGS/$stage.log"
   say "stage $stage: $status (rc $rc) in $((SECONDS - t0)) s${NOTE:+: $NOTE}"
-  $PY -m batchwise.gpu.window record "$SUMMARY" "$stage" "$status" $((SECONDS - t0)) "$NOTE"
+  $PY -m batchwise.speed.gpu_window record "$SUMMARY" "$stage" "$status" $((SECONDS - t0)) "$NOTE"
 }
 
 finish() {  # the logs into one tarball; every file under $OUT against the limits on what comes back
   tar czf "$OUT/logs.tar.gz" "$LOGS" $([ -d logs ] && echo logs) || say "packing the logs FAILED"
-  $PY -m batchwise.gpu.window outcheck "$OUT" "$SUMMARY"
+  $PY -m batchwise.speed.gpu_window outcheck "$OUT" "$SUMMARY"
   local rc=$?
   ls -la "$OUT"
   say "done in $((SECONDS - T0)) s; OUT limits $([ $rc = 0 ] && echo kept || echo BROKEN: see summary.json)"

@@ -143,7 +143,7 @@ def cell_spec(study: str, cell: str) -> str:
 
 def cell_priority(study: str, cell: str) -> float:
     """The training job's priority: its estimated length, in [0, 1) (longest first)."""
-    from batchwise.gpu import estimate as bw_estimate
+    from batchwise.speed import estimate as bw_estimate
 
     return bw_estimate.job_priority(config, bw_config.setting_by_id(config, study, cell))
 
@@ -198,7 +198,7 @@ onstart:
     # Before the first job, on this machine (not on a cluster's login node): a long run that would
     # train on the CPU says how long, from step times measured here, and points to `make quick`.
     if workflow.local_exec and not SKIP_MISSING:
-        from batchwise.gpu import estimate as bw_estimate
+        from batchwise.speed import estimate as bw_estimate
 
         left = [cell for cell in bw_config.cells(config)
                 if not Path(f"results/{cell.study}/{cell.setting}/seed={cell.seed}/metrics.json").exists()]

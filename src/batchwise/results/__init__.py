@@ -2,6 +2,6 @@
 mean/std/n over seeds) and results between checkouts: `bundles` (the format, export), `unpack` (a
 bundle from anyone, read and checked), `runcheck` (what a valid run is), `merge` (import), `publish`.
 
-May import: the base modules, batchwise.data, batchwise.engine, and batchwise.gpu.estimate
+May import: the base modules, batchwise.data, batchwise.engine, and batchwise.speed.estimate
 (the ledger's GPU-time estimate of the runs not done).
 """

@@ -22,7 +22,7 @@ from pathlib import Path
 from . import bundles as bw
 from . import merge, unpack
 from batchwise.config import REPO, ConfigError, cells, load, resolve
-from batchwise.gpu.estimate import train_size, gpu_step_s, recorded_cpu, recorded_cpu_seconds
+from batchwise.speed.estimate import train_size, gpu_step_s, recorded_cpu, recorded_cpu_seconds
 
 SOURCES = "sources.json"
 

@@ -1,5 +1,5 @@
 """What the benchmarks share (the speed benchmark `bench` and the GPU window's throughput probe
-`probe`): data of the right shape, a benchmark spec, training jobs as subprocesses, the machine."""
+`gpu_probe`): data of the right shape, a benchmark spec, training jobs as subprocesses, the machine."""
 from __future__ import annotations
 
 import functools

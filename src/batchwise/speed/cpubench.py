@@ -1,8 +1,8 @@
 """The CPU benchmark: this machine's fp32 limit and how much of it the engine's own step reaches, for
 every (model, batch size) the CPU studies train, the engine as it was and as it is side by side.
 
-    PYTHONPATH=src python -m batchwise.gpu.bench cpu [--studies s3_batch_convergence ...] [--rounds 2]
-                                                 [--out docs/benchmarks-cpu]
+    PYTHONPATH=src python -m batchwise.speed.bench cpu [--studies s3_batch_convergence ...] [--rounds 2]
+                                                   [--out docs/benchmarks-cpu]
 
 - peak: an fp32 GEMM (2048^3) in one process at every core's thread, and in one 1-thread process per
   core at once; the larger rate is the machine's peak.
@@ -75,9 +75,9 @@ def step_flops(spec: dict) -> float:
 
 
 def _processes(args: list[str], threads: int, jobs: int) -> list[dict]:
-    """`jobs` fresh processes of `python -m batchwise.gpu.cpubench one ...` at once; their JSON answers."""
+    """`jobs` fresh processes of `python -m batchwise.speed.cpubench one ...` at once; their JSON answers."""
     env = {**sub_env(), "OMP_NUM_THREADS": str(threads)}
-    procs = [subprocess.Popen([sys.executable, "-m", "batchwise.gpu.cpubench", *args, "--threads", str(threads)],
+    procs = [subprocess.Popen([sys.executable, "-m", "batchwise.speed.cpubench", *args, "--threads", str(threads)],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(jobs)]
     out = []
     for proc in procs:
@@ -179,7 +179,7 @@ def report(out: dict) -> str:
 
 def one(argv: list[str]) -> int:
     """A child process: `one gemm` or `one step --spec JSON`; prints one JSON line."""
-    parser = argparse.ArgumentParser(prog="python -m batchwise.gpu.cpubench one")
+    parser = argparse.ArgumentParser(prog="python -m batchwise.speed.cpubench one")
     parser.add_argument("what", choices=("gemm", "step"))
     parser.add_argument("--spec")
     parser.add_argument("--steps", type=int, default=2)
@@ -205,7 +205,7 @@ def one(argv: list[str]) -> int:
 def main(argv: list[str]) -> int:
     if argv[:1] == ["one"]:
         return one(argv[1:])
-    parser = argparse.ArgumentParser(prog="python -m batchwise.gpu.bench cpu", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m batchwise.speed.bench cpu", description=__doc__.split("\n")[0])
     parser.add_argument("--studies", nargs="+", default=list(STUDIES))
     parser.add_argument("--rounds", type=int, default=2, help="A B rounds per workload (default 2)")
     parser.add_argument("--was-threads", type=int, default=WAS_THREADS,
@@ -225,7 +225,7 @@ def main(argv: list[str]) -> int:
 
     out = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "cpu": provenance.cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
-           "command": "PYTHONPATH=src python -m batchwise.gpu.bench cpu " + " ".join(argv),
+           "command": "PYTHONPATH=src python -m batchwise.speed.bench cpu " + " ".join(argv),
            "load": f"load average at start {os.getloadavg()[0]:.2f}", "peak": {}, "records": []}
     cores = os.cpu_count() or 1
     if args.add:

@@ -1,7 +1,7 @@
 """The GPU window's throughput probe: which way of sharing one device trains the most per second.
 
-    PYTHONPATH=src python -m batchwise.gpu.bench probe --out OUT.json [--deadline 60] [--device auto]
-                                                   [--data results/data] [--steps N] [--jobs 1 4 8]
+    PYTHONPATH=src python -m batchwise.speed.bench probe --out OUT.json [--deadline 60] [--device auto]
+                                                     [--data results/data] [--steps N] [--jobs 1 4 8]
 
 For LeNet-5 (MNIST) and MobileNetV2 (CIFAR-10) at batch 16, through the engine itself (bench's pieces):
   seeds     ms per step per seed for 1 seed, 3 seeds in one job (together on CUDA streams where the
@@ -220,7 +220,7 @@ def probe(device: torch.device, data_dir: Path, path: Path, deadline_s: float, s
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m batchwise.gpu.bench probe", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m batchwise.speed.bench probe", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="the probe's JSON file")
     parser.add_argument("--deadline", type=float, default=60.0, help="seconds the whole probe may take")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")

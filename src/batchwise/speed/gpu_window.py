@@ -1,13 +1,13 @@
 """Helpers of the GPU-window script (tools/gpu-window.sh): sizes of what a device call carries, the
 training targets left (longest first), the window's summary, and the limits on what comes back.
 
-    python -m batchwise.gpu.window carried NAME=PATH[,PATH...] ...   what each call carries (exit 1: too much)
-    python -m batchwise.gpu.window targets --configfile C... --studies S... --plan FILE
-    python -m batchwise.gpu.window record SUMMARY STAGE STATUS SECONDS [NOTE]
-    python -m batchwise.gpu.window finished SUMMARY --configfile C... --studies S...
-    python -m batchwise.gpu.window outcheck OUT SUMMARY              the returned files (exit 1: over a limit)
-    python -m batchwise.gpu.window closure NAME... [--skip NAME...]  NAME and what it needs, installed here
-    python -m batchwise.gpu.window imagepy DEST NAME...              a Python with only NAME... and their needs
+    python -m batchwise.speed.gpu_window carried NAME=PATH[,PATH...] ...   what each call carries (exit 1: too much)
+    python -m batchwise.speed.gpu_window targets --configfile C... --studies S... --plan FILE
+    python -m batchwise.speed.gpu_window record SUMMARY STAGE STATUS SECONDS [NOTE]
+    python -m batchwise.speed.gpu_window finished SUMMARY --configfile C... --studies S...
+    python -m batchwise.speed.gpu_window outcheck OUT SUMMARY              the returned files (exit 1: over a limit)
+    python -m batchwise.speed.gpu_window closure NAME... [--skip NAME...]  NAME and what it needs, installed here
+    python -m batchwise.speed.gpu_window imagepy DEST NAME...              a Python with only NAME... and their needs
 
 Imports neither torch nor Snakemake: it runs before the wheels are installed.
 """
@@ -214,7 +214,7 @@ def _calls(items: list[str]) -> dict[str, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m batchwise.gpu.window", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m batchwise.speed.gpu_window", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("carried", help="what each device call carries, against the 64 MiB limit")
     c.add_argument("calls", nargs="+", metavar="NAME=PATH[,PATH...]")

@@ -1,9 +1,9 @@
 """Training-speed benchmark: the homework loop (a DataLoader) against the project engine.
 
-    PYTHONPATH=src python -m batchwise.gpu.bench [--device auto|cpu|cuda] [--small] [--concurrency N]
-                                             [--out docs/benchmarks] [--data results/data]
-    PYTHONPATH=src python -m batchwise.gpu.bench cpu ...    the CPU benchmark (`cpubench`): % of the fp32 peak
-    PYTHONPATH=src python -m batchwise.gpu.bench subnormal ...  s1_batch1's collapsed steps, subnormals flushed or not
+    PYTHONPATH=src python -m batchwise.speed.bench [--device auto|cpu|cuda] [--small] [--concurrency N]
+                                               [--out docs/benchmarks] [--data results/data]
+    PYTHONPATH=src python -m batchwise.speed.bench cpu ...    the CPU benchmark (`cpubench`): % of the fp32 peak
+    PYTHONPATH=src python -m batchwise.speed.bench subnormal ...  s1_batch1's collapsed steps, subnormals flushed or not
 
 One process, one machine, the same data for every variant:
   dataloader0  the homework loop: a torchvision-style Dataset (uint8 image -> PIL -> ToTensor ->
@@ -438,10 +438,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return subnormal_main((sys.argv[1:] if argv is None else argv)[1:])
     if (sys.argv[1:] if argv is None else argv)[:1] == ["probe"]:
-        from .probe import main as probe_main  # the GPU window's throughput probe
+        from .gpu_probe import main as probe_main  # the GPU window's throughput probe
 
         return probe_main((sys.argv[1:] if argv is None else argv)[1:])
-    parser = argparse.ArgumentParser(prog="python -m batchwise.gpu.bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m batchwise.speed.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--small", action=argparse.BooleanOptionalAction, default=None,
                         help="tiny step counts and three small workloads (default: on when there is no CUDA)")
@@ -463,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     argv_shown = sys.argv[1:] if argv is None else argv
     out = {"device": str(device), "machine": machine(device), "records": [], "notes": [], "data": {},
            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-           "command": " ".join(["PYTHONPATH=src python -m batchwise.gpu.bench", *argv_shown]), "config": args.config,
+           "command": " ".join(["PYTHONPATH=src python -m batchwise.speed.bench", *argv_shown]), "config": args.config,
            "settings": {"small": small, "steps": steps, "warmup": warmup, "workers4": workers4}}
     if small and args.small is None:
         out["notes"].append(f"--small chosen automatically: {note}")

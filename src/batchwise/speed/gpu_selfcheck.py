@@ -1,7 +1,7 @@
 """The GPU window's self-check: evidence, in the window's first minutes, that the CUDA engine does what
 its tests say and that those tests could see it fail.
 
-    python -m batchwise.gpu.selfcheck --out selfcheck.json [--deadline 150] [--data results/data]
+    python -m batchwise.speed.gpu_selfcheck --out selfcheck.json [--deadline 150] [--data results/data]
 
 Checks, in order, each a record in OUT (rewritten after each, so a check cut short keeps the others):
   packed       seeds packed on streams equal each seed alone, bit for bit (deterministic kernels, graphs
@@ -274,7 +274,7 @@ def selfcheck(path: Path, data_dir: Path, deadline_s: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m batchwise.gpu.selfcheck", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m batchwise.speed.gpu_selfcheck", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="the self-check's JSON file")
     parser.add_argument("--deadline", type=float, default=150.0, help="seconds the whole self-check may take")
     parser.add_argument("--data", default="results/data", help="folder of the prepared caches")

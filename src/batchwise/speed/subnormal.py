@@ -1,8 +1,8 @@
 """The subnormal benchmark: s1_batch1's batch-1 steps once its network stops learning, with the CPU
 flushing subnormal floats to zero (engine v4, `models.pin_fp32`) and without (before), side by side.
 
-    PYTHONPATH=src python -m batchwise.gpu.bench subnormal [--data results/data/mnist.npz] [--steps 3000]
-                                                           [--rounds 2] [--out docs/benchmarks-subnormal]
+    PYTHONPATH=src python -m batchwise.speed.bench subnormal [--data results/data/mnist.npz] [--steps 3000]
+                                                             [--rounds 2] [--out docs/benchmarks-subnormal]
 
 Each measurement is a fresh 1-thread process that trains s1_batch1's seed 0 (the config's spec) on the
 prepared MNIST cache with the engine's own step (`train.SeedRun.advance`) for its first `steps` steps,
@@ -93,7 +93,7 @@ def report(out: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m batchwise.gpu.bench subnormal", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m batchwise.speed.bench subnormal", description=__doc__.split("\n")[0])
     parser.add_argument("--data", default="results/data/mnist.npz", help="the prepared MNIST cache")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--window", type=int, default=500)
@@ -114,12 +114,12 @@ def main(argv: list[str]) -> int:
 
     out = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "cpu": provenance.cpu_model(), "torch": torch.__version__, "rounds": args.rounds,
-           "command": " ".join(["PYTHONPATH=src python -m batchwise.gpu.bench subnormal", *argv]),
+           "command": " ".join(["PYTHONPATH=src python -m batchwise.speed.bench subnormal", *argv]),
            "load": f"load average at start {os.getloadavg()[0]:.2f}", "runs": []}
     env = {**sub_env(), "OMP_NUM_THREADS": "1"}
     for _ in range(args.rounds):
         for flag in ("off", "on"):
-            proc = subprocess.run([sys.executable, "-m", "batchwise.gpu.subnormal", *argv, "--one", flag],
+            proc = subprocess.run([sys.executable, "-m", "batchwise.speed.subnormal", *argv, "--one", flag],
                                   env=env, capture_output=True, text=True, timeout=3600)
             if proc.returncode != 0:
                 raise RuntimeError(f"subnormal benchmark process (flush {flag}) exited with {proc.returncode}: "
