@@ -873,6 +873,27 @@ def test_missing_claim_key(tmp_path):
         load_claims(path)
 
 
+def test_unknown_quote_kind_is_rejected(tmp_path):
+    bad = claim(dict(kind="near", metric="final_test_acc", select={}, target=0.1, tolerance=0.1), cid="odd-quote")
+    bad["quote_kind"] = "rumour"
+    path = tmp_path / "claims.yaml"
+    path.write_text(yaml.safe_dump({"claims": [bad]}))
+    with pytest.raises(ValueError, match=r"odd-quote.*'quote_kind'"):
+        load_claims(path)
+
+
+def test_homework_quotes_keep_their_hedges_and_say_what_they_are():
+    """Words that are not a homework's own result are labelled so: 002's introduction restates the BN
+    paper; 003's gap reading fails on the author's own numbers; 003's 'batch 64 best' keeps its hedge."""
+    shipped = {c["id"]: c for c in load_claims(ROOT / "config" / "claims.yaml")}
+    assert shipped["s2-mlp-bn-allows-high-lr"]["quote_kind"] == "introduction"
+    assert shipped["s2-mlp-bn-trains-more-at-lr-0.7"]["quote_kind"] == "introduction"
+    assert shipped["s4-batch128-healthy"]["quote_kind"] == "derived"
+    assert "這部分仍無法下定論" in shipped["s4-batch64-best"]["quote"]
+    assert "tentative" in shipped["s4-batch64-best"]["english"]
+    assert "our threshold" in shipped["s1-batch1-much-slower"]["english"]
+
+
 # ------------------------------------------------------------------ train-or-fail: shares of runs
 
 def test_fisher_exact_by_hand():

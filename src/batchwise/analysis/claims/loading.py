@@ -13,6 +13,10 @@ from .selection import METRICS, NEVER_METRICS, SELECTOR_FIELDS, SELECTOR_RESERVE
 
 
 CLAIM_KEYS = ("id", "homework", "quote", "english", "study", "rule")
+# What a claim's quote is (optional key `quote_kind`; the report labels all but the default): the homework's
+# own finding in its words, a paraphrase, a sentence of its introduction restating another paper's claim,
+# or its words read by us into a rule their own numbers may not bear out.
+QUOTE_KINDS = ("verbatim", "paraphrase", "introduction", "derived")
 _CHOICES = {"expect": ("less", "greater"), "goal": ("min", "max"),
             "direction": ("increasing", "decreasing")}
 
@@ -45,6 +49,8 @@ def _validate_claim(claim: Any, index: int) -> None:
         if key not in claim or claim[key] in (None, ""):
             raise ValueError(f"claim {cid!r}: missing key {key!r}")
     claim["homework"] = str(claim["homework"])
+    if claim.get("quote_kind", "verbatim") not in QUOTE_KINDS:
+        raise ValueError(f"claim {cid!r}: key 'quote_kind' must be one of {QUOTE_KINDS}")
     rule = claim["rule"]
     if not isinstance(rule, dict):
         raise ValueError(f"claim {cid!r}: key 'rule' must be a mapping")
