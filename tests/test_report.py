@@ -195,3 +195,51 @@ def test_a_homework_table_of_more_than_two_metrics_gets_a_row_per_metric():
     two = {**wide, "columns": wide["columns"][:2]}
     narrow = frame.drop(columns=[c for c in frame.columns if c.startswith("Test loss")])
     assert report.homework_table_layout(two, narrow) == (list(narrow.columns), [list(narrow.iloc[0])])
+
+
+def test_run_time_summary_is_one_row_per_study_with_wall_beside_compute():
+    """The provenance's time table: one row per study (it fits the page), wall times summed and per-run
+    medians beside the timing pass's compute time; a study without a timing pass says so."""
+    runs = pd.DataFrame({
+        "study": ["a", "a", "a", "b"], "status": ["ok", "ok", "ok", "ok"],
+        "outcome": ["trained", "trained", "diverged", "trained"],
+        "time_basis": ["solo", "solo", "solo", "wall"],
+        "time_until_stop_s": [10.0, 20.0, 3.0, 7.0], "train_time_s": [1.0, 2.0, 3.0, 6.0],
+        "wall_train_time_s": [8.0, 16.0, 2.0, None], "wall_total_time_s": [9.0, 18.0, 3.0, None],
+        "total_time_s": [3.0, 3.0, 1.0, 6.5]})
+    rows = report.run_time_summary(runs)
+    assert rows == [["a", "3 (2 trained, 1 diverged)", "33", "8.0", "3.0", "3.00"],
+                    ["b", "1 (1 trained)", "7", "6.0", "no timing pass", "–"]]
+    assert all(len(r) == len(report.RUN_TIMES_HEADER) for r in rows)
+
+
+def test_a_diverged_run_does_not_stretch_the_loss_axis(tmp_path):
+    """Loss panel with one run that trained and one that diverged (loss 1e29 before it stopped): the axis
+    keeps the trained run's range and the diverged run's × sits on its upper edge."""
+    import yaml
+    from matplotlib import pyplot as plt
+    from batchwise.report import figures
+
+    golden = REPO / "tests" / "golden" / "smoke"
+    study = yaml.safe_load((golden / "config.yaml").read_text())["studies"]["s2_bn_lr_mlp"]
+    index = next(i for i, f in enumerate(study["figures"]) if f["kind"] == "loss_iterations")
+    runs = pd.read_csv(golden / "results" / "s2_bn_lr_mlp" / "runs.csv")
+    its = pd.read_csv(golden / "results" / "s2_bn_lr_mlp" / "iterations.csv")
+    setting = "bn=false_lr=0.7"
+    assert its[its["setting"] == setting]["loss"].max() > 1e20   # the smoke run's diverged run
+    trained = runs[runs["setting"] == setting].assign(seed=1, outcome="trained", status="ok")
+    curve = its[its["setting"] == "bn=false_lr=0.01"].assign(setting=setting, seed=1, outcome="trained")
+    runs = pd.concat([runs, trained], ignore_index=True)
+    its = pd.concat([its, curve], ignore_index=True)
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    its.to_csv(tmp_path / "iterations.csv", index=False)
+    fig = figures.draw_figure(study, index, runs=tmp_path / "runs.csv", history=tmp_path / "none.csv",
+                              iterations=tmp_path / "iterations.csv")
+    try:
+        ax = next(a for a in fig.axes if a.get_title() == "lr=0.7, bn=false")
+        lo, hi = ax.get_ylim()
+        assert hi < 10 * curve["loss"].max()          # not stretched towards 1e29
+        crosses = [ln for ln in ax.lines if ln.get_marker() == "x"]
+        assert len(crosses) == 1 and crosses[0].get_ydata()[0] == hi and not crosses[0].get_clip_on()
+    finally:
+        plt.close(fig)

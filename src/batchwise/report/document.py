@@ -290,7 +290,7 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
         "provenance": _provenance(config, runs, env, command),
         "run_commits": run_commits(runs),
         "progress": progress(config, runs, results_dir),
-        "cells": _cell_times(runs),
+        "run_times": {"header": RUN_TIMES_HEADER, "rows": run_time_summary(runs)},
         "metric_definitions": METRIC_DEFINITIONS,
         "outcome_rule": outcome_rule_text(verdict["failure_margin"]),
     }
@@ -515,6 +515,37 @@ def _cell_times(runs: pd.DataFrame) -> list[list[str]]:
             compute = f"{r['total_time_s']:.2f}" + ("" if se is None or pd.isna(se) else f" ± {se:.2f}")
         rows.append([r["study"], r["cell"], r["outcome"], f"{r['time_until_stop_s']:.2f}",
                      "–" if wall is None or pd.isna(wall) else f"{wall:.2f}", compute])
+    return rows
+
+
+RUN_TIMES_HEADER = ["study", "runs", "wall time until stopped, summed (s)", "wall training time per run, median (s)",
+                    "compute time per run, training + evaluation, median (s)",
+                    "wall ÷ compute (training + evaluation), median"]
+
+
+def run_time_summary(runs: pd.DataFrame) -> list[list[str]]:
+    """Per study, a row of ``RUN_TIMES_HEADER``: the runs' own wall times beside the compute time the tables
+    use (the timing pass's, measured alone). One row per study rather than per run, so that the table fits
+    a page; each run's times stay in its study's runs.csv. The ratio is over runs with both times: how much
+    sharing the device slowed a run (1 where the study has no timing pass, whose tables use wall time)."""
+    done = runs[runs["status"] != "no-data"]
+    rows = []
+    for study, mine in done.groupby("study", sort=False):
+        solo = mine["time_basis"] == "solo" if "time_basis" in mine else pd.Series(False, index=mine.index)
+        # A study without a timing pass keeps its wall time in train_time_s (the tables' time).
+        wall = mine["wall_train_time_s"].where(solo, mine["train_time_s"]) if "wall_train_time_s" in mine \
+            else mine["train_time_s"]
+        compute = mine["total_time_s"].where(solo) if "total_time_s" in mine else pd.Series(dtype=float)
+        wall_total = mine["wall_total_time_s"].where(solo) if "wall_total_time_s" in mine else pd.Series(dtype=float)
+        ratio = (wall_total / compute).dropna()
+        counts = [f"{int((mine['outcome'] == o).sum())} {o}" for o in ("trained", "failed", "diverged")
+                  if (mine["outcome"] == o).any()]
+
+        def med(values: pd.Series, digits: int = 1) -> str:
+            values = values.dropna()
+            return f"{values.median():,.{digits}f}" if len(values) else "–"
+        rows.append([str(study), f"{len(mine)} ({', '.join(counts)})", f"{mine['time_until_stop_s'].sum():,.0f}",
+                     med(wall), med(compute) if solo.any() else "no timing pass", med(ratio, 2)])
     return rows
 
 

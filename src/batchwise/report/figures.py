@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import math
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import matplotlib.ticker
@@ -93,18 +94,32 @@ def _band(ax, frame: pd.DataFrame, x: str, y: str, colour, label: str, marker: s
     ax.fill_between(stats[x], stats["min"], stats["max"], color=colour, alpha=0.2, lw=0)
 
 
-def _setting(ax, group: pd.DataFrame, x: str, y: str, colour, label: str | None, marker: str | None = None) -> None:
-    """One setting's curves by the outcome rule: a band over its measured runs, and each diverged
-    run dashed up to its last finite point, marked ×."""
+def _setting(ax, group: pd.DataFrame, x: str, y: str, colour, label: str | None,
+             marker: str | None = None) -> list[tuple[pd.DataFrame, Any]]:
+    """One setting's curves by the outcome rule: a band over its measured runs; its diverged runs (their
+    finite points, with the colour) are returned for ``_diverged`` to draw once every band is drawn."""
     chosen, basis = measured_runs(group.drop_duplicates(["seed"]))
     if basis != "none":
         suffix = " (all failed)" if basis == "failed" and label else ""
         _band(ax, group[group["seed"].isin(chosen["seed"])], x, y, colour, (label or "") + suffix or None, marker)
-    for _, run in group[group["outcome"] == "diverged"].groupby("seed"):
-        run = run[np.isfinite(run[y])]
-        if len(run):
-            ax.plot(run[x], run[y], color=colour, lw=0.8, ls="--")
-            ax.plot(run[x].iloc[-1:], run[y].iloc[-1:], "x", color=colour, ms=6)
+    runs = [run[np.isfinite(run[y])] for _, run in group[group["outcome"] == "diverged"].groupby("seed")]
+    return [(run, colour) for run in runs if len(run)]
+
+
+def _diverged(ax, runs: list[tuple[pd.DataFrame, Any]], x: str, y: str) -> None:
+    """Each diverged run dashed up to its last finite point, marked ×. The y-axis keeps the range of the
+    runs that did not diverge (a loss that reached 1e36 would flatten them all): a run that leaves it is
+    cut at the edge and its × drawn on the edge. An axis with no other run scales to the diverged ones."""
+    if not runs:
+        return
+    bounded = bool(ax.lines)   # bands drawn: their range is the axis's
+    lo, hi = ax.get_ylim() if bounded else (-np.inf, np.inf)
+    for run, colour in runs:
+        ax.plot(run[x], run[y], color=colour, lw=0.8, ls="--")
+        last = float(run[y].iloc[-1])
+        ax.plot(run[x].iloc[-1:], [min(max(last, lo), hi)], "x", color=colour, ms=6, mew=1.5, clip_on=False)
+    if bounded:
+        ax.set_ylim(lo, hi)
 
 
 def _others(row: pd.Series, keys: list[str]) -> tuple:
@@ -191,13 +206,15 @@ def _curves(study, spec, frame, hue, palette):
     markers = {tuple(slug_value(v) for v in c): MARKERS[i % len(MARKERS)] for i, c in enumerate(combos)}
     for ax, metric in zip(axes.flat, metrics):
         frame[f"_{metric}"] = frame[metric] * _scale(metric)
+        diverged: list[tuple[pd.DataFrame, Any]] = []
         for value in _values(study, hue):
             sub = _select(frame, hue, value)
             several = sub["setting"].nunique() > 1  # settings that share the hue's colour differ by marker
             for setting, group in sub.groupby("setting", sort=False):
                 label = setting if several else _label(hue, value)
-                _setting(ax, group, "epoch", f"_{metric}", palette[slug_value(value)], label,
-                         markers[_others(group.iloc[0], others)] if several else None)
+                diverged += _setting(ax, group, "epoch", f"_{metric}", palette[slug_value(value)], label,
+                                     markers[_others(group.iloc[0], others)] if several else None)
+        _diverged(ax, diverged, "epoch", f"_{metric}")
         ax.set_xlabel("epoch")
         ax.set_ylabel(LABELS.get(metric, metric))
         ax.grid(alpha=0.3)
@@ -214,16 +231,18 @@ def _loss_iterations(study, spec, frame, hue, palette):
         for c, col_value in enumerate(cols):
             ax = axes[r, c]
             sub = _select(_select(frame, split, row_value), panel, col_value)
+            ax.set_yscale("log")   # before any line, so that the axis range is taken on the log scale
+            diverged: list[tuple[pd.DataFrame, Any]] = []
             for value in _values(study, hue if hue not in (split, panel) else None):
                 part = _select(sub, hue if hue not in (split, panel) else None, value)
                 if not part.empty:
                     colour = palette.get(slug_value(value), PALETTE[c % len(PALETTE)])
                     label = _label(hue, value) if value is not None else None
                     for _, group in part.groupby("setting", sort=False):
-                        _setting(ax, group, "step", "loss", colour, label)
+                        diverged += _setting(ax, group, "step", "loss", colour, label)
+            _diverged(ax, diverged, "step", "loss")
             title = ", ".join(_label(k, v) for k, v in ((split, row_value), (panel, col_value)) if k)
             ax.set_title(title, fontsize=9)
-            ax.set_yscale("log")
             ax.set_xlabel("iteration")
             ax.set_ylabel("training loss")
             ax.grid(alpha=0.3)
