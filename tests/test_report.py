@@ -243,3 +243,29 @@ def test_a_diverged_run_does_not_stretch_the_loss_axis(tmp_path):
         assert len(crosses) == 1 and crosses[0].get_ydata()[0] == hi and not crosses[0].get_clip_on()
     finally:
         plt.close(fig)
+
+
+def test_run_records_come_from_the_runs_metrics_and_timing(tmp_path):
+    """The setup table's methods rows are what the runs recorded: machines, threads, engine, libraries,
+    micro-batches only where a run's engine cut its batch, and the timing pass (or that there is none)."""
+    def metrics(cell: str, micro: int | None, cpu: str) -> None:
+        folder = tmp_path / cell / "seed=0"
+        folder.mkdir(parents=True)
+        folder.joinpath("metrics.json").write_text(json.dumps({
+            "status": "ok", "device": "cpu", "device_type": "cpu",
+            "engine": {"version": 4, "threads": 1, "micro_batch": micro, "eval_batch_size": 500},
+            "env": {"python": "3.11.7", "torch": "2.9.0", "device_name": cpu, "cpu_count": 2}}))
+    metrics("batch_size=64", None, "AMD EPYC")
+    metrics("batch_size=1024", 256, "Intel Xeon")
+    rows = dict(report.run_records(tmp_path))
+    assert rows["machines of the runs"] == "AMD EPYC, 2 CPUs visible (1 run); Intel Xeon, 2 CPUs visible (1 run)"
+    assert rows["threads per job"] == "1 (2 runs)" and rows["engine version"] == "4 (2 runs)"
+    assert rows["libraries of the runs"] == "Python 3.11.7, PyTorch 2.9.0 (2 runs)"
+    assert rows["micro-batches"].startswith("1 of 2 runs") and "flat above batch 256" in rows["micro-batches"]
+    assert rows["timing pass"].startswith("none")
+    (tmp_path / "timing.json").write_text(json.dumps({"bursts": 5, "steps": 20, "settings": [
+        {"device": "cpu", "env": {"device_name": "Intel Xeon", "hostname": "vm", "torch": "2.9.0",
+                                  "git": {"commit": "0123456789abcdef"}}}]}))
+    timing = dict(report.run_records(tmp_path))["timing pass"]
+    assert "1 settings timed alone, 5 bursts of 20 steps" in timing and "host vm" in timing and "0123456789" in timing
+    assert report.run_records(tmp_path / "nothing") == []

@@ -198,6 +198,63 @@ def _setup(study: dict, meta: dict, devices: dict[str, int] | None = None) -> li
     return rows
 
 
+def _counted(values: list[str]) -> str:
+    """Distinct values with how many runs had each, most first, then by name: "A (9 runs); B (3 runs)"."""
+    counts = sorted(pd.Series(values, dtype=object).value_counts().items(), key=lambda vn: (-vn[1], str(vn[0])))
+    return "; ".join(f"{v} ({n} run{'s' if n != 1 else ''})" for v, n in counts) or "–"
+
+
+def run_records(folder: Path) -> list[tuple[str, str]]:
+    """The study's methods as its runs recorded them (every results/<study>/<cell>/[seed=*/]metrics.json,
+    and timing.json): machines, threads per job, engine version, the runs' library versions, how a step
+    and an evaluation were cut, and where the timing pass ran. Nothing here is assumed from the config."""
+    metrics = [json.loads(p.read_text()) for p in sorted(folder.glob("*/seed=*/metrics.json"))
+               + sorted(folder.glob("*/metrics.json"))]
+    metrics = [m for m in metrics if m.get("status") != "no-data"]
+    if not metrics:
+        return []
+    envs = [m.get("env") or {} for m in metrics]
+    engines = [m.get("engine") if isinstance(m.get("engine"), dict) else {} for m in metrics]
+    rows = [("machines of the runs", _counted([
+                f"{e.get('device_name') or e.get('cpu') or m.get('device')}"
+                + (f", {e['cpu_count']} CPUs visible" if m.get("device_type") == "cpu" and e.get("cpu_count") else "")
+                for m, e in zip(metrics, envs)])),
+            ("threads per job", _counted([str(g.get("threads", "not recorded")) for g in engines])),
+            ("engine version", _counted([str(g.get("version", "not recorded")) for g in engines])),
+            ("libraries of the runs", _counted([f"Python {e.get('python', '?')}, PyTorch {e.get('torch', '?')}"
+                                                + (f", CUDA {e['cuda']}" if m.get("device_type") == "cuda" else "")
+                                                for m, e in zip(metrics, envs)]))]
+    # The engine records a micro-batch only for the runs whose batch it cut.
+    micro = [g["micro_batch"] for g in engines if g.get("micro_batch")]
+    if micro:
+        mb = min(micro)
+        rows.append(("micro-batches", f"{len(micro)} of {len(metrics)} runs: a step of more than {mb} images is "
+                                      f"computed as micro-batches of {mb} whose "
+                                      f"gradients add up to the full batch's: the same update, but the compute per "
+                                      f"image stops falling above batch {mb}, so time per epoch is flat above "
+                                      f"batch {mb} by construction"))
+    evals = {g.get("eval_batch_size") for g in engines} - {None}
+    if evals:
+        rows.append(("evaluation batch", f"{', '.join(map(str, sorted(evals)))} images (speed only: the "
+                                         f"metrics do not depend on it)"))
+    rows.append(("timing pass", _timing_text(folder / "timing.json")))
+    return rows
+
+
+def _timing_text(path: Path) -> str:
+    """Where the study's solo timing pass ran (its timing.json), or that it has none."""
+    if not path.exists():
+        return "none: this study's times are its runs' own wall times, measured while they shared the device"
+    doc = json.loads(path.read_text())
+    settings = doc.get("settings", [])
+    envs = [s.get("env") or {} for s in settings]
+    where = _counted([f"{e.get('device_name') or s.get('device')} (host {e.get('hostname', '?')}, PyTorch "
+                      f"{e.get('torch', '?')}, commit {str((e.get('git') or {}).get('commit', '?'))[:10]})"
+                      for s, e in zip(settings, envs)]).replace(" run)", " setting)").replace(" runs)", " settings)")
+    return (f"{len(settings)} settings timed alone, {doc.get('bursts', '?')} bursts of {doc.get('steps', '?')} "
+            f"steps each, on {where}; the date is not recorded in timing.json")
+
+
 def _which_images(params: dict) -> str:
     """The images a study trains and tests on, in words (a subset is train.to_device's fixed sample)."""
     n, m = params.get("train_subset"), params.get("test_subset")
@@ -249,7 +306,7 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
         studies.append({
             "id": name, "title": study["title"], "homework": study.get("homework") or study["extends"],
             "chapter": chapter_key(study), "meta": meta,
-            "setup": _setup(study, meta, device_types(runs)),
+            "setup": _setup(study, meta, device_types(runs)) + run_records(results_dir / name),
             "results": results_table(study, summary, runs) if not summary.empty else None,
             "figures": [{"path": str(figures_dir / name / f"fig{i}.svg"), "caption": figure_caption(f, runs)}
                         for i, f in enumerate(study["figures"])],
@@ -272,7 +329,6 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
             header, rows = homework_table_layout(table, claims_mod.side_by_side(table, done))
             tables.append({**table, "header": header, "rows": rows})
     chapters = _chapters(config, studies, tables, claim_list)
-    env = next((s["meta"]["env"] for s in studies if s["meta"].get("env")), {})
     return {
         "findings": findings(chapters, studies),
         "run_label": config.get("run_label", ""),
@@ -287,7 +343,8 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
         "verdict_rule": claims_mod.verdict_rule_text(verdict["level"], min_runs=verdict["min_runs"]),
         "data_notes": sorted({s["meta"]["data_note"] for s in studies if s["meta"].get("data_note")}),
         "choices": [(s["id"], k, v) for s in studies for k, v in config["studies"][s["id"]].get("our_choices", {}).items()],
-        "provenance": _provenance(config, runs, env, command),
+        "provenance": _provenance(config, runs, command),
+        "any_gpu": bool((runs.get("device_type", pd.Series(dtype=object)) == "cuda").any()),
         "run_commits": run_commits(runs),
         "progress": progress(config, runs, results_dir),
         "run_times": {"header": RUN_TIMES_HEADER, "rows": run_time_summary(runs)},
@@ -437,18 +494,22 @@ def _chapters(config: dict, studies: list[dict], tables: list[dict], claim_list:
     return chapters
 
 
-def _provenance(config: dict, runs: pd.DataFrame, env: dict, command: str) -> list[tuple[str, str]]:
+def _provenance(config: dict, runs: pd.DataFrame, command: str) -> list[tuple[str, str]]:
     """The provenance table (its first three rows are on the title page too)."""
+    import platform
+
     import snakemake
+    import torch
 
     done = runs[runs["status"] != "no-data"]
     return [
         ("report built at commit", commit_text(code_state())),
         ("config hash", config_hash(config)),
         ("command", command or "–"),
-        ("Python", env.get("python", "–")), ("PyTorch", env.get("torch", "–")),
-        ("CUDA / cuDNN", f"{env.get('cuda') or '–'} / {env.get('cudnn') or '–'}"),
-        ("Snakemake", snakemake.__version__),
+        # The builder's own libraries: the runs' (their metrics.json) are in each study's setup table.
+        ("report builder: Python", platform.python_version()), ("report builder: PyTorch", torch.__version__),
+        ("report builder: Snakemake", snakemake.__version__),
+        ("libraries of the runs", "per study, in its setup table, from the runs' metrics.json"),
         ("device", ", ".join(sorted(done["device"].dropna().astype(str).unique())) or "–"),
         ("runs made at commit", ", ".join(f"{c[:10]} ({n} runs)" for c, n in _commit_counts(done)) or "–"),
         ("training runs", ", ".join(f"{int((done['outcome'] == o).sum())} {o}" for o in ("trained", "failed", "diverged"))),
