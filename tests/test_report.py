@@ -269,3 +269,24 @@ def test_run_records_come_from_the_runs_metrics_and_timing(tmp_path):
     timing = dict(report.run_records(tmp_path))["timing pass"]
     assert "1 settings timed alone, 5 bursts of 20 steps" in timing and "host vm" in timing and "0123456789" in timing
     assert report.run_records(tmp_path / "nothing") == []
+
+
+def test_chapter_scope_counts_runs_and_names_what_the_verdicts_do_not_carry():
+    """First pages: partial (k of N runs), our choices from the config, a setting where no run trained
+    and one whose trained runs overfit by more than GAP_NOTED; a small gap is not named."""
+    cfg = {"studies": {"s": {"grid": {"batch_size": [1, 64, 128]}, "seeds": [0, 1],
+                             "our_choices": {"optimizer": "SGD (unstated)"}}}}
+    runs = pd.DataFrame({
+        "study": ["s"] * 5, "status": ["ok"] * 5,
+        "setting": ["batch_size=1", "batch_size=1", "batch_size=64", "batch_size=64", "batch_size=128"],
+        "outcome": ["failed", "failed", "trained", "trained", "trained"],
+        "final_train_acc": [0.1, 0.1, 0.90, 0.92, 0.95], "final_test_acc": [0.1, 0.1, 0.67, 0.69, 0.93]})
+    hw = {"studies": [{"id": "s"}]}
+    scope = report.chapter_scope(cfg, hw, runs)
+    assert scope["state"] == "partial (5 of 6 runs)"
+    assert scope["choices"] == ["s, optimizer: SGD (unstated)"]
+    assert scope["seen"] == ["s batch_size=1: no run trained (2 failed)",
+                             "s batch_size=64: training accuracy 91 % vs test 68 % (mean of 2 trained runs)"]
+    assert report.chapter_scope(cfg, hw, runs.iloc[0:0])["state"] == "not run (0 of 6 runs)"
+    six = pd.concat([runs, runs.iloc[[4]]], ignore_index=True)
+    assert report.chapter_scope(cfg, hw, six)["state"] == "complete (6 of 6 runs)"

@@ -329,8 +329,11 @@ def build_context(config: dict, results_dir: str | Path, figures_dir: str | Path
             header, rows = homework_table_layout(table, claims_mod.side_by_side(table, done))
             tables.append({**table, "header": header, "rows": rows})
     chapters = _chapters(config, studies, tables, claim_list)
+    scoped = findings(chapters, studies)
+    for entry, hw in zip(scoped, chapters):
+        entry["scope"] = chapter_scope(config, hw, runs)
     return {
-        "findings": findings(chapters, studies),
+        "findings": scoped,
         "run_label": config.get("run_label", ""),
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "homeworks": chapters,
@@ -426,6 +429,40 @@ def findings(chapters: list[dict], studies: list[dict]) -> list[dict]:
         out.append({"id": hw["id"], "title": hw["title"], "homework": hw["homework"], "beyond": hw["beyond"],
                     "lines": lines, "waiting": waiting, "unrun_studies": unrun})
     return out
+
+
+# A mean gap between training and test accuracy above this (10 points) is named on the first pages as a
+# result the runs show, whether or not the homework reported it.
+GAP_NOTED = 0.10
+
+
+def chapter_scope(config: dict, hw: dict, runs: pd.DataFrame) -> dict:
+    """What the first pages say of a chapter's scope, all from the config and the runs: complete, partial
+    or not run (k of N runs); our choices behind its verdicts (the studies' `our_choices`); and what the
+    runs show that a verdict does not carry: settings where no run trained, and settings whose trained
+    runs end with a train-test accuracy gap above ``GAP_NOTED`` (means over those runs)."""
+    from batchwise.config import cells
+
+    names = [s["id"] for s in hw["studies"]]
+    total = sum(len(cells(config, n)) for n in names)
+    mine = runs[runs["study"].isin(names) & (runs["status"] != "no-data")] if "study" in runs else runs.iloc[0:0]
+    state = "complete" if len(mine) >= total else ("not run" if mine.empty else "partial")
+    seen = []
+    for (study, setting), group in mine.groupby(["study", "setting"], sort=False):
+        outcomes = group["outcome"].value_counts()
+        trained = group[group["outcome"] == "trained"]
+        if trained.empty:
+            parts = ", ".join(f"{n} {o}" for o, n in outcomes.items())
+            seen.append(f"{study} {setting}: no run trained ({parts})")
+        elif {"final_train_acc", "final_test_acc"} <= set(trained.columns):
+            train, test = trained["final_train_acc"].mean(), trained["final_test_acc"].mean()
+            if train - test > GAP_NOTED:
+                seen.append(f"{study} {setting}: training accuracy {100 * train:.0f} % vs test {100 * test:.0f} % "
+                            f"(mean of {len(trained)} trained run{'s' if len(trained) != 1 else ''})")
+    return {"state": f"{state} ({len(mine)} of {total} runs)",
+            "choices": [f"{study}, {key}: {value}" for study in names
+                        for key, value in config["studies"][study].get("our_choices", {}).items()],
+            "seen": seen, "gap_noted": round(100 * GAP_NOTED)}
 
 
 def run_commits(runs: pd.DataFrame) -> list[list[str]]:
