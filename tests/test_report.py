@@ -290,3 +290,14 @@ def test_chapter_scope_counts_runs_and_names_what_the_verdicts_do_not_carry():
     assert report.chapter_scope(cfg, hw, runs.iloc[0:0])["state"] == "not run (0 of 6 runs)"
     six = pd.concat([runs, runs.iloc[[4]]], ignore_index=True)
     assert report.chapter_scope(cfg, hw, six)["state"] == "complete (6 of 6 runs)"
+
+
+def test_methods_describe_the_gpu_path_only_if_a_run_used_a_gpu():
+    """A report of CPU runs says the GPU path was not used; one with a CUDA run describes it."""
+    base = {"run_label": "", "date": "today", "provenance": [("a", "b")] * 3, "homeworks": [], "claims": [],
+            "verdict_counts": {"supported": 0, "contradicted": 0, "inconclusive": 0, "not run yet": 0},
+            "progress": {"show": False}, "findings": [], "choices": [], "data_notes": []}
+    cpu = report.render_html({**base, "any_gpu": False})
+    gpu = report.render_html({**base, "any_gpu": True})
+    assert "ran on a CPU" in cpu and "CUDA stream," not in cpu
+    assert "on a CUDA GPU it trains them together" in gpu and "ran on a CPU" not in gpu
