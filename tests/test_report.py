@@ -301,3 +301,25 @@ def test_methods_describe_the_gpu_path_only_if_a_run_used_a_gpu():
     gpu = report.render_html({**base, "any_gpu": True})
     assert "ran on a CPU" in cpu and "CUDA stream," not in cpu
     assert "on a CUDA GPU it trains them together" in gpu and "ran on a CPU" not in gpu
+
+
+def test_a_panel_of_diverged_runs_only_takes_the_other_panels_range(tmp_path):
+    """The smoke run's no-BN MLP at lr 0.7 diverged alone in its panel (loss 1e29): that panel takes the
+    range of the other loss panels, and its × sits on the edge, labelled."""
+    import yaml
+    from matplotlib import pyplot as plt
+    from batchwise.report import figures
+
+    golden = REPO / "tests" / "golden" / "smoke"
+    study = yaml.safe_load((golden / "config.yaml").read_text())["studies"]["s2_bn_lr_mlp"]
+    index = next(i for i, f in enumerate(study["figures"]) if f["kind"] == "loss_iterations")
+    folder = golden / "results" / "s2_bn_lr_mlp"
+    fig = figures.draw_figure(study, index, runs=folder / "runs.csv", history=folder / "history.csv",
+                              iterations=folder / "iterations.csv")
+    try:
+        alone = next(a for a in fig.axes if a.get_title() == "lr=0.7, bn=false")
+        others = [a for a in fig.axes if a is not alone]
+        assert alone.get_ylim()[1] == max(a.get_ylim()[1] for a in others) < 100
+        assert [t.get_text() for t in alone.texts] == ["diverged"]
+    finally:
+        plt.close(fig)

@@ -106,20 +106,38 @@ def _setting(ax, group: pd.DataFrame, x: str, y: str, colour, label: str | None,
     return [(run, colour) for run in runs if len(run)]
 
 
-def _diverged(ax, runs: list[tuple[pd.DataFrame, Any]], x: str, y: str) -> None:
+def _diverged(ax, runs: list[tuple[pd.DataFrame, Any]], x: str, y: str,
+              fallback: tuple[float, float] | None = None) -> None:
     """Each diverged run dashed up to its last finite point, marked ×. The y-axis keeps the range of the
     runs that did not diverge (a loss that reached 1e36 would flatten them all): a run that leaves it is
-    cut at the edge and its × drawn on the edge. An axis with no other run scales to the diverged ones."""
+    cut at the edge, its × drawn on the edge and labelled. An axis with no other run takes `fallback` (the
+    range of the figure's other panels of the same quantity), or else scales to the diverged runs."""
     if not runs:
         return
     bounded = bool(ax.lines)   # bands drawn: their range is the axis's
-    lo, hi = ax.get_ylim() if bounded else (-np.inf, np.inf)
+    limits = ax.get_ylim() if bounded else fallback
+    lo, hi = limits or (-np.inf, np.inf)
     for run, colour in runs:
         ax.plot(run[x], run[y], color=colour, lw=0.8, ls="--")
         last = float(run[y].iloc[-1])
-        ax.plot(run[x].iloc[-1:], [min(max(last, lo), hi)], "x", color=colour, ms=6, mew=1.5, clip_on=False)
-    if bounded:
+        edge = min(max(last, lo), hi)
+        ax.plot(run[x].iloc[-1:], [edge], "x", color=colour, ms=6, mew=1.5, clip_on=False)
+        if edge != last:
+            ax.annotate("diverged", (run[x].iloc[-1], edge), xytext=(-4, -8), textcoords="offset points",
+                        ha="right", va="top", fontsize=7, color=colour)
+    if limits:
         ax.set_ylim(lo, hi)
+
+
+def _panels(n: int) -> tuple[plt.Figure, np.ndarray]:
+    """A figure of `n` metric panels, at most two a row: a row of four shrinks to half size on an A4 page,
+    its lettering too small to read in print."""
+    cols = min(n, 2)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False)
+    for ax in axes.flat[n:]:   # an odd count leaves one cell of the grid empty
+        fig.delaxes(ax)
+    return fig, axes
 
 
 def _others(row: pd.Series, keys: list[str]) -> tuple:
@@ -199,7 +217,7 @@ def _legend(fig, axes) -> None:
 
 def _curves(study, spec, frame, hue, palette):
     metrics = spec.get("metrics", ["train_loss", "test_acc"])
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.0), squeeze=False)
+    fig, axes = _panels(len(metrics))
     # The grid's other keys pick the marker, in config order: the same marker means the same value everywhere.
     others = [k for k in study["grid"] if k != hue]
     combos = itertools.product(*(study["grid"][k] for k in others))
@@ -227,6 +245,7 @@ def _loss_iterations(study, spec, frame, hue, palette):
     split, panel = spec.get("split"), spec.get("panel")
     rows, cols = _values(study, split), _values(study, panel)
     fig, axes = plt.subplots(len(rows), len(cols), figsize=(3.6 * len(cols), 2.6 * len(rows)), squeeze=False)
+    pending = []   # diverged runs per panel, drawn once every panel's range is known
     for r, row_value in enumerate(rows):
         for c, col_value in enumerate(cols):
             ax = axes[r, c]
@@ -240,12 +259,16 @@ def _loss_iterations(study, spec, frame, hue, palette):
                     label = _label(hue, value) if value is not None else None
                     for _, group in part.groupby("setting", sort=False):
                         diverged += _setting(ax, group, "step", "loss", colour, label)
-            _diverged(ax, diverged, "step", "loss")
+            pending.append((ax, diverged))
             title = ", ".join(_label(k, v) for k, v in ((split, row_value), (panel, col_value)) if k)
             ax.set_title(title, fontsize=9)
             ax.set_xlabel("iteration")
             ax.set_ylabel("training loss")
             ax.grid(alpha=0.3)
+    ranges = [ax.get_ylim() for ax in axes.flat if ax.lines]
+    fallback = (min(lo for lo, _ in ranges), max(hi for _, hi in ranges)) if ranges else None
+    for ax, diverged in pending:
+        _diverged(ax, diverged, "step", "loss", fallback)
     fig.tight_layout()
     return fig
 
@@ -278,7 +301,7 @@ def _bars(study, spec, runs, hue, palette):
 def _sweep(study, spec, runs, hue, palette):
     metrics, x = spec.get("metrics", ["final_test_acc"]), spec["x"]
     hues = _values(study, hue if hue != x else None)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.0), squeeze=False)
+    fig, axes = _panels(len(metrics))
     for ax, metric in zip(axes.flat, metrics):
         for j, value in enumerate(hues):
             mine = _select(runs, hue if hue != x else None, value)
