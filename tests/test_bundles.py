@@ -224,22 +224,43 @@ def test_gpu_cost_left_uses_the_recorded_step_times(monkeypatch):
                                              "grid": {"batch_size": [32, 64]}}}})
     # Seed 1 of batch 32 left (2 x 20 steps at 2 ms) and both seeds of batch 64 (2 x 2 x 10 steps at 4 ms).
     kind = json.dumps(["mlp", "mnist", [["bn", False]], None, 2000])
-    monkeypatch.setattr(estimate, "recorded_cpu", lambda: {"machine": "m", "jobs": 2, "tables": {kind: {
-        32: {"step_s": 0.01, "eval_s_per_image": 1e-4}, 64: {"step_s": 0.02, "eval_s_per_image": 3e-4}}}})
+    fast = {"cpu": "Fast CPU", "machine": "m", "jobs": 2, "tables": {kind: {
+        32: {"step_s": 0.01, "eval_s_per_image": 1e-4}, 64: {"step_s": 0.02, "eval_s_per_image": 3e-4}}}}
+    slow = {"cpu": "Slow CPU", "machine": "s", "jobs": 2, "tables": {kind: {
+        32: {"step_s": 0.05, "eval_s_per_image": 1e-4}}}}  # batch 64 not measured, nor between measured ones
+    monkeypatch.setattr(publish, "recorded_cpus", lambda: (fast, slow))
     left = publish.left_cost(cfg, {("t", "batch_size=32", 0)})
     assert (left["t"]["runs"], left["t"]["steps"]) == (3, 2 * 20 + 2 * 2 * 10)
     assert left["t"]["gpu_s"] == pytest.approx(40 * 0.002 + 40 * 0.004)
-    # CPU: per epoch its steps and two evaluations of the 400 synthetic test images at the smallest
-    # measured batch's evaluation time; two jobs at once.
-    assert left["t"]["cpu_runs"] == 3
-    assert left["t"]["cpu_s"] == pytest.approx((2 * (20 * 0.01 + 800 * 1e-4) + 2 * 2 * (10 * 0.02 + 800 * 1e-4)) / 2)
-    assert publish._left(left["t"]) == "3 run(s), 80 training steps, ~0.0 GPU-min, ~0.0 CPU-h"
-    monkeypatch.setattr(estimate, "recorded_cpu", lambda: {"machine": "m", "jobs": 2, "tables": {kind: {
-        32: {"step_s": 0.01, "eval_s_per_image": 1e-4}}}})  # batch 64 not measured, nor between measured ones
-    left = publish.left_cost(cfg, {("t", "batch_size=32", 0)})
-    assert left["t"]["cpu_runs"] == 1 and left["t"]["cpu_s"] == pytest.approx((2 * (20 * 0.01 + 800 * 1e-4)) / 2)
-    assert publish._left(left["t"]).endswith("~0.0 CPU-h (1 of them measured)")
+    # CPU, per CPU type: per epoch its steps and two evaluations of the 400 synthetic test images at the
+    # smallest measured batch's evaluation time; two jobs at once.
+    seconds, runs = left["t"]["cpu"]["Fast CPU"]
+    assert runs == 3 and seconds == pytest.approx((2 * (20 * 0.01 + 800 * 1e-4) + 2 * 2 * (10 * 0.02 + 800 * 1e-4)) / 2)
+    seconds, runs = left["t"]["cpu"]["Slow CPU"]
+    assert runs == 1 and seconds == pytest.approx((2 * (20 * 0.05 + 800 * 1e-4)) / 2)
+    assert publish._left(left["t"]) == ("3 run(s), 80 training steps, ~0.0 GPU-min, ~0.0 CPU-h on Fast CPU, "
+                                        "~0.0 CPU-h on Slow CPU (1 of them measured)")
+    monkeypatch.setattr(publish, "recorded_cpus", lambda: ())
+    assert publish._left(publish.left_cost(cfg, set())["t"]) == "4 run(s), 120 training steps, ~0.0 GPU-min"
     assert publish._left(None) == "nothing"
+
+
+def test_each_cpu_type_has_its_own_benchmark_file(tmp_path):
+    """The CPU benchmark keeps one file per CPU type: docs/benchmarks-cpu.json first, others named after theirs."""
+    from batchwise.speed import estimate
+
+    record = {"date": "2026-12-07T00:00:00", "cores": 2, "records": [{"batch_size": 16, "is": {
+        "jobs": 2, "kind": "k", "ms_per_step": 10.0, "eval_s_per_10k": 1.0}}]}
+    (tmp_path / "benchmarks-cpu.json").write_text(json.dumps({**record, "cpu": "Intel(R) Xeon(R) Processor"}))
+    (tmp_path / "benchmarks-cpu-amd-epyc.json").write_text(json.dumps({**record, "cpu": "AMD EPYC"}))
+    (tmp_path / "benchmarks-cpu-broken.json").write_text("{")
+    got = estimate.recorded_cpus(tmp_path)
+    assert [r["cpu"] for r in got] == ["Intel(R) Xeon(R) Processor", "AMD EPYC"]
+    assert got[1]["tables"] == {"k": {16: {"step_s": 0.01, "eval_s_per_image": 1e-4}}}
+    assert estimate.cpu_file_stem("AMD EPYC", tmp_path) == tmp_path / "benchmarks-cpu-amd-epyc"
+    assert estimate.cpu_file_stem("Intel(R) Xeon(R) Processor", tmp_path) == tmp_path / "benchmarks-cpu"
+    assert estimate.cpu_file_stem("Intel(R) Core(TM) i7-8700 CPU @ 3.20GHz", tmp_path) == \
+        tmp_path / "benchmarks-cpu-intel-core-tm-i7-8700-cpu-3-20ghz"
 
 
 def test_estimate_check_sums_the_runs_the_benchmark_times(monkeypatch, tmp_path):
@@ -254,10 +275,9 @@ def test_estimate_check_sums_the_runs_the_benchmark_times(monkeypatch, tmp_path)
                                                 "seeds": [0, 1, 2], "params": {"epochs": 2, "train_subset": 640},
                                                 "grid": {"batch_size": [32, 64]}}}})
     kind = json.dumps(["mlp", "mnist", [["bn", False]], None, 2000])
-    record = {"machine": "m", "jobs": 2, "tables": {kind: {
+    record = {"cpu": "Test CPU", "machine": "m", "jobs": 2, "tables": {kind: {
         32: {"step_s": 0.01, "eval_s_per_image": 1e-4}, 64: {"step_s": 0.02, "eval_s_per_image": 3e-4}}}}
-    monkeypatch.setattr(estimate, "recorded_cpu", lambda: record)
-    monkeypatch.setattr(publish, "recorded_cpu", lambda: record)
+    monkeypatch.setattr(publish, "recorded_cpus", lambda: (record,))
     # Either batch size: 2 epochs x (its steps x step time + 800 evaluated images x 1e-4 s) = 0.56 s a run.
     runs = {("t", "batch_size=32", 0): ("cpu", {"version": 4, "threads": 1}, 1.0, 40, 20),
             ("t", "batch_size=32", 1): ("cpu", {"version": 4, "threads": 1}, 0.5, 20, 20),   # half its budget
@@ -270,12 +290,16 @@ def test_estimate_check_sums_the_runs_the_benchmark_times(monkeypatch, tmp_path)
         folder.mkdir(parents=True)
         (folder / "metrics.json").write_text(json.dumps({
             "study": study, "setting": setting, "seed": seed, "device": device, "engine": engine,
-            "total_time_s": total, "steps_run": steps, "steps_per_epoch": per_epoch}))
+            "env": {"cpu": "Test CPU"}, "total_time_s": total, "steps_run": steps, "steps_per_epoch": per_epoch}))
     found = publish.folder_runs(tmp_path / "results")
     assert sorted(found) == sorted(runs)
     lines = publish.estimate_check(cfg, found)
-    assert lines[2:] == ["| t | v3 | 1 | 0.00 | 0.00 | 0.80 |",    # 0.56 / 0.7
-                         "| t | v4 | 2 | 0.00 | 0.00 | 0.56 |"]    # (0.56 + 0.28) / 1.5
+    assert lines[2:] == ["| t | Test CPU | v3 | 1 | 0.00 | 0.00 | 0.80 |",    # 0.56 / 0.7
+                         "| t | Test CPU | v4 | 2 | 0.00 | 0.00 | 0.56 |"]    # (0.56 + 0.28) / 1.5
+    # a run on a CPU type the benchmark never ran on is left out, not estimated from another type
+    other = json.loads((found[("t", "batch_size=64", 0)] / "metrics.json").read_text())
+    (found[("t", "batch_size=64", 0)] / "metrics.json").write_text(json.dumps({**other, "env": {"cpu": "Other CPU"}}))
+    assert publish.estimate_check(cfg, found)[2:] == ["| t | Test CPU | v4 | 2 | 0.00 | 0.00 | 0.56 |"]
     assert publish.estimate_check(cfg, {}) == []
 
 

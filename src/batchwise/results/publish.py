@@ -22,7 +22,7 @@ from pathlib import Path
 from . import bundles as bw
 from . import merge, unpack
 from batchwise.config import REPO, ConfigError, cells, load, resolve
-from batchwise.speed.estimate import train_size, gpu_step_s, recorded_cpu, recorded_cpu_seconds
+from batchwise.speed.estimate import train_size, gpu_step_s, recorded_cpus, recorded_cpu_seconds
 
 SOURCES = "sources.json"
 
@@ -85,36 +85,39 @@ def build_report(bundles: list[Path], scratch: Path, overlays: tuple[str | Path,
     return config, outcome
 
 
-def left_cost(config: dict, done: set[tuple[str, str, int]]) -> dict[str, dict[str, float]]:
+def left_cost(config: dict, done: set[tuple[str, str, int]]) -> dict[str, dict]:
     """Per study, of the runs not done: how many ("runs"), their training steps (epochs x steps per
     epoch, "steps"), the estimated GPU seconds of those steps at the step times in docs/benchmarks.json
-    ("gpu_s", `estimate.gpu_step_s`), and the CPU seconds of those the CPU benchmark measured, every
-    epoch with its evaluations at the step and evaluation times in docs/benchmarks-cpu.json ("cpu_s"
-    over "cpu_runs", `estimate.recorded_cpu_seconds`)."""
-    out: dict[str, dict[str, float]] = {}
+    ("gpu_s", `estimate.gpu_step_s`), and per CPU type the CPU benchmark ran on, the CPU seconds of the
+    runs it measured, every epoch with its evaluations at that type's step and evaluation times
+    ("cpu": {CPU type: [seconds, runs]}, `estimate.recorded_cpu_seconds`)."""
+    out: dict[str, dict] = {}
     for cell in cells(config):
         if (cell.study, cell.setting, cell.seed) in done:
             continue
         spec = resolve(config, cell)
         batch = spec["params"]["batch_size"]
         steps = spec["params"]["epochs"] * math.ceil(train_size(config, spec) / batch)
-        cpu_s = recorded_cpu_seconds(config, spec)
-        left = out.setdefault(cell.study, {"runs": 0, "steps": 0, "gpu_s": 0.0, "cpu_s": 0.0, "cpu_runs": 0})
+        left = out.setdefault(cell.study, {"runs": 0, "steps": 0, "gpu_s": 0.0, "cpu": {}})
         left["runs"] += 1
         left["steps"] += steps
         left["gpu_s"] += steps * gpu_step_s(spec["model"], batch)
-        if cpu_s is not None:
-            left["cpu_s"] += cpu_s
-            left["cpu_runs"] += 1
+        for cpu in recorded_cpus():
+            seconds = recorded_cpu_seconds(config, spec, cpu)
+            if seconds is not None:
+                cost = left["cpu"].setdefault(cpu["cpu"], [0.0, 0])
+                cost[0] += seconds
+                cost[1] += 1
     return out
 
 
-def _left(left: dict[str, float] | None) -> str:
-    """The ledger's "left" cell: runs, steps, GPU minutes, and CPU hours where the CPU benchmark measured them."""
+def _left(left: dict | None) -> str:
+    """The ledger's "left" cell: runs, steps, GPU minutes, and CPU hours per CPU type the benchmark measured them on."""
     if not left:
         return "nothing"
-    cpu = ("" if not left["cpu_runs"] else f", ~{left['cpu_s'] / 3600:.1f} CPU-h"
-           + ("" if left["cpu_runs"] == left["runs"] else f" ({left['cpu_runs']} of them measured)"))
+    cpu = "".join(f", ~{seconds / 3600:.1f} CPU-h on {bw.shown(name)}"
+                  + ("" if runs == left["runs"] else f" ({runs} of them measured)")
+                  for name, (seconds, runs) in left["cpu"].items())
     return f"{left['runs']} run(s), {left['steps']:,} training steps, ~{left['gpu_s'] / 60:.1f} GPU-min{cpu}"
 
 
@@ -127,34 +130,36 @@ def engine_version(seed_dir: Path) -> int:
 
 def estimate_check(config: dict, runs: dict[tuple[str, str, int], Path]) -> list[str]:
     """The CPU estimate against the runs it estimates (`runs`: (study, setting, seed) -> the run's
-    folder): per study and engine version, the CPU runs made
-    as the CPU benchmark times them (engine v2 or later, one 1-thread job per core), the sum of their
-    measured train + test times (`total_time_s`) and of the estimate for the same runs (`recorded_cpu_seconds`
-    x the jobs side by side, the share of the budget each ran: steps_run of epochs x steps per epoch).
-    Empty where no run qualifies or the benchmark measured none of them."""
+    folder): per study, CPU type and engine version, the CPU runs made as the CPU benchmark times them
+    (engine v2 or later, one 1-thread job per core) on a CPU type it ran on, the sum of their measured
+    train + test times (`total_time_s`) and of that type's estimate for the same runs
+    (`recorded_cpu_seconds` x the jobs side by side, the share of the budget each ran: steps_run of
+    epochs x steps per epoch). Empty where no run qualifies or the benchmark measured none of them."""
     by_key = {(c.study, c.setting, c.seed): c for c in cells(config)}
-    jobs = recorded_cpu().get("jobs", 1)
-    sums: dict[tuple[str, int], list[float]] = {}
+    benchmarked = {cpu["cpu"]: cpu for cpu in recorded_cpus()}
+    sums: dict[tuple[str, str, int], list[float]] = {}
     for key, seed_dir in runs.items():
         m = json.loads((seed_dir / "metrics.json").read_text())
         engine = m.get("engine") if isinstance(m.get("engine"), dict) else {}
-        if key not in by_key or m.get("device") != "cpu" or engine.get("version", 1) < 2 or engine.get("threads") != 1:
+        cpu = benchmarked.get((m.get("env") or {}).get("cpu"))
+        if (key not in by_key or m.get("device") != "cpu" or engine.get("version", 1) < 2
+                or engine.get("threads") != 1 or cpu is None):
             continue
         spec = resolve(config, by_key[key])
-        estimated = recorded_cpu_seconds(config, spec)
+        estimated = recorded_cpu_seconds(config, spec, cpu)
         budget = spec["params"]["epochs"] * (m.get("steps_per_epoch") or 0)
         if estimated is None or not m.get("total_time_s") or not budget or not m.get("steps_run"):
             continue
-        row = sums.setdefault((key[0], engine["version"]), [0, 0.0, 0.0])
+        row = sums.setdefault((key[0], cpu["cpu"], engine["version"]), [0, 0.0, 0.0])
         row[0] += 1
         row[1] += m["total_time_s"]
-        row[2] += estimated * jobs * m["steps_run"] / budget
+        row[2] += estimated * cpu["jobs"] * m["steps_run"] / budget
     if not sums:
         return []
-    lines = ["| study | engine | runs | measured (h) | estimated (h) | estimated / measured |",
-             "| --- | --- | ---: | ---: | ---: | ---: |"]
-    for (study, version), (n, measured, estimated) in sorted(sums.items()):
-        lines.append(f"| {study} | v{version} | {n} | {measured / 3600:.2f} | {estimated / 3600:.2f} | "
+    lines = ["| study | CPU | engine | runs | measured (h) | estimated (h) | estimated / measured |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
+    for (study, cpu, version), (n, measured, estimated) in sorted(sums.items()):
+        lines.append(f"| {study} | {bw.shown(cpu)} | v{version} | {n} | {measured / 3600:.2f} | {estimated / 3600:.2f} | "
                      f"{estimated / measured:.2f} |")
     return lines
 
@@ -243,8 +248,9 @@ every version count alike: a version changes speed, not what a run measures.
 counted); GPU-minutes are those steps at the engine's H100 step times in `docs/benchmarks.json` (one
 seed at a time, nearest timed batch size; an untimed model at 1 ms per step); CPU-hours are every
 epoch of each run's budget (runs that stop at their target end earlier), steps and evaluations, at
-the engine's step and evaluation times measured by the CPU benchmark ({cpu_machine}, jobs side by
-side as it ran them: `docs/benchmarks-cpu.md`), for the runs it measured. Estimates, not measurements.
+the engine's step and evaluation times measured by the CPU benchmark on each CPU type it ran on
+({cpu_machine}; jobs side by side as it ran them: `docs/benchmarks-cpu*.md`), for the runs it measured
+there: the types differ several-fold in speed. Estimates, not measurements.
 On a CPU, `make report` measures that machine's step times and says how long the rest would take.
 
 ## The CPU estimate against the runs
@@ -254,7 +260,8 @@ On a CPU, `make report` measures that machine's step times and says how long the
 The ledger's CPU-hours and `make report`'s CPU warning come from step and evaluation times measured
 by the CPU benchmark. Here they meet the runs they estimate: the CPU runs trained as the benchmark
 times them (one 1-thread job per core, engine v2 or later), their measured train + test time summed per
-study and engine against the estimate for the same runs (each at the share of its budget it ran).
+study, CPU type and engine against that CPU type's estimate for the same runs (each at the share of its
+budget it ran); runs on a CPU type the benchmark never ran on are left out.
 The benchmark times two identical jobs side by side; in the fill a job's neighbour is whatever else runs,
 and a run paused for a benchmark counts the pause in its wall time. The same table for any results
 folder: `python -m batchwise results estimate-check --results DIR`.
@@ -291,6 +298,6 @@ def publish(paths: list[str | Path], source: str = "", folder: str | Path = "doc
         checked = estimate_check(config, {key: seed_dir for key, (_, seed_dir) in outcome.sources.items()})
         text = README.format(total=len(cells(config)), ledger="\n".join(ledger(config, folder, outcome)),
                              estimate_check="\n".join(checked) or "No CPU run to check yet.",
-                             cpu_machine=recorded_cpu().get("machine", "no record"), date=bw.utc(), notes="\n".join(f"- {n}" for n in outcome.lines()))
+                             cpu_machine="; ".join(c["machine"] for c in recorded_cpus()) or "no record", date=bw.utc(), notes="\n".join(f"- {n}" for n in outcome.lines()))
     (folder / "README.md").write_text(text)
     return f"published {len(added)} new bundle(s) into {folder}: report.pdf, CSVs, README.md ledger"

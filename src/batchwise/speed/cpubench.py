@@ -2,7 +2,7 @@
 every (model, batch size) the CPU studies train, the engine as it was and as it is side by side.
 
     PYTHONPATH=src python -m batchwise.speed.bench cpu [--studies s3_batch_convergence ...] [--rounds 2]
-                                                   [--out docs/benchmarks-cpu]
+                                                   [--add] [--out docs/benchmarks-cpu-<cpu>]
 
 - peak: an fp32 GEMM (2048^3) in one process at every core's thread, and in one 1-thread process per
   core at once; the larger rate is the machine's peak.
@@ -34,7 +34,8 @@ from batchwise import config
 from . import estimate
 from .benchkit import log, sub_env
 
-STUDIES = ("s1_batch_init", "s1_batch1", "s1_cifar_grey", "x1_zero_init", "s3_batch_convergence", "x3_scaled_lr")
+STUDIES = ("s1_batch_init", "s1_batch1", "s1_cifar_grey", "x1_zero_init", "s3_batch_convergence", "x3_scaled_lr",
+           "s4_mobilenet")
 WAS_THREADS, WAS_EVAL_BATCH = 2, 2000
 
 
@@ -215,7 +216,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--min-batch", type=int, default=None, help="leave out smaller batches")
     parser.add_argument("--add", action="store_true",
                         help="add to OUT.json's records (a run of the larger batches after one of the smaller)")
-    parser.add_argument("--out", default="docs/benchmarks-cpu")
+    parser.add_argument("--out", default=None, help="where to write <out>.json and <out>.md (default: this CPU "
+                        "type's file, docs/benchmarks-cpu.json or docs/benchmarks-cpu-<cpu>.json)")
     parser.add_argument("--config", default=str(config.BASE_CONFIG))
     args = parser.parse_args(argv)
     cfg = config.load(Path(args.config))
@@ -228,6 +230,7 @@ def main(argv: list[str]) -> int:
            "command": "PYTHONPATH=src python -m batchwise.speed.bench cpu " + " ".join(argv),
            "load": f"load average at start {os.getloadavg()[0]:.2f}", "peak": {}, "records": []}
     cores = os.cpu_count() or 1
+    args.out = args.out or str(estimate.cpu_file_stem(out["cpu"]))  # one file per CPU type
     if args.add:
         before = json.loads(Path(args.out).with_suffix(".json").read_text())
         out = {**before, "command": before["command"] + "; then " + out["command"],

@@ -244,7 +244,19 @@ def cpu_warning(config: dict, cells: list[Cell], cores: int, threads: int = 1, s
 # recorded measurements: the CPU benchmark's step times, the GPU's (the order of the jobs)
 
 BENCHMARKS = Path(__file__).resolve().parents[3] / "docs" / "benchmarks.json"
+# The CPU benchmark's records, one file per CPU type it ran on (their fp32 peaks differ 5x):
+# docs/benchmarks-cpu.json (the first), docs/benchmarks-cpu-<cpu>.json (`cpu_file_stem`).
 BENCHMARKS_CPU = BENCHMARKS.with_name("benchmarks-cpu.json")
+
+
+def cpu_file_stem(cpu: str, folder: Path = BENCHMARKS.parent) -> Path:
+    """Where the CPU benchmark of a CPU type goes (without suffix): the file that already holds that
+    type, else docs/benchmarks-cpu-<type, lower case, words joined by '-'>."""
+    for rec in recorded_cpus(folder):
+        if rec["cpu"] == cpu:
+            return rec["path"].with_suffix("")
+    slug = "-".join(w for w in "".join(c if c.isalnum() else " " for c in cpu.lower().replace("(r)", "")).split())
+    return folder / f"benchmarks-cpu-{slug or 'unknown'}"
 
 
 def bench_tables(records: list[dict], variant: str) -> dict[str, dict[int, dict[str, float]]]:
@@ -259,26 +271,30 @@ def bench_tables(records: list[dict], variant: str) -> dict[str, dict[int, dict[
 
 
 @functools.cache
-def recorded_cpu(path: Path = BENCHMARKS_CPU) -> dict:
-    """The CPU benchmark's record (docs/benchmarks-cpu.json): {"machine", "jobs", "tables"} of the engine
-    as it is; {} when the file is absent or unreadable."""
-    try:
-        doc = json.loads(Path(path).read_text())
-        records = doc["records"]
-        return {"machine": f"{doc['cpu']}, {doc['cores']} cores, {doc['date'][:10]}",
-                "jobs": records[0]["is"]["jobs"], "tables": bench_tables(records, "is")}
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
-        return {}
+def recorded_cpus(folder: Path = BENCHMARKS.parent) -> tuple[dict, ...]:
+    """The CPU benchmark's records, one per CPU type (docs/benchmarks-cpu*.json, the first CPU type's file
+    first): {"cpu", "machine", "jobs", "tables", "path"} of the engine as it is. A file that is unreadable
+    or holds no record is left out."""
+    out = []
+    for path in sorted(Path(folder).glob("benchmarks-cpu*.json"), key=lambda p: (p.name != BENCHMARKS_CPU.name, p.name)):
+        try:
+            doc = json.loads(path.read_text())
+            records = doc["records"]
+            out.append({"cpu": doc["cpu"], "machine": f"{doc['cpu']}, {doc['cores']} cores, {doc['date'][:10]}",
+                        "jobs": records[0]["is"]["jobs"], "tables": bench_tables(records, "is"), "path": path})
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            continue
+    return tuple(out)
 
 
-def recorded_cpu_seconds(config: dict, spec: dict) -> float | None:
-    """CPU seconds of one run at its full budget on the benchmarked machine (`cell_seconds` at the
-    recorded step times, over the jobs that ran at once); None where the benchmark did not measure it."""
-    rec = recorded_cpu()
-    measured = rec.get("tables", {}).get(json.dumps(_kind(spec)), {})
+def recorded_cpu_seconds(config: dict, spec: dict, cpu: dict) -> float | None:
+    """CPU seconds of one run at its full budget on a benchmarked CPU type (`cpu`: one of `recorded_cpus`;
+    `cell_seconds` at its recorded step times, over the jobs that ran at once); None where that benchmark
+    did not measure the run's model and batch sizes."""
+    measured = cpu["tables"].get(json.dumps(_kind(spec)), {})
     if not covered(spec, measured):
         return None
-    return cell_seconds(config, spec, measured) / rec["jobs"]
+    return cell_seconds(config, spec, measured) / cpu["jobs"]
 
 DEFAULT_STEP_S = 0.001  # a model docs/benchmarks.json has never timed: 1 ms per step
 
