@@ -166,6 +166,7 @@ def test_publish_rebuilds_report_csvs_and_ledger_from_all_bundles(partial_bundle
     publish.publish([partial_bundle], source="CPU session (test)", folder=folder, overlays=(SMOKE,))
     assert (folder / "report.pdf").read_bytes()[:5] == b"%PDF-"
     assert sorted(p.parent.name for p in folder.glob("*/runs.csv")) == sorted(STUDIES)
+    assert (folder / "claims.csv").read_text().startswith("id,")
     assert list((folder / "bundles").glob("two-studies.tar.xz"))
     readme = (folder / "README.md").read_text()
     cfg = bw_config.load(SMOKE)

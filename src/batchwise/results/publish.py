@@ -214,7 +214,8 @@ README = """# The full report, built up run by run
 `report.pdf` is the report of the default config (`config/config.yaml`, every study at its homework
 settings), built from the finished runs in `bundles/`: what `make report` produces once every run is
 done. Until then it says "k of {total} runs done" on its title page and marks the studies and settings
-that have not run yet. `<study>/runs.csv` and `<study>/summary.csv` are its tables.
+that have not run yet. `<study>/runs.csv` and `<study>/summary.csv` are its tables, `claims.csv` every
+homework conclusion's verdict with its numbers and rule.
 
 ## Rebuild the PDF from the bundles, on any machine
 
@@ -295,6 +296,7 @@ def publish(paths: list[str | Path], source: str = "", folder: str | Path = "doc
                 if src.exists():
                     (folder / study).mkdir(exist_ok=True)
                     shutil.copyfile(src, folder / study / table)
+        shutil.copyfile(scratch / "results" / "claims.csv", folder / "claims.csv")
         checked = estimate_check(config, {key: seed_dir for key, (_, seed_dir) in outcome.sources.items()})
         text = README.format(total=len(cells(config)), ledger="\n".join(ledger(config, folder, outcome)),
                              estimate_check="\n".join(checked) or "No CPU run to check yet.",
