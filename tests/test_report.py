@@ -267,7 +267,7 @@ def test_run_records_come_from_the_runs_metrics_and_timing(tmp_path):
         {"device": "cpu", "env": {"device_name": "Intel Xeon", "hostname": "vm", "torch": "2.9.0",
                                   "git": {"commit": "0123456789abcdef"}}}]}))
     timing = dict(report.run_records(tmp_path))["timing pass"]
-    assert "1 settings timed alone, 5 bursts of 20 steps" in timing and "host vm" in timing and "0123456789" in timing
+    assert "1 setting timed alone, 5 bursts of 20 steps" in timing and "host vm" in timing and "0123456789" in timing
     assert report.run_records(tmp_path / "nothing") == []
 
 

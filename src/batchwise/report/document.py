@@ -251,8 +251,9 @@ def _timing_text(path: Path) -> str:
     where = _counted([f"{e.get('device_name') or s.get('device')} (host {e.get('hostname', '?')}, PyTorch "
                       f"{e.get('torch', '?')}, commit {str((e.get('git') or {}).get('commit', '?'))[:10]})"
                       for s, e in zip(settings, envs)]).replace(" run)", " setting)").replace(" runs)", " settings)")
-    return (f"{len(settings)} settings timed alone, {doc.get('bursts', '?')} bursts of {doc.get('steps', '?')} "
-            f"steps each, on {where}; the date is not recorded in timing.json")
+    n, steps = len(settings), doc.get("steps", "?")
+    return (f"{n} setting{'s' if n != 1 else ''} timed alone, {doc.get('bursts', '?')} bursts of {steps} "
+            f"step{'s' if steps != 1 else ''} each, on {where}; the date is not recorded in timing.json")
 
 
 def _which_images(params: dict) -> str:
