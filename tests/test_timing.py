@@ -243,19 +243,19 @@ def test_timing_pass_on_cuda_replays_graphs_for_every_kind_of_step(synthetic_cac
 
 
 def test_report_says_what_the_times_are_and_keeps_the_wall_times():
-    """The results table's note names the compute time and its bursts; the per-run table keeps the
-    run's own wall times beside the compute time ± its standard error; without a timing pass, wall time."""
+    """The results table's note names the compute time and its bursts; the run-times table keeps the
+    runs' own wall times beside the compute time; without a timing pass, wall time."""
     solo = pd.DataFrame([{"study": "s", "cell": "c", "status": "ok", "outcome": "trained", "time_basis": "solo",
                           "timing_bursts": 5, "time_until_stop_s": 9.0, "train_time_s": 2.0, "wall_train_time_s": 8.0,
                           "total_time_s": 2.5, "total_time_s_se": 0.125}])
     note = report.time_note(solo)
     assert note.startswith(f"Times: {aggregate.TIME_BASIS_TEXT} (") and "the mean of 5 interleaved timing bursts" in note
-    assert report._cell_times(solo) == [["s", "c", "trained", "9.00", "8.00", "2.50 ± 0.12"]]
+    assert report.run_time_summary(solo) == [["s", "1 (1 trained)", "9", "8.0", "2.5", "–"]]
     wall = solo.assign(time_basis="wall", train_time_s=8.0).drop(columns=["wall_train_time_s", "timing_bursts"])
     assert report.time_note(wall).startswith("Times: the runs' own wall time (no timing pass yet")
     mixed = pd.concat([solo, wall])
     assert report.time_note(mixed).startswith("Times: the runs' own wall time for 1 of 2 completed runs")
-    assert report._cell_times(wall) == [["s", "c", "trained", "9.00", "8.00", "–"]]
+    assert report.run_time_summary(wall) == [["s", "1 (1 trained)", "9", "8.0", "no timing pass", "–"]]
 
 
 def test_a_figure_of_times_says_which_times_it_plots():

@@ -602,23 +602,6 @@ def _step_kind(done: pd.DataFrame) -> str:
     return text + (f"; {fell_back} of them after a failed capture (see their metrics.json)" if fell_back else "")
 
 
-def _cell_times(runs: pd.DataFrame) -> list[list[str]]:
-    """Per run: its outcome, its own wall times (a diverged run's until it stopped) and, beside them, the
-    compute time the tables use (± its standard error from the timing bursts)."""
-    done = runs[runs["status"] != "no-data"]
-    rows = []
-    for r in done.to_dict("records"):
-        solo = r.get("time_basis") == "solo"
-        wall = r.get("wall_train_time_s") if solo else r.get("train_time_s")
-        compute = "–"
-        if solo and not pd.isna(r.get("total_time_s")):
-            se = r.get("total_time_s_se")
-            compute = f"{r['total_time_s']:.2f}" + ("" if se is None or pd.isna(se) else f" ± {se:.2f}")
-        rows.append([r["study"], r["cell"], r["outcome"], f"{r['time_until_stop_s']:.2f}",
-                     "–" if wall is None or pd.isna(wall) else f"{wall:.2f}", compute])
-    return rows
-
-
 RUN_TIMES_HEADER = ["study", "runs", "wall time until stopped, summed (s)", "wall training time per run, median (s)",
                     "compute time per run, training + evaluation, median (s)",
                     "wall ÷ compute (training + evaluation), median"]
