@@ -83,6 +83,11 @@ class Timed:
     sequence: list[int] = field(default_factory=list)  # each burst's position in the whole pass
     eval_timed_on: list[str] = field(default_factory=list)  # per burst: the setting whose model was evaluated
 
+    @functools.cached_property
+    def evaluation(self) -> str:
+        """This setting's `evaluation_kind`: the settings that share its evaluation timing."""
+        return evaluation_kind(self.spec)
+
 
 def evaluation_kind(spec: dict) -> str:
     """What one evaluation's cost depends on: the spec without its identity and training-only parameters
@@ -269,14 +274,13 @@ def time_settings(specs: list[dict], caches: dict[str, str | Path], bursts: int 
         random.Random(b).shuffle(order)
         evaluated: dict[str, Timed] = {}  # evaluation kind -> the setting that timed it in this burst
         for t in order:
-            kind = evaluation_kind(t.spec)
             try:
-                burst(t, evaluated.get(kind))
+                burst(t, evaluated.get(t.evaluation))
             except torch.cuda.OutOfMemoryError:
                 active.remove(t)
                 _out_of_memory(t.spec, records, log)
                 continue
-            evaluated.setdefault(kind, t)
+            evaluated.setdefault(t.evaluation, t)
             t.sequence.append(len(sequence))
             sequence.append([t.spec["study"], t.spec["setting"], b + 1])
         log(f"burst {b + 1}/{bursts}: {len(active)} settings in {clock() - start:.1f} s")

@@ -234,8 +234,8 @@ def _write_runs(root: Path, config: dict, runs: dict, replace: bool, result: Out
                 # (metrics.json's mtime), whichever bundle comes first. Left untouched unless the
                 # bundle's time is the earlier by more than a bundle's rounding of it: a file whose
                 # time moves makes Snakemake's downstream jobs look out of date.
-                if _finished_at(src) < _finished_at(existing) - SAME_TIME_S:
-                    end = (src / "metrics.json").stat().st_mtime_ns
+                end = (src / "metrics.json").stat().st_mtime_ns
+                if end < (existing / "metrics.json").stat().st_mtime_ns - SAME_TIME_S * 1e9:
                     os.utime(existing / "metrics.json", ns=(end, end))
                 result.identical += 1
                 result.sources[(study, setting, seed)] = (name, existing)
