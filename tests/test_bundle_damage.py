@@ -434,3 +434,19 @@ def test_importing_runs_already_here_leaves_every_file_untouched(tmp_path):
     lines, outcome = try_import(files, other)
     assert lines == [] and outcome.identical == 3 and outcome.imported == []
     assert _times(other) == first
+
+
+def test_the_newest_checkpoint_of_a_seed_wins_in_any_order(base, tmp_path):
+    """An unfinished seed exported twice (its state.pt later in training the second time): the later state
+    is kept, whichever bundle comes first and whether the earlier one was imported before."""
+    state = "checkpoints/t/batch_size=64/seed=1/state.pt"
+    later = [replace(m, data=b"state after more epochs", mtime=m.mtime + 3600) if m.name.endswith(state) else m
+             for m in base]
+    early = write_members(tmp_path / "a-early.tar.xz", base)
+    late = write_members(tmp_path / "b-late.tar.xz", later)
+    for i, batches in enumerate(([[early, late]], [[late, early]], [[early], [late]], [[late], [early]])):
+        work = tmp_path / f"work{i}"
+        work.mkdir()
+        for paths in batches:
+            assert try_import(paths, work)[0] == []
+        assert (work / state).read_bytes() == b"state after more epochs", batches

@@ -10,6 +10,8 @@ Rules (docs/reliability.md, "Results that travel"):
 - a cell whose every seed is then finished goes to results/<study>/<cell>/ (Snakemake plans no job
   for it); a cell with seeds missing goes to checkpoints/<study>/<cell>/seed=<n>/, where a cell job
   finds the seeds that already finished and trains only the others;
+- of several copies of one unfinished seed's checkpoint (bundles, this checkout), the newest is kept:
+  a seed's state only moves forward;
 - a study's timing.json is kept where one exists, unless `replace`;
 - the derived tables of every study that gained runs are removed, so that the next `snakemake`
   aggregates them again (the profile does not re-run jobs on file dates: see docs/reliability.md).
@@ -171,12 +173,19 @@ def plan_and_import(bundle_paths: list[str | Path], config: dict, root: str | Pa
         # Everything is read and checked: only now is anything written, each file atomically, a run's
         # metrics.json after its CSVs.
         _write_runs(root, config, runs, replace, result)
+        # A seed's training state only moves forward: of several copies of one checkpoint file (bundles
+        # exported at different times, this checkout's own), the newest is the furthest trained.
+        newest: dict[Path, tuple[Path, str]] = {}
         for path, rel, name in extra_files:
+            if rel not in newest or path.stat().st_mtime_ns > newest[rel][0].stat().st_mtime_ns:
+                newest[rel] = (path, name)
+        for rel, (path, name) in newest.items():
             dest = root / rel
             if (root / "results" / rel.parts[1] / rel.parts[2]).exists():
                 result.skipped.append(f"{rel} ({name}): that cell finished here; its checkpoint is of no use")
                 continue
-            if dest.exists() and (dest.read_bytes() == path.read_bytes() or not replace):
+            if dest.exists() and (dest.read_bytes() == path.read_bytes() or not (
+                    replace or path.stat().st_mtime_ns > dest.stat().st_mtime_ns + SAME_TIME_S * 1e9)):
                 continue
             _copy(path, dest)
             result.checkpoints += 1
