@@ -6,13 +6,15 @@
 #   make publish BUNDLES="b.tar.xz*" SOURCE="where they ran"
 #                            import bundles into docs/results/full/, rebuild its report.pdf, CSVs, ledger
 # Variables: DATA_DIR (where MNIST/ and cifar10-jpeg/ or cifar-10-batches-py/ live), CORES, GPUS
-# (concurrent training jobs per GPU), CONFIG (an overlay merged onto config/config.yaml, e.g. your
+# (concurrent training jobs per GPU; on a machine without one, per CPU core), CONFIG (an overlay merged onto config/config.yaml, e.g. your
 # own), PYTHON (a Python >= 3.10 to make the venv with).
 
 PYTHON ?= python3
 VENV ?= .venv
 CORES ?= 4
-GPUS ?= 1
+# Training jobs at a time: one per GPU; without an NVIDIA GPU or a Mac's (MPS), one per CPU core, as each
+# CPU job trains on one thread (config train_threads); `--resources gpu=1` there would leave cores idle.
+GPUS ?= $(shell $(PYTHON) -c 'import os, platform, shutil; print(1 if shutil.which("nvidia-smi") or platform.system() == "Darwin" else os.cpu_count() or 1)')
 CONFIG ?= config/config.yaml
 DATA_DIR ?= data
 BIN := $(VENV)/bin
