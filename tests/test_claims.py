@@ -544,7 +544,7 @@ def test_threshold_golden_with_derived_metrics():
     assert r["verdict"] == "supported" and (r["lo"], r["hi"]) == pytest.approx(t_ref([0.25, 0.30, 0.20]))
 
 
-# ------------------------------------------------------------------ never_reaches
+# ------------------------------------------------------------------ not_converged
 
 def convergence_runs(groups: dict[int, list[tuple]], **extra) -> pd.DataFrame:
     """Runs of a 200-epoch sweep with target 98 %: each (outcome, final test accuracy, epoch of the first hit
@@ -558,13 +558,13 @@ def convergence_runs(groups: dict[int, list[tuple]], **extra) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-NEVER = dict(kind="never_reaches", metric="epochs_to_target")
+NEVER = dict(kind="not_converged", metric="epochs_to_target")
 # Homework 001's batch 16 as the full report's runs have it: each touched 98 % in epoch 1 or 2, became
 # unstable and ended as a constant classifier
 BATCH16 = [("failed", 0.1135, 2.0), ("failed", 0.1135, 1.0), ("failed", 0.1028, 1.0)]
 
 
-def test_never_reaches_judges_where_the_runs_end_not_their_first_hit():
+def test_not_converged_judges_where_the_runs_end_not_their_first_hit():
     """Before: 'contradicted, reached reliably', because each run touched the target early. Now: no run
     ended at the target (it points the claim's way), but 0 of 3 has the exact interval 0-70.8 %
     (1 - 0.025^(1/3)), which contains one half: 3 runs cannot show 'most runs do not converge'."""
@@ -581,7 +581,7 @@ def test_never_reaches_judges_where_the_runs_end_not_their_first_hit():
     assert r["groups"][0]["mean"] == 0.0 and math.isnan(r["groups"][0]["std"])   # the share, not an accuracy
 
 
-def test_never_reaches_decides_from_six_runs():
+def test_not_converged_decides_from_six_runs():
     """0 of 6: hi = 1 - 0.025^(1/6) = 0.459 < 1/2, supported; 6 of 6 ending at the target: lo = 0.025^(1/6)
     = 0.541 > 1/2, contradicted; a run that trained but ended below the target (97.9 %, as batch 256 seed 0
     did) did not converge; a diverged run did not either."""
@@ -600,7 +600,7 @@ def test_never_reaches_decides_from_six_runs():
     assert "3 of 6 had touched it on the way (first in epoch 3, 3, 3), all of them falling back" in r["evidence"]
 
 
-def test_never_reaches_counts_a_stop_at_the_target_and_needs_min_runs():
+def test_not_converged_counts_a_stop_at_the_target_and_needs_min_runs():
     stopped = convergence_runs({16: [("trained", 0.975, 4.0)] * 6}, stop_at_target=True)   # stopped on a check
     assert run_one(claim({**NEVER, "select": {"batch_size": 16}}), stopped)["verdict"] == "contradicted"
     two = run_one(claim({**NEVER, "select": {"batch_size": 16}}), convergence_runs({16: BATCH16[:2]}))
@@ -830,7 +830,11 @@ def test_side_by_side():
     assert shown.loc[0, "Accuracy (%) — ours"] == "96.0 ± 1.0 (n=3)"
     assert shown.loc[0, "Accuracy (%) — difference"] == "+0.3"
     assert shown.loc[0, "Time (ms) — ours"] == "500 ± 0 (n=3)"
-    assert shown.loc[0, "Time (ms) — difference"] == "−76"
+    # seconds of two machines do not subtract: each source's time relative to its first row
+    assert "Time (ms) — difference" not in shown.columns
+    assert shown.loc[0, "Time (ms) — ratio to first row (homework; ours)"] == "×1.00; ×1.00"
+    assert shown.loc[1, "Time (ms) — ratio to first row (homework; ours)"] == "×0.23; —"
+    assert shown.loc[2, "Time (ms) — ratio to first row (homework; ours)"] == "×0.17; ×1.20"
     assert shown.loc[1, "Accuracy (%) — ours"] == "not run"
     # trained runs only: 96.5 ± 0.7 from 2 of 4; the failed run's 10 % and the diverged run stay out
     assert shown.loc[2, "Accuracy (%) — ours"] == "96.5 ± 0.7 (2 of 4 trained, 1 diverged)"
@@ -840,6 +844,7 @@ def test_side_by_side():
     assert num.loc[0, "final_test_acc_std"] == pytest.approx(1.0)
     assert num.loc[0, "final_test_acc_diff"] == pytest.approx(0.3)
     assert num.loc[0, "final_test_acc_n"] == 3
+    assert num.loc[2, "train_time_s_ratio_ours"] == pytest.approx(1.2) and math.isnan(num.loc[2, "train_time_s_diff"])
     assert (num.loc[2, "final_test_acc_n"], num.loc[2, "final_test_acc_n_runs"],
             num.loc[2, "final_test_acc_n_trained"]) == (2, 4, 2)
     assert math.isnan(num.loc[1, "final_test_acc_mean"]) and num.loc[1, "final_test_acc_n"] == 0
@@ -1052,3 +1057,53 @@ def test_verdicts_file_holds_every_verdict_its_numbers_and_rule(tmp_path):
     assert list(frame.columns[:10]) == ["id", "homework", "study", "source", "quote_kind", "quote", "english",
                                         "kind", "metric", "verdict"]
     assert frame.loc[0, "homework"] == "002" and frame.loc[3, "verdict"] == "supported"
+
+
+# ------------------------------------------------------------------ times: shared timing, hardware, goal
+
+def test_a_time_shared_by_its_runs_carries_the_timing_error_and_the_clock_it_was_read_on():
+    """Three runs of a setting share one timing (no spread by construction): the evidence gives the
+    timing pass's standard error as the ±, not 0, and says which device and threads timed them."""
+    solo = dict(time_basis="solo", timing_bursts=5, timed_on="AMD EPYC", timed_threads=1)
+    runs = pd.concat([
+        make_runs("st", {(64,): [710.0] * 3}, ("batch_size",), "train_time_s", train_time_s_se=30.0, **solo),
+        make_runs("st", {(1000,): [980.0] * 3}, ("batch_size",), "train_time_s", train_time_s_se=10.0, **solo)])
+    r = run_one(claim(dict(kind="compare", metric="train_time_s", a={"batch_size": 1000},
+                           b={"batch_size": 64}, expect="less")), runs)
+    # per setting: its 3 runs share one error: (3 x 30 / 3)² -> 30 s, not 30/√3
+    assert ("batch 64: 710.0 ± 30.00 s (n=3; ± is the timing standard error, ≥ 5 bursts, one timing "
+            "shared by the runs)") in r["evidence"]
+    assert r["evidence"].endswith("; times timed alone on AMD EPYC, 1 thread")
+    assert r["groups"][0]["one_timing"] and r["groups"][0]["timing_se"] == pytest.approx(10.0)
+    assert r["verdict"] == "contradicted"   # 270 s slower, timing errors 10 and 30 s
+    wall = runs.assign(time_basis="wall", timed_on="Intel Xeon", timed_threads=2)
+    wall.loc[wall["batch_size"] == 64, "train_time_s"] = [700.0, 710.0, 720.0]
+    r = run_one(claim(dict(kind="compare", metric="train_time_s", a={"batch_size": 1000},
+                           b={"batch_size": 64}, expect="less")), wall)
+    assert "batch 64: 710.0 ± 10.0 s (n=3)" in r["evidence"]
+    assert r["evidence"].endswith("; times the runs' own wall time on Intel Xeon, 2 threads")
+
+
+def test_goal_columns_read_the_first_epoch_at_the_goal_off_the_history():
+    from batchwise.results.aggregate import goal_columns
+    history = pd.DataFrame({"epoch": [1, 2, 3, 4], "test_acc": [0.90, 0.949, 0.95, 0.97]})
+    # 0.95 is reached in epoch 3 (0.949 is not): 3 epochs x 2.0 s, its error 3 x 0.1 s
+    assert goal_columns(history, 0.95, 2.0, 0.1) == {"epochs_to_goal": 3, "time_to_goal_s": 6.0,
+                                                     "time_to_goal_s_se": pytest.approx(0.3)}
+    assert goal_columns(history, 0.98, 2.0, 0.1) == {"epochs_to_goal": None, "time_to_goal_s": None,
+                                                     "time_to_goal_s_se": None}
+    assert goal_columns(history, 0.90, 2.0) == {"epochs_to_goal": 1, "time_to_goal_s": 2.0,
+                                                "time_to_goal_s_se": None}
+
+
+def test_time_to_goal_counts_a_run_that_never_got_there_as_never():
+    """BN reaches the goal in 1, 1, 2 epochs of 4 s; no BN in 3, 3 epochs of 3 s and one run fails: a
+    failed run never reaches it, so BN is faster counting every run (rank-sum, as for any to-target
+    metric)."""
+    bn = make_runs("st", {(True,): [4.0, 4.0, 8.0]}, ("bn",), "time_to_goal_s", time_basis="wall")
+    plain = make_runs("st", {(False,): [9.0, 9.0, ("failed", math.nan)]}, ("bn",), "time_to_goal_s",
+                      time_basis="wall")
+    r = run_one(claim(dict(kind="compare", metric="time_to_goal_s", a={"bn": True}, b={"bn": False},
+                           expect="less")), pd.concat([bn, plain]))
+    assert "counted as never" in r["evidence"] or "never" in r["reason"]
+    assert r["groups"][1]["n_trained"] == 2 and r["groups"][1]["n_runs"] == 3

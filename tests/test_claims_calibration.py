@@ -266,12 +266,12 @@ def test_every_rule_kind_has_a_null_case():
     assert {c.kind for c in null.CASES} == set(REGISTRY)
 
 
-@pytest.mark.parametrize("kind", ["never_reaches", "trains_more", "trained_share", "collapse"])
+@pytest.mark.parametrize("kind", ["not_converged", "trains_more", "trained_share", "collapse"])
 @pytest.mark.parametrize("n", [3, 5])
 def test_share_rules_decide_at_most_5_percent_exactly(kind, n):
     """Every k of n weighted by its binomial probability at the share on the bound (for two shares, the worst
     common share): with Wilson's and Newcombe's intervals trained_share, collapse and trains_more decided
-    6.25 % of the time at n = 5, never_reaches (0 of n: supported, n of n: contradicted) 25 % at n = 3."""
+    6.25 % of the time at n = 5, not_converged (0 of n: supported, n of n: contradicted) 25 % at n = 3."""
     sup, con, _ = null.rates(_case(kind), n, draws=0)
     assert sup + con <= 0.05
 
@@ -281,7 +281,7 @@ def test_share_rule_decides_from_six_runs_at_the_exact_rate():
     against one half, 2 / 64 of the time."""
     sup, con, _ = null.rates(_case("trained_share"), 6, draws=0)
     assert (sup, con) == pytest.approx((0.5 ** 6, 0.5 ** 6))
-    sup, con, _ = null.rates(_case("never_reaches"), 6, draws=0)
+    sup, con, _ = null.rates(_case("not_converged"), 6, draws=0)
     assert (sup, con) == pytest.approx((0.5 ** 6, 0.5 ** 6))
 
 

@@ -268,7 +268,7 @@ C1, C2, T1 = "s1-large-batch-overfits", "s1-batch64-best-accuracy", "hw000-batch
 FILE_CASES = {
     "claim with a rule kind the evaluator does not know": (
         "claims", lambda d: claim(d, C1)["rule"].update(kind="compares"),
-        f"claims[{C1}].rule.kind", ["'compares'", "not a known rule kind", "compare_each", "never_reaches"]),
+        f"claims[{C1}].rule.kind", ["'compares'", "not a known rule kind", "compare_each", "not_converged"]),
     "claim with an unknown metric": (
         "claims", lambda d: claim(d, C1)["rule"].update(metric="test_accuracy"),
         f"claims[{C1}].rule.metric", ["'test_accuracy'", "final_test_acc"]),

@@ -105,12 +105,12 @@ def test_findings_page_gives_verdict_numbers_spread_and_what_is_missing():
     assert got == [{
         "id": "002", "title": "BN x lr", "homework": "002", "beyond": False,
         "lines": [{"verdict": "contradicted", "phrase": "does not hold up", "english": "BN rescues lr 0.5",
-                   "seeds": "bn=true, lr=0.5: 50.00 ± 40.00 % (5 runs); bn=false, lr=0.5: 98.00 % (1 of 5 runs trained)",
-                   "evidence": "", "device_note": ""},
+                   "seeds": "bn=true, lr=0.5: 50.00 ± 40.00 % (5 runs); bn=false, lr=0.5: 98.00 % (mean over the 1 of 5 runs that trained)",
+                   "evidence": "", "device_note": "", "hardware": ""},
                   {"verdict": "inconclusive", "phrase": "not settled", "english": "time falls", "seeds": "",
-                   "evidence": "e2", "device_note": "s3: mixed"},
+                   "evidence": "e2", "device_note": "s3: mixed", "hardware": ""},
                   {"verdict": "inconclusive", "phrase": "not settled", "english": "BN tolerates a higher lr",
-                   "seeds": "", "evidence": "BN 3.2 [0.5, 9]", "device_note": ""}],
+                   "seeds": "", "evidence": "BN 3.2 [0.5, 9]", "device_note": "", "hardware": ""}],
         "waiting": ["zeros give 11 %"], "unrun_studies": ["S9"]}]
     page = report.render_html({"findings": got, "homeworks": [], "provenance": [], "verdict_counts": {},
                                "progress": {"show": False}})
@@ -168,6 +168,22 @@ def test_a_spread_below_float_rounding_shows_as_zero():
     assert report.spread(0.9909, 0.0002, "final_test_acc") == "0.02"
 
 
+def test_a_time_shared_by_its_runs_shows_the_timing_error_not_a_zero_spread():
+    """Summary rows from the timing pass carry its standard error; the table and the findings page show
+    it (a zero spread of runs that share one timing says nothing), and a mean over failed runs says so."""
+    rows = pd.DataFrame([{"metric": "train_time_s", "n": 3, "n_runs": 3, "n_trained": 3, "n_failed": 0,
+                          "mean": 710.0, "std": 1.39e-13, "basis": "trained", "timing_se": 9.66}])
+    assert report.mean_std(rows, "train_time_s") == "710 (SE 9.66)"
+    shared = {"label": "batch 1000", "mean": 979.9, "std": 0.0, "n": 3, "n_runs": 3, "n_trained": 3,
+              "one_timing": True, "timing_se": 9.66, "basis": "trained"}
+    assert report._group_text(shared, "total_time_s") == "batch 1000: 980 s (timing SE 9.66 s) (3 runs, one timing shared)"
+    mixed = {"label": "BN, lr 0.5", "mean": 0.4335, "std": 0.4383, "n": 5, "n_runs": 5, "n_trained": 2, "basis": "all"}
+    assert report._group_text(mixed, "final_test_acc") == (
+        "BN, lr 0.5: 43.35 ± 43.83 % (mean over all 5 runs, 2 of them trained)")
+    none = {"label": "no BN", "mean": 0.11, "std": 0.01, "n": 5, "n_runs": 5, "n_trained": 0, "basis": "failed"}
+    assert report._group_text(none, "final_test_acc").endswith("(none of 5 trained: mean over the 5 runs that failed)")
+
+
 def test_a_study_id_may_wrap_after_its_underscores_and_stays_escaped():
     from batchwise.report.document import breakable
     assert str(breakable("s3_batch<x>")) == "s3_<wbr>batch&lt;x&gt;"
@@ -183,7 +199,9 @@ def test_time_columns_say_wall_time_where_no_run_has_the_timing_pass():
 
 def test_a_homework_table_of_more_than_two_metrics_gets_a_row_per_metric():
     """Three columns per metric overflow A4 beyond two metrics (homework 003's table has four)."""
-    wide = {"key": ["batch_size"], "columns": [{"label": "Loss"}, {"label": "Acc (%)"}, {"label": "Test loss"}]}
+    wide = {"key": ["batch_size"], "columns": [{"label": "Loss", "metric": "final_running_loss"},
+                                               {"label": "Acc (%)", "metric": "final_running_acc"},
+                                               {"label": "Test loss", "metric": "final_test_loss"}]}
     frame = pd.DataFrame([{"batch_size": "16", "Loss — homework": "0.1", "Loss — ours": "0.2 (n=3)",
                            "Loss — difference": "+0.1", "Acc (%) — homework": "90.0", "Acc (%) — ours": "not run",
                            "Acc (%) — difference": "not run", "Test loss — homework": "1.0",

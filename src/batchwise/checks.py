@@ -138,7 +138,7 @@ def claim_errors(config: dict, studies: Studies, label: str, claim: Any, index: 
     lines += [f"{where}.rule.{k}: missing; rule '{kind}' requires it" for k in required if k not in rule]
     lines += [f"{where}.rule.{k}: unknown key for rule '{kind}'; allowed: {', '.join(('kind', *required, *optional))}"
               for k in rule if k not in (*required, *optional, "kind")]
-    metrics = claims_mod.NEVER_METRICS if kind == "never_reaches" else claims_mod.METRICS
+    metrics = claims_mod.NEVER_METRICS if kind == "not_converged" else claims_mod.METRICS
     if "metric" in rule and rule["metric"] not in metrics:
         lines.append(f"{where}.rule.metric: {_show(rule['metric'])} is not a metric rule '{kind}' can use; "
                      f"allowed: {', '.join(sorted(metrics))}")

@@ -73,6 +73,8 @@ RUN_METRICS = (
     # the extension studies: learning rate after scaling, exact steps and images to the target (stop at
     # target), median gradient noise scale over epochs, share of test images given to the top class
     "lr_effective", "steps_to_target", "examples_to_target", "noise_scale", "top_pred_share",
+    # read off the per-epoch history at a study's `goal_acc` (aggregate.goal_columns), not from metrics.json
+    "epochs_to_goal", "time_to_goal_s",
 )
 # Figure kinds that need an `x` (a grid key on their horizontal axis).
 FIGURES_WITH_X = ("sweep", "trained_share", "to_target")

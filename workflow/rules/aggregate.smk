@@ -19,6 +19,7 @@ rule aggregate_study:
     params:
         grid_keys=lambda w: list(config["studies"][w.study]["grid"]),
         failure_margin=config["verdict"]["failure_margin"],
+        goal_acc=lambda w: config["studies"][w.study].get("goal_acc"),
         metrics=lambda w: metrics_files(w.study),
     conda:
         "../../envs/batchwise.yaml"

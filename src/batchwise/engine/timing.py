@@ -44,6 +44,7 @@ evaluations run on the run's own stream, as in training. fp32 is pinned (no TF32
 """
 from __future__ import annotations
 
+import datetime
 import functools
 import json
 import math
@@ -291,14 +292,20 @@ def time_settings(specs: list[dict], caches: dict[str, str | Path], bursts: int 
     return {"records": [records[(s["study"], s["setting"])] for s in specs], "sequence": sequence}
 
 
+def _utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
 def time_studies(specs: list[dict], caches: dict[str, str | Path], outs: dict[str, str | Path], bursts: int = 5,
                  steps: int = 20, warmup: int = 10, log: Callable[[str], None] = print) -> dict:
     """The timing pass of every setting in `specs`, written as one JSON file per study (`outs`: study
     -> path); a study without settings here gets a file without records."""
+    started = _utc_now()
     result = time_settings(specs, caches, bursts, steps, warmup, log)
+    when = {"started": started, "finished": _utc_now(), "threads": torch.get_num_threads()}
     for study, path in outs.items():
         atomic_write_json(Path(path), {
-            "schema": 2, "bursts": bursts, "steps": steps, "warmup": warmup,
+            "schema": 2, "bursts": bursts, "steps": steps, "warmup": warmup, **when,
             "settings": [r for r in result["records"] if r["study"] == study],
             "sequence": result["sequence"],  # the whole pass, every study: the interleaving as it ran
         })

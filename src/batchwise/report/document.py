@@ -28,6 +28,8 @@ TEMPLATES = REPO / "reports" / "templates"
 # Columns of each study's results table; the target columns appear only where a target is set.
 RESULT_METRICS = ["final_test_acc", "final_train_acc", "final_test_loss", "train_time_s", "mean_epoch_s"]
 TARGET_METRICS = ["epochs_to_target", "time_to_target_s"]
+# Where a study names a goal accuracy, the epochs and compute time to it, read off the per-epoch history.
+GOAL_METRICS = ["epochs_to_goal", "time_to_goal_s"]
 # Where runs stop at the target (or the learning rate is scaled), the exact steps to it (and the rate used).
 STOP_METRICS = ["steps_to_target"]
 # How and when each number is measured; the report's Methods chapter shows this list.
@@ -62,6 +64,11 @@ METRIC_DEFINITIONS = [
      "training images up to then, and the compute time of those steps (evaluation not counted); a check "
      "that stops early gives the verdict the whole test set gives; 'never "
      "(k/n)' where a run did not reach it."),
+    ("epochs / time to the goal accuracy", "where a study names a goal_acc (a claim about how fast a "
+     "setting trains): the first epoch whose end-of-epoch test accuracy reaches it, read off the run's "
+     "per-epoch history, and that many epochs of compute time (time per epoch x epochs, evaluation not "
+     "counted). Whole epochs: runs checked once an epoch are told apart by whole epochs only. A run that "
+     "never reached it, or did not train, counts as never."),
     ("learning rate used", "lr, scaled with the batch size where lr_scaling asks: x B/base_batch_size (linear) "
      "or x (B/base_batch_size)^1/2 (sqrt); reached after warmup_epochs of linear warm-up."),
     ("gradient noise scale", "B_simple = tr(Σ)/|G|², from the mean squared norm of mini-batch gradients at the two "
@@ -94,9 +101,14 @@ def mean_std(group: pd.DataFrame, metric: str) -> str:
     runs that have the metric where not all of them do."""
     row = group[group["metric"] == metric].iloc[0]
     if row["n"] == 0:
-        return f"never (0/{row['n_runs']})" if metric in TARGET_METRICS + STOP_METRICS and row["basis"] != "none" else "–"
+        never = metric in TARGET_METRICS + STOP_METRICS + GOAL_METRICS and row["basis"] != "none"
+        return f"never (0/{row['n_runs']})" if never else "–"
     text = fmt(row["mean"], metric)
-    if row["n"] > 1 and not pd.isna(row["std"]):
+    se = row.get("timing_se")
+    if not pd.isna(se) and (pd.isna(row["std"]) or abs(row["std"]) <= 1e-9 * abs(row["mean"])):
+        # the runs share one timing (their spread is 0 by construction): its error is the uncertainty
+        text += f" (SE {fmt(se, metric)})"
+    elif row["n"] > 1 and not pd.isna(row["std"]):
         text += f" ± {spread(row['mean'], row['std'], metric)}"
     measured = row["n_trained"] or row["n_failed"]
     if row["n"] < measured:
@@ -117,6 +129,7 @@ def result_metrics(study: dict) -> list[str]:
     where the learning rate is scaled, the rate used is shown."""
     params, grid = study["params"], study["grid"]
     metrics = RESULT_METRICS + (TARGET_METRICS if params.get("target_acc") or "target_acc" in grid else [])
+    metrics += GOAL_METRICS if study.get("goal_acc") else []
     if params.get("stop_at_target") or any(grid.get("stop_at_target", [])):
         metrics = [m for m in metrics if m not in ("final_train_acc", "final_test_loss")] + STOP_METRICS
     if "lr_scaling" in grid or params.get("lr_scaling", "none") != "none":
@@ -254,8 +267,11 @@ def _timing_text(path: Path) -> str:
                       f"{e.get('torch', '?')}, commit {str((e.get('git') or {}).get('commit', '?'))[:10]})"
                       for s, e in zip(settings, envs)]).replace(" run)", " setting)").replace(" runs)", " settings)")
     n, steps = len(settings), doc.get("steps", "?")
+    threads = f", {doc['threads']} thread{'s' if doc['threads'] != 1 else ''}" if doc.get("threads") else ""
+    when = (f"from {doc['started']} to {doc['finished']}" if doc.get("started")
+            else "date and threads not recorded (a timing file from before they were kept)")
     return (f"{n} setting{'s' if n != 1 else ''} timed alone, {doc.get('bursts', '?')} bursts of {steps} "
-            f"step{'s' if steps != 1 else ''} each, on {where}; the date is not recorded in timing.json")
+            f"step{'s' if steps != 1 else ''} each, on {where}{threads}; {when}")
 
 
 def _which_images(params: dict) -> str:
@@ -368,10 +384,11 @@ def homework_table_layout(table: dict, frame: pd.DataFrame) -> tuple[list[str], 
     difference)."""
     if len(table["columns"]) <= WIDE_TABLE_METRICS:
         return list(frame.columns), frame.astype(str).values.tolist()
-    parts = ("homework", "ours", "difference")
-    rows = [[*(str(row[k]) for k in table["key"]), col["label"], *(str(row[f"{col['label']} — {p}"]) for p in parts)]
+    third = {claims_mod.time_column_part(col["metric"]) for col in table["columns"]}
+    rows = [[*(str(row[k]) for k in table["key"]), col["label"],
+             *(str(row[f"{col['label']} — {p}"]) for p in ("homework", "ours", claims_mod.time_column_part(col["metric"])))]
             for _, row in frame.iterrows() for col in table["columns"]]
-    return [*table["key"], "metric", *parts], rows
+    return [*table["key"], "metric", "homework", "ours", " / ".join(sorted(third))], rows
 
 
 NO_RUNS_COLUMNS = ["study", "setting", "cell", "seed", "status", "outcome", "device", "commit", "finished",
@@ -394,18 +411,32 @@ FINDING_GROUPS = 4   # groups of runs shown per claim on the findings page; the 
 def _group_text(group: dict, metric: str) -> str:
     """'bn=true, lr=0.5: 97.54 ± 0.21 % over 5 runs' (with how many trained, where not all did)."""
     unit = " %" if metric in PERCENT else (" s" if metric.endswith("_s") else "")
-    if not group.get("n"):
+    n = group.get("n") or 0
+    if not n:
         value = "no measured run"
+    elif group.get("one_timing"):
+        value = f"{fmt(group['mean'], metric)}{unit} (timing SE {fmt(group['timing_se'], metric)}{unit})"
     else:
         value = fmt(group["mean"], metric) + unit
-        if group["n"] > 1 and not pd.isna(group.get("std")):
+        if n > 1 and not pd.isna(group.get("std")):
             value = f"{fmt(group['mean'], metric)} ± {spread(group['mean'], group['std'], metric)}{unit}"
-    runs = group.get("n_runs") or group.get("n") or 0
-    trained = group.get("n_trained")
-    count = f"{group['n']} run{'s' if group['n'] != 1 else ''}" if group.get("n") else ""
-    if runs and trained is not None and trained < runs:
-        count = f"{trained} of {runs} runs trained"
-    return f"{group['label']}: {value}" + (f" ({count})" if count else "")
+    return f"{group['label']}: {value}" + (f" ({_count_text(group)})" if n else "")
+
+
+def _count_text(group: dict) -> str:
+    """Which runs a group's mean is over: all of them, the ones that trained, or, where the rule counts
+    every run (`basis` "all"), the failed ones too: a reader must know a mean mixes outcomes."""
+    n, runs, trained = group["n"], group.get("n_runs") or group["n"], group.get("n_trained")
+    runs_word = f"{n} run{'s' if n != 1 else ''}"
+    shared = ", one timing shared" if group.get("one_timing") and n > 1 else ""
+    if trained is None or trained >= runs:
+        return runs_word + shared
+    if group.get("basis") == "all":
+        over = f"all {runs} runs" if n == runs else f"{n} of {runs} runs (the rest diverged)"
+        return f"mean over {over}, {trained} of them trained{shared}"
+    if group.get("basis") == "failed":
+        return f"none of {runs} trained: mean over the {runs_word} that failed{shared}"
+    return f"mean over the {trained} of {runs} runs that trained{shared}"
 
 
 def findings(chapters: list[dict], studies: list[dict]) -> list[dict]:
@@ -427,7 +458,8 @@ def findings(chapters: list[dict], studies: list[dict]) -> list[dict]:
             lines.append({"verdict": c["verdict"], "phrase": VERDICT_PHRASES.get(c["verdict"], c["verdict"]),
                           "english": c["english"],
                           "seeds": "; ".join(groups) + (f"; {more} more groups in the chapter" if more > 0 else ""),
-                          "evidence": "" if groups else c["evidence"], "device_note": c.get("device_note", "")})
+                          "evidence": "" if groups else c["evidence"], "device_note": c.get("device_note", ""),
+                          "hardware": c.get("hardware", "") if groups else ""})
         unrun = [s["title"] for s in hw["studies"] if s["meta"].get("not_run_yet") or s["meta"].get("no_data")]
         out.append({"id": hw["id"], "title": hw["title"], "homework": hw["homework"], "beyond": hw["beyond"],
                     "lines": lines, "waiting": waiting, "unrun_studies": unrun})

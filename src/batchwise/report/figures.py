@@ -47,7 +47,8 @@ LABELS = {
     "train_time_s": "training compute time (s)", "mean_epoch_s": "compute time per epoch (s)",
     "total_time_s": "train + test compute time (s)", "eval_time_s": "evaluation compute time (s)",
     "epochs_to_target": "epochs to target accuracy", "time_to_target_s": "compute time to target (s)",
-    "steps_to_target": "steps to target accuracy", "examples_to_target": "images to target accuracy",
+    "steps_to_target": "steps to target accuracy", "epochs_to_goal": "epochs to the goal accuracy",
+    "time_to_goal_s": "compute time to the goal accuracy (s)", "examples_to_target": "images to target accuracy",
     "noise_scale": "gradient noise scale B_simple", "lr_effective": "learning rate used",
     "top_pred_share": "share of the most predicted class (%)",
 }

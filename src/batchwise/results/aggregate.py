@@ -51,7 +51,7 @@ def _utc(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-TIME_METRICS = ("train_time_s", "eval_time_s", "total_time_s", "mean_epoch_s", "time_to_target_s")
+TIME_METRICS = ("train_time_s", "eval_time_s", "total_time_s", "mean_epoch_s", "time_to_target_s", "time_to_goal_s")
 TIME_BASIS_TEXT = "compute time, measured alone: s/step x steps + evaluation"
 
 
@@ -147,7 +147,7 @@ def solo_times(m: dict, timing: dict) -> dict:
     }
     bursts["total_time_s"] = [a + b for a, b in zip(bursts["train_time_s"], bursts["eval_time_s"])]
     out = {"timing_bursts": n}
-    for metric in TIME_METRICS:
+    for metric in bursts:
         values = bursts[metric]
         out[metric] = statistics.fmean(values) if values is not None else None
         out[f"{metric}_se"] = (statistics.stdev(values) / math.sqrt(len(values))
@@ -155,19 +155,38 @@ def solo_times(m: dict, timing: dict) -> dict:
     return out
 
 
+def goal_columns(history: pd.DataFrame, goal_acc: float, mean_epoch_s: float | None,
+                 mean_epoch_s_se: float | None = None) -> dict:
+    """Epochs and compute time to a study's goal accuracy, read off a run's per-epoch history: the first
+    epoch whose end-of-epoch test accuracy is at least `goal_acc`, and that many epochs of steps
+    (`mean_epoch_s`, the run's time per epoch, with its timing standard error where it has one). Whole
+    epochs: a run checked once an epoch can be told apart from another only by a whole epoch. None
+    where the run never reached it."""
+    reached = history.loc[pd.to_numeric(history["test_acc"], errors="coerce") >= round(goal_acc, 9), "epoch"]
+    if reached.empty:
+        return {"epochs_to_goal": None, "time_to_goal_s": None, "time_to_goal_s_se": None}
+    k = int(reached.iloc[0])
+    time = k * mean_epoch_s if mean_epoch_s is not None and not pd.isna(mean_epoch_s) else None
+    se = k * mean_epoch_s_se if time is not None and mean_epoch_s_se is not None and not pd.isna(mean_epoch_s_se) else None
+    return {"epochs_to_goal": k, "time_to_goal_s": time, "time_to_goal_s_se": se}
+
+
 def load_timing(path: str | Path | None) -> dict[str, dict]:
     """The solo timing records of a study, by setting ({} without a timing file; records of settings
     that were not timed, or of an older format without bursts, are left out)."""
     if not path or not Path(path).exists():
         return {}
-    return {r["setting"]: r for r in json.loads(Path(path).read_text())["settings"] if "step_s_bursts" in r}
+    doc = json.loads(Path(path).read_text())
+    # the pass's thread count is recorded once for the file (None in files from before it was kept)
+    return {r["setting"]: {**r, "threads": doc.get("threads")} for r in doc["settings"] if "step_s_bursts" in r}
 
 
 def runs_table(metrics_files: list[str | Path], grid_keys: list[str], failure_margin: float = 0.02,
-               timing: str | Path | None = None) -> pd.DataFrame:
+               timing: str | Path | None = None, goal_acc: float | None = None) -> pd.DataFrame:
     """One row per run: identity, resolved parameters, outcome and final metrics. With the study's
     timing file, the time metrics are the solo ones (`solo_times`) and the run's own wall-clock
-    figures move to `wall_*` columns (provenance)."""
+    figures move to `wall_*` columns (provenance). With a `goal_acc`, epochs and time to it from each
+    run's history.csv (`goal_columns`)."""
     solo = load_timing(timing)
     rows = []
     for path in metrics_files:
@@ -184,6 +203,13 @@ def runs_table(metrics_files: list[str | Path], grid_keys: list[str], failure_ma
         if m["setting"] in solo and m.get("status") == "ok":
             row.update({f"wall_{k}": row[k] for k in TIME_METRICS})
             row.update(solo_times(m, solo[m["setting"]]), time_basis="solo")
+        if goal_acc is not None and m.get("status") == "ok" and not row["diverged"]:
+            row.update(goal_columns(pd.read_csv(Path(path).parent / "history.csv"), goal_acc,
+                                    row.get("mean_epoch_s"), row.get("mean_epoch_s_se")))
+        # whose clock the times are: the timing pass's device and threads, else the run's own
+        timed = solo[m["setting"]] if row["time_basis"] == "solo" else m
+        row["timed_on"] = (timed.get("env") or {}).get("device_name")
+        row["timed_threads"] = timed.get("threads") if row["time_basis"] == "solo" else (m.get("engine") or {}).get("threads")
         row.update(prediction_columns(m))
         row["device"] = m.get("env", {}).get("device_name")
         row["device_type"] = device_type(m.get("device"))   # cpu / cuda / mps: whose arithmetic, not which chip
@@ -222,9 +248,20 @@ def measured_runs(group: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return group.iloc[0:0], "none"
 
 
+def timing_se(runs: pd.DataFrame, metric: str) -> float | None:
+    """The timing pass's standard error of a time metric, for runs of one setting that have it
+    (`solo_times`: one timing, shared by the setting's runs); None for other metrics and wall times."""
+    column = f"{metric}_se"
+    if metric not in TIME_METRICS or column not in runs.columns:
+        return None
+    se = pd.to_numeric(runs[column], errors="coerce").dropna()
+    return float(se.mean()) if len(se) else None
+
+
 def summary_table(runs: pd.DataFrame, grid_keys: list[str]) -> pd.DataFrame:
     """Tidy summary: one row per (setting, metric) with mean, std (ddof 1), min, max and n over the
-    runs `measured_runs` picks, and the setting's outcome counts.
+    runs `measured_runs` picks, the setting's outcome counts, and for a time from the timing pass its
+    standard error (`timing_se`).
 
     n counts the runs that have the metric (e.g. runs that reached the target accuracy), and
     n_runs all runs of the setting, so "reached in 2 of 3 runs" and "2 of 3 trained" can be said.
@@ -240,7 +277,8 @@ def summary_table(runs: pd.DataFrame, grid_keys: list[str]) -> pd.DataFrame:
             rows.append({**ident, "metric": metric, "mean": values.mean() if len(values) else None,
                          "std": values.std(ddof=1) if len(values) > 1 else None,
                          "min": values.min() if len(values) else None, "max": values.max() if len(values) else None,
-                         "n": len(values), "n_runs": len(group), **counts, "basis": basis})
+                         "n": len(values), "n_runs": len(group), **counts, "basis": basis,
+                         "timing_se": timing_se(chosen, metric)})
     return pd.DataFrame(rows)
 
 
@@ -261,12 +299,13 @@ def long_curves(run_dirs: list[str | Path], filename: str, runs: pd.DataFrame) -
 
 
 def aggregate_study(metrics_files: list[str | Path], grid_keys: list[str], out_dir: str | Path,
-                    failure_margin: float = 0.02, timing: str | Path | None = None) -> None:
+                    failure_margin: float = 0.02, timing: str | Path | None = None,
+                    goal_acc: float | None = None) -> None:
     """Write runs.csv, summary.csv, history.csv and iterations.csv of one study into `out_dir`."""
     from batchwise.files import atomic_write_text
 
     out_dir = Path(out_dir)
-    runs = runs_table(metrics_files, grid_keys, failure_margin, timing)
+    runs = runs_table(metrics_files, grid_keys, failure_margin, timing, goal_acc)
     cell_dirs = [Path(p).parent for p in metrics_files]
     tables = {
         "runs.csv": runs,

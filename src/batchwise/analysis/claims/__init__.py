@@ -46,7 +46,7 @@ the verdicts file the workflow writes and the report renders.
 from __future__ import annotations
 
 from .evaluate import evaluate_claims
-from .homework import load_homework_tables, side_by_side
+from .homework import load_homework_tables, side_by_side, time_column_part
 from .loading import CLAIM_KEYS, claim_selectors, load_claims
 from .verdicts import judge, read_verdicts, write_verdicts
 from .registry import REGISTRY, RULE_KINDS, documented_kinds
@@ -62,6 +62,7 @@ __all__ = [
     "verdict_rule_text",
     "load_homework_tables",
     "side_by_side",
+    "time_column_part",
     "claim_selectors",
     "documented_kinds",
     "REGISTRY",

@@ -9,7 +9,9 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from .loading import claim_selectors
+from batchwise.results.aggregate import TIME_METRICS
 from .registry import REGISTRY
+from .timing import hardware
 from .selection import SELECTOR_RESERVED, Settings, _label, _match, _norm, _study_runs, _with_outcome
 
 Grids = Mapping[str, Mapping[str, Sequence[Any]]]
@@ -28,7 +30,9 @@ def evaluate_claims(claims: list[dict], runs: pd.DataFrame, *, level: float = 0.
     numeric fields ``mean_a, std_a, n_a, mean_b, std_b, n_b, diff, lo, hi`` (raw metric units;
     for multi-group rules: the deciding comparison, NaN where not applicable), ``groups`` (label,
     mean, std, n measured, n_runs, n_trained, n_failed, n_diverged, basis, trained_lo/hi: the
-    Wilson interval of the trained share) and ``comparisons`` (a, b, diff, lo, hi, df, method).
+    Wilson interval of the trained share; timing_se, one_timing), ``comparisons`` (a, b, diff, lo,
+    hi, df, method) and, for a claim on a time, ``hardware``: whose clock the times are (also the
+    evidence's last clause).
 
     A claim is "not run yet" when its study, or a setting it selects, has no run in the table (a
     partial table: runs are imported as they come). ``grids`` maps a study to the config's ``grid``
@@ -53,7 +57,7 @@ def evaluate_claims(claims: list[dict], runs: pd.DataFrame, *, level: float = 0.
         res.update(kind=rule["kind"], metric=rule.get("metric", "epochs_to_target"),
                    mean_a=math.nan, std_a=math.nan, n_a=0, mean_b=math.nan,
                    std_b=math.nan, n_b=0, diff=math.nan, lo=math.nan, hi=math.nan,
-                   groups=[], comparisons=[])
+                   groups=[], comparisons=[], hardware="")
         missing = sorted({s for s, _ in claim_selectors(claim)} - studies_present)
         empty = [] if missing else _unrun_selections(claim, ran, grids or {})
         if missing:
@@ -65,6 +69,10 @@ def evaluate_claims(claims: list[dict], runs: pd.DataFrame, *, level: float = 0.
             res.update(verdict="not run yet", evidence="no runs of " + "; ".join(named), reason="")
         else:
             res.update(REGISTRY[rule["kind"]].evaluate(claim, rule, runs, settings))
+            if res["metric"] in TIME_METRICS:   # a time means little without the clock it was read on
+                studies = {s for s, _ in claim_selectors(claim)}
+                res["hardware"] = hardware(ran[ran["study"].astype(str).isin(studies)])
+                res["evidence"] += f"; {res['hardware']}"
         results.append(res)
     return results
 

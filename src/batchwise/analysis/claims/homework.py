@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from batchwise.results.aggregate import TIME_METRICS
 from .selection import METRICS, Group, _fmt_value, _match, _study_runs, _with_outcome
-from .wording import _num, _runs_note
+from .wording import _num, _runs_note, one_timing
 
 # --------------------------------------------------------------------------- homework tables
 
@@ -55,10 +56,11 @@ def side_by_side(table: dict, runs: pd.DataFrame, *, numeric: bool = False) -> p
     outcome rule. Default: a DataFrame of display strings with the key columns, then for each
     table column "<label> — homework", "<label> — ours" ("mean ± std (n=k)", std ddof=1; "(k of
     n trained)" where not every run trained) and "<label> — difference" (our mean − theirs, in
-    the displayed unit); rows without any run of ours read "not run". With ``numeric=True`` the
+    the displayed unit), for a time "<label> — ratio to first row (homework; ours)" (`_time_ratios`:
+    seconds of different machines do not subtract); rows without any run of ours read "not run". With ``numeric=True`` the
     same rows as numbers: key columns, then "<metric>_homework", "_mean", "_std", "_n" (runs
     measured), "_n_runs", "_n_trained", "_diff" (displayed unit, i.e. metric × scale; NaN where
-    not run).
+    not run, and for times, which have "_ratio_homework" and "_ratio_ours" instead).
     """
     runs = _with_outcome(runs)
     study_rows = (_study_runs(runs, table["study"]) if "study" in runs.columns
@@ -76,7 +78,35 @@ def side_by_side(table: dict, runs: pd.DataFrame, *, numeric: bool = False) -> p
             num.update(n)
         shown.append(disp)
         nums.append(num)
+    for col in table["columns"]:
+        if col["metric"] in TIME_METRICS:
+            _time_ratios(col, shown, nums)
     return pd.DataFrame(nums if numeric else shown)
+
+
+def time_column_part(metric: str) -> str:
+    """The third part of a homework column: our mean minus theirs, or, for a time, each source's time
+    relative to the table's first row (their clock and ours are different machines: seconds do not
+    subtract, ratios within each source compare)."""
+    return "ratio to first row (homework; ours)" if metric in TIME_METRICS else "difference"
+
+
+def _time_ratios(col: dict, shown: list[dict], nums: list[dict]) -> None:
+    """Fill a time column's third part: each row's time over the first row's, within each source."""
+    metric, label, part = col["metric"], col["label"], time_column_part(col["metric"])
+    first = nums[0] if nums else {}
+    for disp, num in zip(shown, nums):
+        ratios = []
+        for source, key in (("homework", f"{metric}_homework"), ("ours", f"{metric}_mean")):
+            ratio = num[key] / first[key] if first.get(key) and not math.isnan(first[key]) else math.nan
+            num[f"{metric}_ratio_{source}"] = ratio
+            ratios.append("—" if math.isnan(ratio) else f"×{ratio:.2f}")
+        num[f"{metric}_diff"] = math.nan
+        text = "—" if len(nums) == 1 else "; ".join(ratios)
+        renamed = {(f"{label} — {part}" if k == f"{label} — difference" else k): v for k, v in disp.items()}
+        disp.clear()
+        disp.update(renamed)
+        disp[f"{label} — {part}"] = text
 
 
 def _side_by_side_cell(col: dict, theirs: Any, g: Group) -> tuple[dict, dict]:
@@ -96,6 +126,8 @@ def _side_by_side_cell(col: dict, theirs: Any, g: Group) -> tuple[dict, dict]:
         disp[f"{label} — difference"] = "—"
     else:
         spread = "" if math.isnan(std) else f" ± {_num(std, dg)}"
+        if one_timing(g):   # the runs share one timing: its standard error, not their zero spread
+            spread = f" (SE {_num(g.timing_se * scale, dg)})"
         disp[f"{label} — ours"] = f"{_num(mean, dg)}{spread} ({_runs_note(g)})"
         disp[f"{label} — difference"] = "—" if math.isnan(diff) else _num(diff, dg, signed=True)
     nums = {f"{metric}_homework": theirs, f"{metric}_mean": mean, f"{metric}_std": std,

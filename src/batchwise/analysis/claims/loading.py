@@ -69,8 +69,8 @@ def _validate_claim(claim: Any, index: int) -> None:
     metric = rule.get("metric", "epochs_to_target")
     if metric not in METRICS:
         raise ValueError(f"claim {cid!r}: unknown metric {metric!r} (key 'metric')")
-    if kind == "never_reaches" and metric not in NEVER_METRICS:
-        raise ValueError(f"claim {cid!r}: never_reaches needs a to-target metric (key 'metric')")
+    if kind == "not_converged" and metric not in NEVER_METRICS:
+        raise ValueError(f"claim {cid!r}: not_converged needs a to-target metric (key 'metric')")
     for key, choices in _CHOICES.items():
         if key in rule and rule[key] not in choices:
             raise ValueError(f"claim {cid!r}: key {key!r} must be one of {choices}")

@@ -235,9 +235,9 @@ CASES: list[Case] = [
     Case("monotonic", "four settings equal",
          dict(kind="monotonic", over="batch_size", direction="increasing", **ACC),
          draw=lambda rng, n: _sweep(rng, n, (16, 64, 256, 1024))),
-    Case("never_reaches", "half of the runs end at the target (all touch it)",
-         dict(kind="never_reaches", metric="epochs_to_target", select={"batch_size": 16}),
-         exact=_one_share(dict(kind="never_reaches", metric="epochs_to_target", select={"batch_size": 16}),
+    Case("not_converged", "half of the runs end at the target (all touch it)",
+         dict(kind="not_converged", metric="epochs_to_target", select={"batch_size": 16}),
+         exact=_one_share(dict(kind="not_converged", metric="epochs_to_target", select={"batch_size": 16}),
                           _converged, 0.5)),
     Case("trains_more", "both settings train with the same share",
          dict(kind="trains_more", a=A, b=B, expect="greater"),
@@ -304,10 +304,10 @@ case (± one standard error). Regenerate with
 
 FOOTER = """
 A rate of 0 % means that the rule cannot decide at that number of runs at all. A share of 3 or 5 runs
-against one half (never_reaches, trained_share, collapse) needs 6 runs, all on one side (0 of 5 still
+against one half (not_converged, trained_share, collapse) needs 6 runs, all on one side (0 of 5 still
 allows 52 %); two shares of 3 runs each cannot give Fisher's test p < 0.05 (3 of 3 against 0 of 3 gives
-0.1). Before these exact tests (Wilson's and Newcombe's intervals, and never_reaches deciding at 0 of n
-and n of n) the share rules decided 6.1-6.3 % of the time at 5 runs, and never_reaches 25 % at 3 runs
+0.1). Before these exact tests (Wilson's and Newcombe's intervals, and not_converged, then named never_reaches, deciding at 0 of n
+and n of n) the share rules decided 6.1-6.3 % of the time at 5 runs, and not_converged 25 % at 3 runs
 when half of the runs reach the target."""
 
 

@@ -35,7 +35,7 @@ REGISTRY: dict[str, RuleKind] = {
     "best": RuleKind(means.eval_best, ("metric", "at", "goal"), ("where",)),
     "interior_optimum": RuleKind(sweeps.eval_interior, ("metric", "over", "goal"), ("where",)),
     "monotonic": RuleKind(sweeps.eval_monotonic, ("metric", "over", "direction"), ("where",)),
-    "never_reaches": RuleKind(shares.eval_never, ("select",), ("metric",)),
+    "not_converged": RuleKind(shares.eval_not_converged, ("select",), ("metric",)),
     # train-or-fail outcomes: the share of runs that trained (the outcome rule), not a mean
     "trains_more": RuleKind(shares.eval_trains_more, ("a", "b", "expect")),
     "trained_share": RuleKind(shares.eval_trained_share, ("select",), ("above", "below")),

@@ -45,6 +45,8 @@ METRICS: dict[str, tuple[float, str, str, int]] = {
     "steps_to_target": (1.0, " steps", " steps", 0),
     "examples_to_target": (1.0, " images", " images", 0),
     "time_to_target_s": (1.0, " s", " s", 1),
+    "epochs_to_goal": (1.0, " epochs", " epochs", 0),
+    "time_to_goal_s": (1.0, " s", " s", 1),
     "train_time_s": (1.0, " s", " s", 1),
     "eval_time_s": (1.0, " s", " s", 1),
     "mean_epoch_s": (1.0, " s", " s", 2),
@@ -53,7 +55,7 @@ METRICS: dict[str, tuple[float, str, str, int]] = {
 }
 # To-target metrics: a run that never reached the target has no value and counts as +inf.
 NEVER_METRICS = frozenset({"epochs_to_target", "steps_to_target", "examples_to_target",
-                           "time_to_target_s"})
+                           "time_to_target_s", "epochs_to_goal", "time_to_goal_s"})
 # Metrics with a better end, on which a run that did not train is evidence (a worse result), never a
 # missing one: the claims count every run on them (see the module docstring).
 HIGHER_BETTER = frozenset({"final_test_acc", "final_train_acc", "final_running_acc"})

@@ -1,6 +1,6 @@
 """Rules on shares of runs, each decided on k of n with an exact test: trains_more (Fisher's exact test
 of two shares that trained), trained_share (the exact Clopper-Pearson interval of one share that
-trained) and never_reaches (the runs do not converge: the exact interval of the share that ended the
+trained) and not_converged (the runs do not converge: the exact interval of the share that ended the
 budget at the target). Their evidence and their groups give k of n, never a mean of a metric."""
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def _converged(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return ended, known
 
 
-def eval_never(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings) -> dict:
+def eval_not_converged(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings) -> dict:
     """'The runs do not converge within the budget': most runs end the budget below the target. A run
     converged when it trained and ended at the target (final test accuracy >= target_acc); a run that
     failed or diverged did not, whatever it touched on the way. Decided on the exact (Clopper-Pearson)
@@ -171,7 +171,8 @@ def eval_never(claim: dict, rule: dict, runs: pd.DataFrame, s: Settings) -> dict
     touched = np.isfinite(first)
     when = ", ".join(_num(float(x), 0 if metric == "epochs_to_target" else 1) for x in np.sort(first[touched]))
     at = {"epochs_to_target": "in epoch {}", "steps_to_target": "at step {}", "examples_to_target": "after {} images",
-          "time_to_target_s": "after {} s"}[metric].format(when)
+          "time_to_target_s": "after {} s", "epochs_to_goal": "in epoch {}",
+          "time_to_goal_s": "after {} s"}[metric].format(when)
     fell, hit = int((touched & ~ended).sum()), int(touched.sum())
     back = (f", {'all' if fell == hit else fell} of them falling back below it") if fell else ""
     first_txt = (f"; {f'all {hit}' if hit == len(rows) > 1 else f'{hit} of {len(rows)}'} had touched it on the way "

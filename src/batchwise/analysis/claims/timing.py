@@ -69,3 +69,21 @@ def log_terms(terms: list[tuple[float, float]], values: np.ndarray) -> list[tupl
         return []
     mean = float(finite.mean())
     return [(v / mean ** 2, d) for v, d in terms]
+
+
+def hardware(rows: pd.DataFrame) -> str:
+    """Whose clock a claim's times are, in words: "timed alone on AMD EPYC, 1 thread" for times from
+    the timing pass, "the runs' own wall time on ..." for the others; distinct sources joined by "; "
+    with their run counts where there are several."""
+    if rows.empty:
+        return ""
+    def words(row: pd.Series) -> str:
+        device = row.get("timed_on") if isinstance(row.get("timed_on"), str) else row.get("device") or "an unrecorded device"
+        threads = pd.to_numeric(pd.Series([row.get("timed_threads")]), errors="coerce").iloc[0]
+        t = "" if pd.isna(threads) else f", {int(threads)} thread{'s' if int(threads) != 1 else ''}"
+        solo = str(row.get("time_basis", "solo")).lower() != "wall"
+        return f"timed alone on {device}{t}" if solo else f"the runs' own wall time on {device}{t}"
+    counts = rows.apply(words, axis=1).value_counts()
+    if len(counts) == 1:
+        return "times " + counts.index[0]
+    return "times " + "; ".join(f"{w} ({n} runs)" for w, n in counts.items())

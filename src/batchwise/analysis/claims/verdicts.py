@@ -21,7 +21,7 @@ from .loading import claim_selectors, load_claims
 # where the comparison's method is rank-sum; p where an exact test decided), the text, the rule.
 TEXT = ("id", "homework", "study", "source", "quote_kind", "quote", "english", "kind", "metric", "verdict")
 NUMBERS = ("mean_a", "std_a", "n_a", "mean_b", "std_b", "n_b", "diff", "lo", "hi", "p")
-WORDS = ("evidence", "reason")
+WORDS = ("evidence", "reason", "hardware")
 JSON = ("rule", "groups", "comparisons")
 COLUMNS = TEXT + ("level",) + NUMBERS + WORDS + JSON
 
@@ -68,7 +68,7 @@ def read_verdicts(path: str | Path) -> list[dict]:
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     out = []
     for row in frame.to_dict("records"):
-        res: dict[str, Any] = {c: row[c] for c in TEXT + WORDS}
+        res: dict[str, Any] = {c: row.get(c, "") for c in TEXT + WORDS}   # "": a column added since
         res.update({c: _number(row[c]) for c in NUMBERS + ("level",)})
         res.update({c: json.loads(row[c]) for c in JSON})
         out.append(res)

@@ -74,18 +74,33 @@ def _fmt_group(g: Group) -> str:
         return (f"{g.label}: reached in {g.n_reached}/{g.n} runs "
                 f"(those: {_num(float(fin.mean()), dg)}{unit}), counted as never ({_runs_note(g)}"
                 f"{_timing_note(g)})")
+    if one_timing(g):   # the runs' times are one timing's: its standard error is their uncertainty
+        return (f"{g.label}: {_num(g.mean * scale, dg)} ± {_num(g.timing_se * scale, dg + 1)}{unit} "
+                f"({_runs_note(g)}; ± is the timing standard error, ≥ {_bursts(g)} bursts, one "
+                f"timing shared by the runs)")
     body = _num(g.mean * scale, dg)
     if not math.isnan(g.std):
         body += f" ± {_num(g.std * scale, dg)}"
     return f"{g.label}: {body}{unit} ({_runs_note(g)}{_timing_note(g)})"
 
 
+def one_timing(g: Group) -> bool:
+    """Whether a group's times are all one shared timing's (its runs took the same steps, so their
+    spread is zero by construction and says nothing): then the timing's standard error is the
+    number's uncertainty, not the runs' standard deviation."""
+    return (g.timing == "bursts" and g.n > 0 and bool(np.isfinite(g.values).all())
+            and float(np.ptp(g.values)) <= 1e-9 * abs(g.mean))
+
+
+def _bursts(g: Group) -> int:
+    return min(int(d) + 1 for _, d in g.timing_terms)
+
+
 def _timing_note(g: Group) -> str:
     """How the times of a group were measured, where they share a timing pass."""
     scale, unit, _, dg = METRICS[g.metric]
     if g.timing == "bursts":
-        bursts = min(int(d) + 1 for _, d in g.timing_terms)
-        return f"; timing standard error {_num(g.timing_se * scale, dg + 1)}{unit}, ≥ {bursts} bursts"
+        return f"; timing standard error {_num(g.timing_se * scale, dg + 1)}{unit}, ≥ {_bursts(g)} bursts"
     if g.timing == "single":
         return "; one timing, no spread"
     return ""
@@ -170,7 +185,9 @@ def _notes(groups: Iterable[Group], level: float) -> str:
 
 def _group_fields(groups: list[Group], level: float) -> list[dict]:
     """Each group as numbers: mean, std and n of its values; on an accuracy or a loss, of its finished
-    runs (a diverged run, counted as worse than any, has no number to average)."""
+    runs (a diverged run, counted as worse than any, has no number to average); on a time from the
+    timing pass, the standard error of its shared timing and whether the runs' times are that one
+    timing's (`one_timing`)."""
     out = []
     for g in groups:
         lo, hi = stats.wilson_interval(g.n_trained, g.n_runs, level)
@@ -180,7 +197,9 @@ def _group_fields(groups: list[Group], level: float) -> list[dict]:
             mean, std, n = finite.mean, finite.std, finite.n
         out.append(dict(label=g.label, mean=mean, std=std, n=n, n_runs=g.n_runs,
                         n_trained=g.n_trained, n_failed=g.n_failed, n_diverged=g.n_diverged,
-                        basis=g.basis, trained_lo=lo, trained_hi=hi))
+                        basis=g.basis, trained_lo=lo, trained_hi=hi,
+                        timing_se=g.timing_se if g.timing == "bursts" else math.nan,
+                        one_timing=one_timing(g)))
     return out
 
 
