@@ -78,10 +78,12 @@ def hardware(rows: pd.DataFrame) -> str:
     if rows.empty:
         return ""
     def words(row: pd.Series) -> str:
-        device = row.get("timed_on") if isinstance(row.get("timed_on"), str) else row.get("device") or "an unrecorded device"
+        solo = str(row.get("time_basis", "solo")).lower() != "wall"
+        device = row.get("timed_on")
+        if not (isinstance(device, str) and device):   # a runs table from before `timed_on` was kept
+            device = "an unrecorded device" if solo or not isinstance(row.get("device"), str) else row.get("device")
         threads = pd.to_numeric(pd.Series([row.get("timed_threads")]), errors="coerce").iloc[0]
         t = "" if pd.isna(threads) else f", {int(threads)} thread{'s' if int(threads) != 1 else ''}"
-        solo = str(row.get("time_basis", "solo")).lower() != "wall"
         return f"timed alone on {device}{t}" if solo else f"the runs' own wall time on {device}{t}"
     counts = rows.apply(words, axis=1).value_counts()
     if len(counts) == 1:

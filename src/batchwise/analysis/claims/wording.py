@@ -75,9 +75,9 @@ def _fmt_group(g: Group) -> str:
                 f"(those: {_num(float(fin.mean()), dg)}{unit}), counted as never ({_runs_note(g)}"
                 f"{_timing_note(g)})")
     if one_timing(g):   # the runs' times are one timing's: its standard error is their uncertainty
+        shared = ", one timing shared by the runs" if g.n > 1 else ""
         return (f"{g.label}: {_num(g.mean * scale, dg)} ± {_num(g.timing_se * scale, dg + 1)}{unit} "
-                f"({_runs_note(g)}; ± is the timing standard error, ≥ {_bursts(g)} bursts, one "
-                f"timing shared by the runs)")
+                f"({_runs_note(g)}; ± is the timing standard error, ≥ {_bursts(g)} bursts{shared})")
     body = _num(g.mean * scale, dg)
     if not math.isnan(g.std):
         body += f" ± {_num(g.std * scale, dg)}"
