@@ -126,9 +126,10 @@ def _side_by_side_cell(col: dict, theirs: Any, g: Group) -> tuple[dict, dict]:
         disp[f"{label} — difference"] = "—"
     else:
         spread = "" if math.isnan(std) else f" ± {_num(std, dg)}"
+        note = _runs_note(g)
         if one_timing(g):   # the runs share one timing: its standard error, not their zero spread
-            spread = f" (SE {_num(g.timing_se * scale, dg)})"
-        disp[f"{label} — ours"] = f"{_num(mean, dg)}{spread} ({_runs_note(g)})"
+            spread, note = "", f"SE {_num(g.timing_se * scale, dg)}; {note}"
+        disp[f"{label} — ours"] = f"{_num(mean, dg)}{spread} ({note})"
         disp[f"{label} — difference"] = "—" if math.isnan(diff) else _num(diff, dg, signed=True)
     nums = {f"{metric}_homework": theirs, f"{metric}_mean": mean, f"{metric}_std": std,
             f"{metric}_n": g.n, f"{metric}_n_runs": g.n_runs, f"{metric}_n_trained": g.n_trained,
