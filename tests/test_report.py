@@ -341,3 +341,11 @@ def test_a_panel_of_diverged_runs_only_takes_the_other_panels_range(tmp_path):
         assert [t.get_text() for t in alone.texts] == ["diverged"]
     finally:
         plt.close(fig)
+
+
+def test_a_setting_with_fewer_seeds_run_than_the_study_has_says_how_many():
+    first = pd.Series({"n_trained": 1, "n_runs": 1, "n_failed": 0, "n_diverged": 0})
+    assert report.outcome_text(first, seeds=3) == "1 of 1 trained (1 of 3 seeds run)"
+    assert report.outcome_text(first.copy().replace({1: 3}), seeds=3) == "3 of 3 trained"
+    failed = pd.Series({"n_trained": 0, "n_runs": 2, "n_failed": 2, "n_diverged": 0})
+    assert report.outcome_text(failed, seeds=5) == "0 of 2 trained (2 failed, 2 of 5 seeds run)"

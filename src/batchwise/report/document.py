@@ -116,10 +116,13 @@ def mean_std(group: pd.DataFrame, metric: str) -> str:
     return text
 
 
-def outcome_text(first: pd.Series) -> str:
-    """'k of n trained', and how the others ended: the one wording of the outcome rule."""
+def outcome_text(first: pd.Series, seeds: int | None = None) -> str:
+    """'k of n trained', how the others ended, and, where fewer than the study's `seeds` have run, how
+    many: the one wording of the outcome rule."""
     text = f"{first['n_trained']} of {first['n_runs']} trained"
     others = [f"{first[f'n_{o}']} {o}" for o in ("failed", "diverged") if first[f"n_{o}"]]
+    if seeds and first["n_runs"] < seeds:
+        others.append(f"{first['n_runs']} of {seeds} seeds run")
     return text + (f" ({', '.join(others)})" if others else "")
 
 
@@ -147,7 +150,8 @@ def time_note(runs: pd.DataFrame) -> str:
         bursts = int(done["timing_bursts"].max())
         return (f"Times: {TIME_BASIS_TEXT} (training time, time per epoch and time to target count the steps "
                 f"only; train + test time adds every evaluation), the mean of {bursts} interleaved timing bursts; "
-                f"the runs' own wall times are in Provenance.")
+                f"(SE x): the standard error of that timing, in place of a spread, where a setting's runs share "
+                f"it; the runs' own wall times are in Provenance.")
     if solo == 0:
         return ("Times: the runs' own wall time (no timing pass yet: other runs may have shared the device; "
                 "they are not compute times measured alone).")
@@ -178,7 +182,7 @@ def results_table(study: dict, summary: pd.DataFrame, runs: pd.DataFrame | None 
         steps = group.loc[group["metric"] == "steps_per_epoch", "max"].iloc[0]
         rows.append({"cells": [slug_value(native(first[k])) for k in keys]
                      + [fmt(steps, "epochs") if not pd.isna(steps) else "–"]
-                     + [mean_std(group, m) for m in metrics] + [outcome_text(first)],
+                     + [mean_std(group, m) for m in metrics] + [outcome_text(first, len(study.get("seeds", [])))],
                      "diverged": bool(first["n_trained"] < first["n_runs"])})
     # Settings without a finished run (a report of whatever has run): listed as missing, not as zeros.
     present = set(summary["setting"]) if "setting" in summary else set()

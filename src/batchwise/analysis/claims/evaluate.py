@@ -71,7 +71,10 @@ def evaluate_claims(claims: list[dict], runs: pd.DataFrame, *, level: float = 0.
             res.update(REGISTRY[rule["kind"]].evaluate(claim, rule, runs, settings))
             if res["metric"] in TIME_METRICS:   # a time means little without the clock it was read on
                 studies = {s for s, _ in claim_selectors(claim)}
-                res["hardware"] = hardware(ran[ran["study"].astype(str).isin(studies)])
+                timed = ran[ran["study"].astype(str).isin(studies)]
+                if "outcome" in timed.columns:   # a diverged run's time is not a measurement
+                    timed = timed[timed["outcome"] != "diverged"]
+                res["hardware"] = hardware(timed)
                 res["evidence"] += f"; {res['hardware']}"
         results.append(res)
     return results
