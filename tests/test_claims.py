@@ -1107,3 +1107,15 @@ def test_time_to_goal_counts_a_run_that_never_got_there_as_never():
                            expect="less")), pd.concat([bn, plain]))
     assert "counted as never" in r["evidence"] or "never" in r["reason"]
     assert r["groups"][1]["n_trained"] == 2 and r["groups"][1]["n_runs"] == 3
+
+
+def test_a_difference_left_unbounded_by_never_reached_runs_on_both_sides_gives_no_number():
+    """BN: 2 of 5 runs reached the goal, no BN: none: the difference has neither bound; the evidence says
+    so instead of printing 'difference +0.0 s' (inf - inf), and decides nothing."""
+    bn = make_runs("st", {(True,): [13.0, 13.4, ("failed", math.nan), ("failed", math.nan), ("failed", math.nan)]},
+                   ("bn",), "time_to_goal_s", time_basis="wall")
+    plain = make_runs("st", {(False,): [("failed", math.nan)] * 5}, ("bn",), "time_to_goal_s", time_basis="wall")
+    r = run_one(claim(dict(kind="compare", metric="time_to_goal_s", a={"bn": True}, b={"bn": False},
+                           expect="less")), pd.concat([bn, plain]))
+    assert "difference unbounded (95% interval [−inf, +inf]: runs that never reached it on both sides)" in r["evidence"]
+    assert "+0.0 s" not in r["evidence"] and r["verdict"] == "inconclusive"

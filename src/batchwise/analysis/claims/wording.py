@@ -118,6 +118,9 @@ def _fmt_interval(metric: str, iv: Interval, level: float, what: str = "differen
         scale, dunit, dg = 100.0, " %", 1
     if iv.method.startswith("rank-sum"):   # its estimate is the median of the pairwise differences
         what = what.replace("difference", "shift")
+    if iv.lo == -math.inf and iv.hi == math.inf and "unbounded" in iv.method:
+        # never-reached runs on both sides: neither bound, and no number to give as the difference
+        return f"{what} unbounded ({_pct(level)} interval [−inf, +inf]: runs that never reached it on both sides)"
     return (f"{what} {_num(iv.estimate * scale, dg, True)}{dunit}, {_pct(level)} {_test_name(iv)} "
             f"interval [{_num(iv.lo * scale, dg, True)}, {_num(iv.hi * scale, dg, True)}]")
 
