@@ -349,3 +349,11 @@ def test_a_setting_with_fewer_seeds_run_than_the_study_has_says_how_many():
     assert report.outcome_text(first.copy().replace({1: 3}), seeds=3) == "3 of 3 trained"
     failed = pd.Series({"n_trained": 0, "n_runs": 2, "n_failed": 2, "n_diverged": 0})
     assert report.outcome_text(failed, seeds=5) == "0 of 2 trained (2 failed, 2 of 5 seeds run)"
+
+
+def test_a_group_that_never_reached_the_target_reads_never_not_inf():
+    never = {"label": "batch 16", "mean": float("inf"), "std": float("nan"), "n": 3, "n_runs": 3, "n_trained": 0,
+             "n_reached": 0, "basis": "all"}
+    assert report._group_text(never, "epochs_to_target") == "batch 16: never reached (0 of 3 runs trained)"
+    some = {**never, "n_reached": 2, "n_trained": 2}
+    assert report._group_text(some, "time_to_target_s") == "batch 16: reached in 2 of 3 runs only (2 of 3 runs trained)"

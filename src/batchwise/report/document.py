@@ -418,6 +418,12 @@ def _group_text(group: dict, metric: str) -> str:
     n = group.get("n") or 0
     if not n:
         value = "no measured run"
+    elif group["mean"] == math.inf:   # a to-target metric with runs that never got there: no mean
+        reached = group.get("n_reached", 0)
+        value = "never reached" if not reached else f"reached in {reached} of {n} runs only"
+        trained = group.get("n_trained")
+        return f"{group['label']}: {value}" + (f" ({trained} of {group.get('n_runs') or n} runs trained)"
+                                               if trained is not None else "")
     elif group.get("one_timing"):
         value = f"{fmt(group['mean'], metric)}{unit} (timing SE {fmt(group['timing_se'], metric)}{unit})"
     else:

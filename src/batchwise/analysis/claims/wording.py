@@ -201,6 +201,7 @@ def _group_fields(groups: list[Group], level: float) -> list[dict]:
         out.append(dict(label=g.label, mean=mean, std=std, n=n, n_runs=g.n_runs,
                         n_trained=g.n_trained, n_failed=g.n_failed, n_diverged=g.n_diverged,
                         basis=g.basis, trained_lo=lo, trained_hi=hi,
+                        n_reached=int(np.isfinite(g.values).sum()) if g.metric in NEVER_METRICS else n,
                         timing_se=g.timing_se if g.timing == "bursts" else math.nan,
                         one_timing=one_timing(g)))
     return out
