@@ -17,6 +17,7 @@ import pandas as pd
 
 from batchwise.analysis import claims as claims_mod
 from batchwise.analysis import extensions as ext
+from batchwise.analysis import stats
 from batchwise.analysis.common import native
 from batchwise.results.aggregate import TIME_BASIS_TEXT, TIME_METRICS, outcome_rule_text, timed_alone, time_label
 from batchwise.config import REPO, slug_value
@@ -90,10 +91,15 @@ def fmt(value: float | None, metric: str) -> str:
     return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
+def _rounding_only(mean: float, std: float) -> bool:
+    """Whether a spread is below float rounding of its mean (runs that share one timing, identical
+    accuracies): a residue such as 1.4e-13, not a measured one."""
+    return abs(std) <= stats.TIE * abs(mean)
+
+
 def spread(mean: float, std: float, metric: str) -> str:
-    """A standard deviation as the report shows it; one below float rounding of the mean (runs that share
-    one timing, or identical accuracies) is 0, not a residue such as 1.4e-13."""
-    return fmt(0.0 if abs(std) <= 1e-9 * abs(mean) else std, metric)
+    """A standard deviation as the report shows it; one below float rounding of the mean is 0."""
+    return fmt(0.0 if _rounding_only(mean, std) else std, metric)
 
 
 def mean_std(group: pd.DataFrame, metric: str) -> str:
@@ -105,7 +111,7 @@ def mean_std(group: pd.DataFrame, metric: str) -> str:
         return f"never (0/{row['n_runs']})" if never else "–"
     text = fmt(row["mean"], metric)
     se = row.get("timing_se")
-    if not pd.isna(se) and (pd.isna(row["std"]) or abs(row["std"]) <= 1e-9 * abs(row["mean"])):
+    if not pd.isna(se) and (pd.isna(row["std"]) or _rounding_only(row["mean"], row["std"])):
         # the runs share one timing (their spread is 0 by construction): its error is the uncertainty
         text += f" (SE {fmt(se, metric)})"
     elif row["n"] > 1 and not pd.isna(row["std"]):

@@ -101,36 +101,33 @@ def _time_ratios(col: dict, shown: list[dict], nums: list[dict]) -> None:
             ratio = num[key] / first[key] if first.get(key) and not math.isnan(first[key]) else math.nan
             num[f"{metric}_ratio_{source}"] = ratio
             ratios.append("—" if math.isnan(ratio) else f"×{ratio:.2f}")
-        num[f"{metric}_diff"] = math.nan
-        text = "—" if len(nums) == 1 else "; ".join(ratios)
-        renamed = {(f"{label} — {part}" if k == f"{label} — difference" else k): v for k, v in disp.items()}
-        disp.clear()
-        disp.update(renamed)
-        disp[f"{label} — {part}"] = text
+        disp[f"{label} — {part}"] = "—" if len(nums) == 1 else "; ".join(ratios)
 
 
 def _side_by_side_cell(col: dict, theirs: Any, g: Group) -> tuple[dict, dict]:
-    """One homework column of one row: the display strings and the numbers."""
+    """One homework column of one row: the display strings and the numbers (a time's third part is
+    filled by `_time_ratios` once every row is known)."""
     metric, label = col["metric"], col["label"]
     scale, dg = float(col["scale"]), int(col["digits"])
     theirs = math.nan if theirs is None else float(theirs)
     vals = g.values * scale
     mean = float(vals.mean()) if g.n else math.nan
     std = float(vals.std(ddof=1)) if g.n > 1 and np.isfinite(vals).all() else math.nan
-    diff = mean - theirs if g.n else math.nan
+    diff = mean - theirs if g.n and metric not in TIME_METRICS else math.nan
+    third = f"{label} — {time_column_part(metric)}"
     disp = {f"{label} — homework": "—" if math.isnan(theirs) else f"{theirs:.{dg}f}"}
     if g.n_runs == 0:
-        disp[f"{label} — ours"] = disp[f"{label} — difference"] = "not run"
+        disp[f"{label} — ours"] = disp[third] = "not run"
     elif g.n == 0:
         disp[f"{label} — ours"] = f"— ({_runs_note(g)})"
-        disp[f"{label} — difference"] = "—"
+        disp[third] = "—"
     else:
         spread = "" if math.isnan(std) else f" ± {_num(std, dg)}"
         note = _runs_note(g)
         if one_timing(g):   # the runs share one timing: its standard error, not their zero spread
             spread, note = "", f"SE {_num(g.timing_se * scale, dg)}; {note}"
         disp[f"{label} — ours"] = f"{_num(mean, dg)}{spread} ({note})"
-        disp[f"{label} — difference"] = "—" if math.isnan(diff) else _num(diff, dg, signed=True)
+        disp[third] = "—" if math.isnan(diff) else _num(diff, dg, signed=True)
     nums = {f"{metric}_homework": theirs, f"{metric}_mean": mean, f"{metric}_std": std,
             f"{metric}_n": g.n, f"{metric}_n_runs": g.n_runs, f"{metric}_n_trained": g.n_trained,
             f"{metric}_diff": diff}

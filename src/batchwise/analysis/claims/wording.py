@@ -89,7 +89,7 @@ def one_timing(g: Group) -> bool:
     spread is zero by construction and says nothing): then the timing's standard error is the
     number's uncertainty, not the runs' standard deviation."""
     return (g.timing == "bursts" and g.n > 0 and bool(np.isfinite(g.values).all())
-            and float(np.ptp(g.values)) <= 1e-9 * abs(g.mean))
+            and float(np.ptp(g.values)) <= stats.TIE * abs(g.mean))
 
 
 def _bursts(g: Group) -> int:
