@@ -118,3 +118,37 @@ def test_subnormal_table_takes_the_median_of_the_rounds_per_window():
     assert "| 1-500 | 3.20 | 3.20 | x1.00 | 2.3000 | 2.3000 |" in md       # medians of 3.0, 3.2, 3.4 and 3.0, 3.2, 3.3
     assert "| 501-1000 | 13.00 | 3.50 | x3.71 | 2.3000 | 2.3000 |" in md    # 13 / 3.5
     assert "momentum 1,234; weights 0, gradients 0, momentum 0." in md
+
+
+def test_options_benchmark_times_each_variant_in_its_own_process_from_the_same_start(tmp_path):
+    """`bench options` on LeNet-5 (S3's batch 16): one record per variant with a positive step time, the
+    same first loss eager and channels-last (same weights, same batch, no dropout), evaluation per batch
+    size; the markdown names the command."""
+    out = tmp_path / "opt"
+    assert bench.main(["options", "--studies", "s3_batch_convergence", "--batches", "16", "--variants", "eager",
+                       "channels_last", "--steps", "3", "--eval-batches", "100", "400", "--out", str(out)]) == 0
+    doc = json.loads(out.with_suffix(".json").read_text())
+    assert [(r["model"], r["batch_size"], r["variant"]) for r in doc["runs"]] == [
+        ("lenet5", 16, "eager"), ("lenet5", 16, "channels_last")]
+    assert all(positive(r["ms_per_step"]) for r in doc["runs"])
+    assert abs(doc["runs"][0]["first_loss"] - doc["runs"][1]["first_loss"]) < 1e-5
+    assert set(doc["runs"][0]["eval_s_per_10k"]) == {"100", "400"} and "eval_s_per_10k" not in doc["runs"][1]
+    md = out.with_suffix(".md").read_text()
+    assert "PYTHONPATH=src python -m batchwise.speed.bench options --studies s3_batch_convergence" in md
+    assert "| lenet5 | 16 |" in md and "| 400 |" in md
+
+
+def test_options_table_takes_the_median_of_the_rounds_and_divides_eager_by_each_variant():
+    from batchwise.speed import options
+
+    def run(variant, ms, first_s=0.1, evals=None):
+        return {"model": "m", "batch_size": 16, "variant": variant, "ms_per_step": ms, "first_step_s": first_s,
+                "first_loss": 2.3, **({"eval_s_per_10k": evals} if evals else {})}
+    out = {"date": "d", "cpu": "c", "torch": "t", "load": "l", "command": "cmd", "rounds": 3, "steps": 10,
+           "runs": [run("eager", 100.0, evals={"200": 10.0, "2000": 20.0}), run("compile", 80.0, 120.0),
+                    run("eager", 90.0, evals={"200": 8.0, "2000": 24.0}), run("compile", 75.0, 130.0),
+                    run("eager", 110.0, evals={"200": 9.0, "2000": 22.0}), run("compile", 50.0, 125.0)]}
+    md = options.report(out)
+    # eager median 100, compile median 75: x1.33; compile time median 125 s; channels_last not run
+    assert "| m | 16 | 100.0 | - | - | 75.0 | x1.33 | 125 | 2.3000 / - / 2.3000 |" in md
+    assert "| 200 | 9.00 | x2.44 |" in md and "| 2000 | 22.00 | x1.00 |" in md  # 22 / 9

@@ -4,6 +4,7 @@
                                                [--out docs/benchmarks] [--data results/data]
     PYTHONPATH=src python -m batchwise.speed.bench cpu ...    the CPU benchmark (`cpubench`): % of the fp32 peak
     PYTHONPATH=src python -m batchwise.speed.bench subnormal ...  s1_batch1's collapsed steps, subnormals flushed or not
+    PYTHONPATH=src python -m batchwise.speed.bench options ...    channels-last, compiled steps, evaluation batch (CPU)
 
 One process, one machine, the same data for every variant:
   dataloader0  the homework loop: a torchvision-style Dataset (uint8 image -> PIL -> ToTensor ->
@@ -437,6 +438,10 @@ def main(argv: list[str] | None = None) -> int:
         from .subnormal import main as subnormal_main  # s1_batch1's collapsed steps, flush off and on
 
         return subnormal_main((sys.argv[1:] if argv is None else argv)[1:])
+    if (sys.argv[1:] if argv is None else argv)[:1] == ["options"]:
+        from .options import main as options_main  # channels-last, compiled steps, evaluation batch on the CPU
+
+        return options_main((sys.argv[1:] if argv is None else argv)[1:])
     if (sys.argv[1:] if argv is None else argv)[:1] == ["probe"]:
         from .gpu_probe import main as probe_main  # the GPU window's throughput probe
 
