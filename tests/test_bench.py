@@ -151,4 +151,5 @@ def test_options_table_takes_the_median_of_the_rounds_and_divides_eager_by_each_
     md = options.report(out)
     # eager median 100, compile median 75: x1.33; compile time median 125 s; channels_last not run
     assert "| m | 16 | 100.0 | - | - | 75.0 | x1.33 | 125 | 2.3000 / - / 2.3000 |" in md
+    assert "- m batch 16: eager 100.0, 90.0, 110.0; compile 80.0, 75.0, 50.0" in md
     assert "| 200 | 9.00 | x2.44 |" in md and "| 2000 | 22.00 | x1.00 |" in md  # 22 / 9

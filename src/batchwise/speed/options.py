@@ -102,6 +102,11 @@ def report(out: dict) -> str:
         compile_s = f"{statistics.median(r['first_step_s'] for r in runs['compile']):.0f}" if "compile" in runs else "-"
         lines.append(f"| {model} | {b} | {ms['eager']:.1f} | {cell('channels_last')} | {cell('compile')} | "
                      f"{compile_s} | {first} |")
+    if out["rounds"] > 1:  # the spread between processes is the measure of what a ratio can show
+        lines += ["", "Each round's ms per step, in the order run:", ""]
+        for (model, b), runs in _by_workload(out["runs"]).items():
+            lines.append(f"- {model} batch {b}: " + "; ".join(
+                f"{v} " + ", ".join(f"{r['ms_per_step']:.1f}" for r in runs[v]) for v in VARIANTS if v in runs))
     evals = [r for r in out["runs"] if r.get("eval_s_per_10k")]
     if evals:
         sizes = list(evals[0]["eval_s_per_10k"])
