@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
 import json
 import math
 import os
@@ -56,6 +57,14 @@ WORKLOADS = [
     ("MobileNetV2", "mobilenet_v2", "cifar10", 128, {}),
 ]
 SMALL_WORKLOADS = WORKLOADS[:3]
+
+# `bench <word> ...`: the module of the package that runs it
+SUBCOMMANDS = {
+    "cpu": "cpubench",        # the CPU benchmark: the machine's limit and the engine's share
+    "subnormal": "subnormal",  # s1_batch1's collapsed steps, flush off and on
+    "options": "options",      # channels-last, compiled steps, evaluation batch on the CPU
+    "probe": "gpu_probe",      # the GPU window's throughput probe
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -430,22 +439,9 @@ def report(out: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if (sys.argv[1:] if argv is None else argv)[:1] == ["cpu"]:
-        from .cpubench import main as cpu_main  # the CPU benchmark: the machine's limit and the engine's share
-
-        return cpu_main((sys.argv[1:] if argv is None else argv)[1:])
-    if (sys.argv[1:] if argv is None else argv)[:1] == ["subnormal"]:
-        from .subnormal import main as subnormal_main  # s1_batch1's collapsed steps, flush off and on
-
-        return subnormal_main((sys.argv[1:] if argv is None else argv)[1:])
-    if (sys.argv[1:] if argv is None else argv)[:1] == ["options"]:
-        from .options import main as options_main  # channels-last, compiled steps, evaluation batch on the CPU
-
-        return options_main((sys.argv[1:] if argv is None else argv)[1:])
-    if (sys.argv[1:] if argv is None else argv)[:1] == ["probe"]:
-        from .gpu_probe import main as probe_main  # the GPU window's throughput probe
-
-        return probe_main((sys.argv[1:] if argv is None else argv)[1:])
+    words = sys.argv[1:] if argv is None else argv
+    if words[:1] and words[0] in SUBCOMMANDS:
+        return importlib.import_module(f".{SUBCOMMANDS[words[0]]}", __package__).main(words[1:])
     parser = argparse.ArgumentParser(prog="python -m batchwise.speed.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--small", action=argparse.BooleanOptionalAction, default=None,
@@ -465,10 +461,9 @@ def main(argv: list[str] | None = None) -> int:
     steps = args.steps or (20 if small else 200)
     warmup = 5 if small else 20
     workers4 = 2 if small else 4
-    argv_shown = sys.argv[1:] if argv is None else argv
     out = {"device": str(device), "machine": machine(device), "records": [], "notes": [], "data": {},
            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-           "command": " ".join(["PYTHONPATH=src python -m batchwise.speed.bench", *argv_shown]), "config": args.config,
+           "command": " ".join(["PYTHONPATH=src python -m batchwise.speed.bench", *words]), "config": args.config,
            "settings": {"small": small, "steps": steps, "warmup": warmup, "workers4": workers4}}
     if small and args.small is None:
         out["notes"].append(f"--small chosen automatically: {note}")

@@ -88,6 +88,23 @@ def train_job(spec: dict, cache: Path, out_dir: Path) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+def child_json(module: str, args: list[str], what: str, threads: int = 1) -> dict:
+    """Run `python -m module args` as a fresh process at `threads` threads; its last stdout line, as JSON.
+    `what` names the measurement in the error when the process fails."""
+    proc = subprocess.run([sys.executable, "-m", module, *args], env={**sub_env(), "OMP_NUM_THREADS": str(threads)},
+                          capture_output=True, text=True, timeout=3600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} process exited with {proc.returncode}: {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def write_outputs(out: dict, path: Path, markdown: str) -> None:
+    """A benchmark's records as <path>.json and its report as <path>.md."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.with_suffix(".json").write_text(json.dumps(out, indent=1) + "\n")
+    path.with_suffix(".md").write_text(markdown)
+
+
 def finish(proc: subprocess.Popen) -> None:
     _, err = proc.communicate(timeout=600)
     if proc.returncode != 0:

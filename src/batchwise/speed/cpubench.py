@@ -32,7 +32,7 @@ from pathlib import Path
 
 from batchwise import config
 from . import estimate
-from .benchkit import log, sub_env
+from .benchkit import log, sub_env, write_outputs
 
 STUDIES = ("s1_batch_init", "s1_batch1", "s1_cifar_grey", "x1_zero_init", "s3_batch_convergence", "x3_scaled_lr",
            "s4_mobilenet")
@@ -138,9 +138,7 @@ def study_hours(cfg: dict, studies: list[str], records: list[dict], was_threads:
 
 
 def write(out: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.with_suffix(".json").write_text(json.dumps(out, indent=1) + "\n")
-    path.with_suffix(".md").write_text(report(out))
+    write_outputs(out, path, report(out))
 
 
 def report(out: dict) -> str:

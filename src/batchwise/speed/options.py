@@ -20,14 +20,13 @@ import datetime
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from batchwise import config
 from . import estimate
-from .benchkit import log, sub_env
+from .benchkit import child_json, log, write_outputs
 
 VARIANTS = ("eager", "channels_last", "compile")
 EVAL_IMAGES = 2000
@@ -71,16 +70,14 @@ def measure(spec: dict, variant: str, steps: int, eval_batches: list[int]) -> di
     out = {"variant": variant, "batch_size": p["batch_size"], "ms_per_step": 1000 * statistics.median(times[1:]),
            "first_step_s": times[0], "first_loss": losses[0]}
     if variant == "eager" and eval_batches:
-        x = torch.randint(0, 256, (EVAL_IMAGES, c, h, w), dtype=torch.uint8)
-        y = torch.randint(0, 10, (EVAL_IMAGES,))
-        norm = lambda b: (b.float() / 255 - 0.5) / 0.25  # noqa: E731 - the engine normalises uint8 the same way
+        d = estimate._random_data(spec["dataset"], EVAL_IMAGES)  # the images `bench cpu` evaluates
         out["eval_s_per_10k"] = {}
         for b in eval_batches:
-            evaluate(model, x[:b], y[:b], norm, b)  # a new batch shape builds oneDNN's kernels once
+            evaluate(model, d.x_test[:b], d.y_test[:b], d.normalise, b)  # a new batch shape builds oneDNN's kernels once
             passes = []
             for _ in range(2):
                 start = time.perf_counter()
-                evaluate(model, x, y, norm, b)
+                evaluate(model, d.x_test, d.y_test, d.normalise, b)
                 passes.append(time.perf_counter() - start)
             out["eval_s_per_10k"][str(b)] = 10000 / EVAL_IMAGES * statistics.median(passes)
     return out
@@ -164,23 +161,15 @@ def main(argv: list[str]) -> int:
         spec = config.resolve(cfg, cell)
         if cell.study in args.studies and (not args.batches or spec["params"]["batch_size"] in args.batches):
             specs.setdefault((spec["model"], spec["dataset"], spec["params"]["batch_size"]), spec)
-    env = {**sub_env(), "OMP_NUM_THREADS": "1"}
     for spec in specs.values():
         for _ in range(args.rounds):
             for variant in args.variants:
-                one = json.dumps([spec, variant])
-                proc = subprocess.run([sys.executable, "-m", "batchwise.speed.options", *argv, "--one", one],
-                                      env=env, capture_output=True, text=True, timeout=3600)
-                if proc.returncode != 0:
-                    raise RuntimeError(f"options benchmark process ({variant}) exited with {proc.returncode}: "
-                                       f"{proc.stderr[-2000:]}")
-                out["runs"].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+                out["runs"].append(child_json("batchwise.speed.options", [*argv, "--one", json.dumps([spec, variant])],
+                                              f"options benchmark ({variant})"))
                 log(f"{spec['model']} batch {spec['params']['batch_size']} {variant}: "
                     f"{out['runs'][-1]['ms_per_step']:.1f} ms/step")
     out["load"] += f", at end {os.getloadavg()[0]:.2f}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.with_suffix(".json").write_text(json.dumps(out, indent=1) + "\n")
-    path.with_suffix(".md").write_text(report(out))
+    write_outputs(out, path, report(out))
     return 0
 
 

@@ -19,13 +19,12 @@ import datetime
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from batchwise import config
-from .benchkit import log, sub_env
+from .benchkit import child_json, log, write_outputs
 
 STUDY = "s1_batch1"
 
@@ -116,21 +115,13 @@ def main(argv: list[str]) -> int:
            "cpu": provenance.cpu_model(), "torch": torch.__version__, "rounds": args.rounds,
            "command": " ".join(["PYTHONPATH=src python -m batchwise.speed.bench subnormal", *argv]),
            "load": f"load average at start {os.getloadavg()[0]:.2f}", "runs": []}
-    env = {**sub_env(), "OMP_NUM_THREADS": "1"}
     for _ in range(args.rounds):
         for flag in ("off", "on"):
-            proc = subprocess.run([sys.executable, "-m", "batchwise.speed.subnormal", *argv, "--one", flag],
-                                  env=env, capture_output=True, text=True, timeout=3600)
-            if proc.returncode != 0:
-                raise RuntimeError(f"subnormal benchmark process (flush {flag}) exited with {proc.returncode}: "
-                                   f"{proc.stderr[-2000:]}")
-            out["runs"].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            out["runs"].append(child_json("batchwise.speed.subnormal", [*argv, "--one", flag],
+                                          f"subnormal benchmark (flush {flag})"))
             log(f"flush {flag}: {out['runs'][-1]['ms_per_step'][-1]:.2f} ms/step in the last window")
     out["load"] += f", at end {os.getloadavg()[0]:.2f}"
-    path = Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.with_suffix(".json").write_text(json.dumps(out, indent=1) + "\n")
-    path.with_suffix(".md").write_text(report(out))
+    write_outputs(out, Path(args.out), report(out))
     return 0
 
 
